@@ -1,0 +1,148 @@
+//! The one error type of the crate. Every variant that concerns a file names it, and every
+//! corruption names the byte offset where it was found.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with the bytes at a given offset of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Corruption {
+    /// The file does not start with the segment magic: not a wal-recorder segment.
+    BadMagic,
+    /// The header carries a format version this build cannot read.
+    UnsupportedVersion(u32),
+    /// The file is empty.
+    EmptyFile,
+    /// The header is all zeros: a prepared segment that never became active.
+    ZeroHeader,
+    /// The file ends inside the header.
+    TruncatedHeader,
+    /// The header's own checksum does not match.
+    HeaderChecksum,
+    /// The header contradicts itself or the file name (for example the index).
+    BadHeader(&'static str),
+    /// A record's chained checksum does not match.
+    RecordChecksum {
+        /// The record's sequence number.
+        seq: u64,
+    },
+    /// A record claims a length over the limit or past the end of the segment.
+    BadLength {
+        /// The length field.
+        len: u64,
+    },
+    /// A record carries the wrong sequence number.
+    SequenceGap {
+        /// What the chain required.
+        expected: u64,
+        /// What the record carries.
+        found: u64,
+    },
+    /// The file ends inside a record or before the seal of a sealed segment.
+    Truncated,
+    /// The seal is malformed or disagrees with the records before it.
+    BadSeal(&'static str),
+    /// A frame header that is neither a record, a seal nor the zero end marker.
+    PartialFrame,
+    /// A segment does not continue the previous one (index, sequence or checksum chain).
+    BrokenChain(String),
+    /// A compressed segment is not a complete, valid frame.
+    BadFrame(String),
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Corruption::BadMagic => write!(f, "not a wal-recorder segment (bad magic)"),
+            Corruption::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            Corruption::EmptyFile => write!(f, "empty file"),
+            Corruption::ZeroHeader => write!(f, "zero header (prepared segment never used)"),
+            Corruption::PartialFrame => write!(f, "incomplete record frame"),
+            Corruption::TruncatedHeader => write!(f, "file ends inside the segment header"),
+            Corruption::HeaderChecksum => write!(f, "header checksum mismatch"),
+            Corruption::BadHeader(why) => write!(f, "bad header: {why}"),
+            Corruption::RecordChecksum { seq } => {
+                write!(f, "checksum mismatch in record {seq}")
+            }
+            Corruption::BadLength { len } => write!(f, "impossible record length {len}"),
+            Corruption::SequenceGap { expected, found } => {
+                write!(f, "sequence gap: expected {expected}, found {found}")
+            }
+            Corruption::Truncated => write!(f, "file ends inside a record"),
+            Corruption::BadSeal(why) => write!(f, "bad seal: {why}"),
+            Corruption::BrokenChain(why) => write!(f, "broken chain: {why}"),
+            Corruption::BadFrame(why) => write!(f, "bad compressed frame: {why}"),
+        }
+    }
+}
+
+/// Errors of wal-recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed on a file.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// The operation that failed (`open`, `fallocate`, `fdatasync`, ...).
+        op: &'static str,
+        /// The file or directory it failed on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A segment's bytes are not what the format allows.
+    #[error("{}: offset {offset}: {kind}", path.display())]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the problem in the (uncompressed) segment.
+        offset: u64,
+        /// What is wrong.
+        kind: Corruption,
+    },
+    /// A record larger than [`crate::constants::MAX_RECORD_LEN`].
+    #[error("record of {len} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// Requested payload length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A record does not fit in what is left of the segment; nothing was written.
+    #[error("segment full: record of {len} bytes does not fit")]
+    SegmentFull {
+        /// Requested payload length.
+        len: usize,
+    },
+    /// The segment was already sealed.
+    #[error("segment {} is sealed", path.display())]
+    Sealed {
+        /// The segment file.
+        path: PathBuf,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Corrupt`].
+    pub fn corrupt(path: impl Into<PathBuf>, offset: u64, kind: Corruption) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            offset,
+            kind,
+        }
+    }
+}

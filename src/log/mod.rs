@@ -1,0 +1,10 @@
+//! The log as a whole: a directory of segments read in index order as one chained stream
+//! ([`LogReader`]), and the verification report `walctl verify` prints ([`verify`]).
+
+mod listing;
+mod log_reader;
+mod verify;
+
+pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
+pub use log_reader::{LogReader, Warning};
+pub use verify::{verify, VerifyReport};

@@ -1,0 +1,116 @@
+//! A shared, writable mapping of a segment file. Owns the mapping and unmaps it on drop;
+//! knows nothing about the format.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::ptr::NonNull;
+
+use crate::error::{Error, Result};
+
+/// A `MAP_SHARED` read-write mapping of a whole file.
+pub struct SharedMap {
+    /// Start of the mapping; valid for `len` bytes until drop.
+    ptr: NonNull<u8>,
+    /// Length of the mapping in bytes; the file is at least this long (fallocated).
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; moving it to another thread is
+// fine, and `&SharedMap` hands out no interior mutability.
+unsafe impl Send for SharedMap {}
+
+impl SharedMap {
+    /// Maps `len` bytes of `file` and prefaults them for writing.
+    pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
+        // SAFETY: a fresh mapping at an address the kernel chooses; the arguments are valid and
+        // the result is checked against MAP_FAILED.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(Error::io("mmap", path, std::io::Error::last_os_error()));
+        }
+        let map = SharedMap {
+            ptr: NonNull::new(raw.cast()).expect("mmap returned null without MAP_FAILED"),
+            len,
+        };
+        map.prefault(path)?;
+        Ok(map)
+    }
+
+    /// Faults every page in as writable now, so that the writer never takes a page fault.
+    /// `MADV_POPULATE_WRITE` measured 10x faster than `MAP_POPULATE` (PERF_NOTES.md); kernels
+    /// before 5.14 reject it with EINVAL and get the pages touched one by one instead.
+    fn prefault(&self, path: &Path) -> Result<()> {
+        // SAFETY: the range is exactly this mapping.
+        let rc = unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(Error::io("madvise(MADV_POPULATE_WRITE)", path, err));
+        }
+        for off in (0..self.len).step_by(4096) {
+            // SAFETY: off < len, inside the mapping; a volatile read-then-write of the same byte
+            // changes nothing but forces a write fault.
+            unsafe {
+                let p = self.ptr.as_ptr().add(off);
+                p.write_volatile(p.read_volatile());
+            }
+        }
+        Ok(())
+    }
+
+    /// Start of the mapping.
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length of the mapping.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a segment mapping holds at least a header.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes back `[0, upto)` to the file and waits (msync MS_SYNC), so the records in that
+    /// range survive power loss.
+    pub fn sync_prefix(&self, upto: usize, path: &Path) -> Result<()> {
+        let upto = upto.min(self.len);
+        // SAFETY: the range lies inside this mapping and starts at its page-aligned start.
+        let rc = unsafe { libc::msync(self.ptr.as_ptr().cast(), upto, libc::MS_SYNC) };
+        if rc != 0 {
+            return Err(Error::io("msync", path, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are the mapping made in `map`, unmapped exactly once here.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! One segment file: its byte layout ([`format`]), its names ([`names`]), the writer that
+//! fills it without system calls ([`writer`]) and the streaming reader that checks it
+//! ([`reader`]).
+
+#[allow(missing_docs)] // offsets and encoders, documented by the byte map
+pub mod format;
+mod mmap;
+pub mod names;
+pub mod reader;
+pub mod writer;
+
+pub use mmap::SharedMap;
+pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
+pub use writer::{sync_dir, AppendError, PreparedSegment, SegmentWriter};

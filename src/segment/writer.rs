@@ -1,0 +1,307 @@
+//! `SegmentWriter`: appends records into a preallocated, prefaulted, shared mapping of one
+//! segment file. Creating a segment makes system calls; appending and sealing make none and
+//! allocate nothing.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::format::{
+    record_crc, record_size, Seal, SegmentHeader, HEADER_LEN, RECORD_HEADER_LEN, REC_CRC_OFFSET,
+    REC_LEN_OFFSET, SEAL_LEN,
+};
+use super::mmap::SharedMap;
+use super::names::segment_path;
+use crate::constants::{MAX_RECORD_LEN, MAX_SEGMENT_SIZE, MAX_SEQ, MIN_SEGMENT_SIZE};
+use crate::error::{Error, Result};
+
+/// Why an append did not happen. Nothing was written in any of these cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendError {
+    /// The record does not fit in what is left of the segment (seal space reserved).
+    Full,
+    /// The payload is longer than [`MAX_RECORD_LEN`].
+    TooLarge,
+    /// The segment is sealed.
+    Sealed,
+    /// The sequence space is exhausted.
+    SeqExhausted,
+}
+
+/// A created, preallocated, synced and prefaulted segment file with no header yet.
+/// Activating it ([`SegmentWriter::activate`]) writes the header into memory, so a prepared
+/// segment can become the active one without a system call.
+pub struct PreparedSegment {
+    path: PathBuf,
+    file: File,
+    map: SharedMap,
+    index: u64,
+}
+
+impl PreparedSegment {
+    /// Creates `<dir>/<index>.wal` with `O_EXCL`, preallocates `capacity` bytes with
+    /// `fallocate` (a full disk fails here, never as a SIGBUS later), fsyncs the file and the
+    /// directory, then maps and prefaults it. On error the file is removed again.
+    pub fn create(dir: &Path, index: u64, capacity: u64) -> Result<Self> {
+        let capacity = clamp_capacity(capacity)?;
+        let path = segment_path(dir, index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        match Self::preallocate_and_map(file, &path, dir, index, capacity) {
+            Ok(seg) => Ok(seg),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    fn preallocate_and_map(
+        file: File,
+        path: &Path,
+        dir: &Path,
+        index: u64,
+        capacity: u64,
+    ) -> Result<Self> {
+        // SAFETY: plain syscall on an fd we own; mode 0 allocates and extends the file size.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, capacity as libc::off_t) };
+        if rc != 0 {
+            return Err(Error::io(
+                "fallocate",
+                path,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+        sync_dir(dir)?;
+        let map = SharedMap::map(&file, capacity as usize, path)?;
+        Ok(PreparedSegment {
+            path: path.to_path_buf(),
+            file,
+            map,
+            index,
+        })
+    }
+
+    /// The segment's index.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The segment's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Appends records to one segment. See the module docs.
+pub struct SegmentWriter {
+    seg: PreparedSegment,
+    header: SegmentHeader,
+    /// Offset of the next record; a multiple of 8, at most `capacity - SEAL_LEN`.
+    write_off: usize,
+    /// Sequence number the next record gets.
+    next_seq: u64,
+    /// Checksum of the last record written (the header's `prev_crc` before the first).
+    last_crc: u32,
+    /// Records written so far.
+    count: u64,
+    /// Set once the seal is written.
+    sealed: Option<Seal>,
+}
+
+impl SegmentWriter {
+    /// Creates a segment file and makes it the active segment (see [`PreparedSegment::create`]).
+    pub fn create(
+        dir: &Path,
+        index: u64,
+        capacity: u64,
+        first_seq: u64,
+        prev_crc: u32,
+    ) -> Result<Self> {
+        let seg = PreparedSegment::create(dir, index, capacity)?;
+        Ok(Self::activate(seg, first_seq, prev_crc))
+    }
+
+    /// Writes the header of a prepared segment; no system call.
+    pub fn activate(seg: PreparedSegment, first_seq: u64, prev_crc: u32) -> Self {
+        debug_assert!((1..=MAX_SEQ).contains(&first_seq));
+        let header = SegmentHeader {
+            index: seg.index,
+            first_seq,
+            prev_crc,
+            capacity: seg.map.len() as u64,
+        };
+        let bytes = header.encode();
+        // SAFETY: the mapping is at least MIN_SEGMENT_SIZE > HEADER_LEN bytes and this writer
+        // owns it exclusively.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), seg.map.as_ptr(), HEADER_LEN);
+        }
+        SegmentWriter {
+            seg,
+            header,
+            write_off: HEADER_LEN,
+            next_seq: first_seq,
+            last_crc: prev_crc,
+            count: 0,
+            sealed: None,
+        }
+    }
+
+    /// Appends `payload` as one record and returns its sequence number.
+    #[inline]
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64, AppendError> {
+        self.append_with(payload.len(), |buf| buf.copy_from_slice(payload))
+    }
+
+    /// Reserves `len` bytes in the mapping, lets `fill` write the payload in place (zero
+    /// copy), then commits the record. The record becomes visible only after `fill` returns:
+    /// its sequence field is stored last, with release ordering.
+    #[inline]
+    pub fn append_with<F: FnOnce(&mut [u8])>(
+        &mut self,
+        len: usize,
+        fill: F,
+    ) -> Result<u64, AppendError> {
+        if self.sealed.is_some() {
+            return Err(AppendError::Sealed);
+        }
+        if len > MAX_RECORD_LEN {
+            return Err(AppendError::TooLarge);
+        }
+        if self.next_seq > MAX_SEQ {
+            return Err(AppendError::SeqExhausted);
+        }
+        let size = record_size(len);
+        if self.write_off + size + SEAL_LEN > self.seg.map.len() {
+            return Err(AppendError::Full);
+        }
+        let seq = self.next_seq;
+        // SAFETY: write_off + size + SEAL_LEN <= map.len() was checked above, the record lies
+        // wholly inside the mapping, and no one else writes to it. The range was zero (fresh
+        // fallocated file) and is not yet committed, so readers ignore it.
+        let rec = unsafe { self.seg.map.as_ptr().add(self.write_off) };
+        // SAFETY: `payload` covers exactly the len bytes after the frame header, in bounds.
+        let payload = unsafe { std::slice::from_raw_parts_mut(rec.add(RECORD_HEADER_LEN), len) };
+        fill(payload);
+        let crc = record_crc(self.last_crc, seq, payload);
+        // SAFETY: rec is 8-aligned (mapping is page-aligned, write_off a multiple of 8) and the
+        // 16-byte frame header is in bounds; the seq field is an aligned u64 we may treat as
+        // an atomic because nothing else accesses it through a non-atomic reference.
+        unsafe {
+            rec.add(REC_LEN_OFFSET)
+                .cast::<[u8; 4]>()
+                .write((len as u32).to_le_bytes());
+            rec.add(REC_CRC_OFFSET)
+                .cast::<[u8; 4]>()
+                .write(crc.to_le_bytes());
+            (*rec.cast::<AtomicU64>()).store(seq.to_le(), Ordering::Release);
+        }
+        self.write_off += size;
+        self.next_seq = seq + 1;
+        self.last_crc = crc;
+        self.count += 1;
+        Ok(seq)
+    }
+
+    /// Writes the seal after the last record; no system call. Appends fail afterwards.
+    /// Sealing twice returns the same seal.
+    pub fn seal(&mut self) -> Seal {
+        if let Some(seal) = self.sealed {
+            return seal;
+        }
+        let seal = Seal {
+            count: self.count,
+            end: (self.write_off + SEAL_LEN) as u64,
+            last_crc: self.last_crc,
+        };
+        let bytes = seal.encode();
+        // SAFETY: append always leaves SEAL_LEN bytes free after write_off.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.seg.map.as_ptr().add(self.write_off),
+                SEAL_LEN,
+            );
+        }
+        self.sealed = Some(seal);
+        seal
+    }
+
+    /// Makes every record written so far durable (msync of the written range).
+    pub fn sync(&self) -> Result<()> {
+        let upto = self.write_off + if self.sealed.is_some() { SEAL_LEN } else { 0 };
+        self.seg.map.sync_prefix(upto, &self.seg.path)
+    }
+
+    /// The segment's header.
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// Path of the segment file.
+    pub fn path(&self) -> &Path {
+        &self.seg.path
+    }
+
+    /// The file itself (for the maintainer's persist step).
+    pub fn file(&self) -> &File {
+        &self.seg.file
+    }
+
+    /// Sequence number the next record would get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Checksum of the last record (the chain value the next segment starts from).
+    pub fn last_crc(&self) -> u32 {
+        self.last_crc
+    }
+
+    /// Records written.
+    pub fn record_count(&self) -> u64 {
+        self.count
+    }
+
+    /// Bytes in use: header, records and, once sealed, the seal.
+    pub fn used_len(&self) -> u64 {
+        (self.write_off + if self.sealed.is_some() { SEAL_LEN } else { 0 }) as u64
+    }
+
+    /// Whether the seal is written.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.is_some()
+    }
+
+    /// Hands the file and mapping over (to the maintainer), with the used length.
+    pub fn into_parts(self) -> (PathBuf, File, SharedMap, u64) {
+        let used = self.used_len();
+        (self.seg.path, self.seg.file, self.seg.map, used)
+    }
+}
+
+/// Segment size rounded to a page and checked against the limits.
+fn clamp_capacity(capacity: u64) -> Result<u64> {
+    if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&capacity) {
+        return Err(Error::Config(format!(
+            "segment size {capacity} outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}"
+        )));
+    }
+    Ok(capacity.div_ceil(4096) * 4096)
+}
+
+/// fsyncs a directory so that a file created, renamed or removed in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| Error::io("open dir", dir, e))?;
+    d.sync_all().map_err(|e| Error::io("fsync dir", dir, e))
+}

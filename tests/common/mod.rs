@@ -1,0 +1,92 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use wal_recorder::event;
+use wal_recorder::segment::names::segment_path;
+use wal_recorder::segment::{AppendError, SegmentWriter};
+
+/// Writes `records` synthetic events of `rec_len` bytes, rolling over segments of
+/// `seg_size` bytes; seals every segment but the last when `seal_last` is false.
+/// Returns the paths of the segments written.
+pub fn write_log(
+    dir: &Path,
+    records: u64,
+    rec_len: usize,
+    seg_size: u64,
+    seal_last: bool,
+) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    let mut index = 0;
+    let mut w = SegmentWriter::create(dir, index, seg_size, 1, 0).unwrap();
+    paths.push(segment_path(dir, index));
+    let mut seq = 1;
+    while seq <= records {
+        match w.append_with(rec_len, |b| event::fill(seq, b)) {
+            Ok(s) => {
+                assert_eq!(s, seq);
+                seq += 1;
+            }
+            Err(AppendError::Full) => {
+                w.seal();
+                index += 1;
+                w = SegmentWriter::create(dir, index, seg_size, w.next_seq(), w.last_crc())
+                    .unwrap();
+                paths.push(segment_path(dir, index));
+            }
+            Err(e) => panic!("append failed: {e:?}"),
+        }
+    }
+    if seal_last {
+        w.seal();
+    }
+    paths
+}
+
+/// Flips one bit of a file at `offset`.
+pub fn flip_bit(path: &Path, offset: u64) {
+    let mut b = std::fs::read(path).unwrap();
+    b[offset as usize] ^= 0x10;
+    std::fs::write(path, b).unwrap();
+}
+
+/// Path of the `walctl` binary built for these tests.
+pub fn walctl() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_walctl"))
+}
+
+/// A tmpfs of a given size mounted on a temporary directory (needs root, as CI has): the
+/// way to make ENOSPC happen for real. Unmounted on drop.
+pub struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    pub fn mount(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a small tmpfs failed: this test needs root (CI runs as root)"
+        );
+        SmallTmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
