@@ -73,8 +73,10 @@ impl TradeEvent {
         };
         TradeEvent {
             seq,
-            ts_ns: BASE_TS_NS + seq * 250 + (m >> 40) % 200,
-            order_id: 1_000_000 + seq / 2,
+            ts_ns: BASE_TS_NS
+                .wrapping_add(seq.wrapping_mul(250))
+                .wrapping_add((m >> 40) % 200),
+            order_id: 1_000_000u64.wrapping_add(seq / 2),
             instrument,
             side: ((m >> 12) & 1) as u8,
             kind,

@@ -106,8 +106,11 @@ impl PreparedSegment {
 pub struct SegmentWriter {
     seg: PreparedSegment,
     header: SegmentHeader,
-    /// Offset of the next record; a multiple of 8, at most `capacity - SEAL_LEN`.
+    /// Offset of the next record; a multiple of 8, at most `limit`.
     write_off: usize,
+    /// Records must end at or before this offset: `capacity - SEAL_LEN` (room for the seal
+    /// is always kept), or 0 once sealed, so one comparison on the hot path covers both.
+    limit: usize,
     /// Sequence number the next record gets.
     next_seq: u64,
     /// Checksum of the last record written (the header's `prev_crc` before the first).
@@ -134,11 +137,12 @@ impl SegmentWriter {
     /// Writes the header of a prepared segment; no system call.
     pub fn activate(seg: PreparedSegment, first_seq: u64, prev_crc: u32) -> Self {
         debug_assert!((1..=MAX_SEQ).contains(&first_seq));
+        let capacity = seg.map.len();
         let header = SegmentHeader {
             index: seg.index,
             first_seq,
             prev_crc,
-            capacity: seg.map.len() as u64,
+            capacity: capacity as u64,
         };
         let bytes = header.encode();
         // SAFETY: the mapping is at least MIN_SEGMENT_SIZE > HEADER_LEN bytes and this writer
@@ -150,6 +154,7 @@ impl SegmentWriter {
             seg,
             header,
             write_off: HEADER_LEN,
+            limit: capacity - SEAL_LEN,
             next_seq: first_seq,
             last_crc: prev_crc,
             count: 0,
@@ -172,9 +177,6 @@ impl SegmentWriter {
         len: usize,
         fill: F,
     ) -> Result<u64, AppendError> {
-        if self.sealed.is_some() {
-            return Err(AppendError::Sealed);
-        }
         if len > MAX_RECORD_LEN {
             return Err(AppendError::TooLarge);
         }
@@ -182,11 +184,15 @@ impl SegmentWriter {
             return Err(AppendError::SeqExhausted);
         }
         let size = record_size(len);
-        if self.write_off + size + SEAL_LEN > self.seg.map.len() {
-            return Err(AppendError::Full);
+        if self.write_off + size > self.limit {
+            return Err(if self.sealed.is_some() {
+                AppendError::Sealed
+            } else {
+                AppendError::Full
+            });
         }
         let seq = self.next_seq;
-        // SAFETY: write_off + size + SEAL_LEN <= map.len() was checked above, the record lies
+        // SAFETY: write_off + size <= limit <= map.len() - SEAL_LEN was checked above, the record lies
         // wholly inside the mapping, and no one else writes to it. The range was zero (fresh
         // fallocated file) and is not yet committed, so readers ignore it.
         let rec = unsafe { self.seg.map.as_ptr().add(self.write_off) };
@@ -234,6 +240,7 @@ impl SegmentWriter {
             );
         }
         self.sealed = Some(seal);
+        self.limit = 0;
         seal
     }
 
