@@ -67,6 +67,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: restoring the default SIGPIPE action before any thread exists, so that
+    // `walctl cat DIR | head` ends quietly like other Unix tools instead of panicking.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Record { .. } => {
