@@ -21,3 +21,45 @@ pub const FIRST_SEQ: u64 = 1;
 
 /// Largest sequence number a record may carry; `u64::MAX` is the seal marker.
 pub const MAX_SEQ: u64 = u64::MAX - 1;
+
+/// Most hot (uncompressed, persisted) segments the maintainer keeps.
+pub const MAX_HOT_SEGMENTS: usize = 4096;
+/// Default limit of hot segments before the oldest is frozen.
+pub const DEFAULT_MAX_SEGMENTS: usize = 8;
+/// Most cold (compressed) segments the maintainer keeps.
+pub const MAX_COLD_SEGMENTS: usize = 1 << 20;
+/// Default limit of cold segments before the oldest is deleted.
+pub const DEFAULT_MAX_COMPRESSED_SEGMENTS: usize = 64;
+
+/// Shortest idle sleep of the maintainer loop (the first step of its backoff).
+pub const MIN_SLEEP_FLOOR: std::time::Duration = std::time::Duration::from_micros(1);
+/// Longest idle sleep the loop may be configured with.
+pub const MAX_SLEEP_CEILING: std::time::Duration = std::time::Duration::from_millis(100);
+/// Default first backoff step.
+pub const DEFAULT_MIN_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
+/// Default longest idle sleep: idle CPU stays well under 1 % of a core.
+pub const DEFAULT_MAX_SLEEP: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Largest capacity of the persist ring (sealed segments from the writer).
+pub const MAX_PERSIST_QUEUE: usize = 1024;
+/// Default capacity of the persist ring.
+pub const DEFAULT_PERSIST_QUEUE: usize = 64;
+/// Largest capacity of the freeze and free request rings.
+pub const MAX_REQUEST_QUEUE: usize = 1024;
+/// Default capacity of the freeze and free request rings.
+pub const DEFAULT_REQUEST_QUEUE: usize = 32;
+
+/// Bytes read, compressed and written per step of a freeze.
+pub const CHUNK_SIZE: usize = 1024 * 1024;
+/// Chunks of one freeze in flight at once (reads ahead, writes behind compression).
+pub const FREEZE_PIPELINE_DEPTH: usize = 4;
+/// Most new jobs (persist or free) the loop starts in one turn: one submission per turn.
+pub const BATCH_SIZE: usize = 32;
+/// io_uring submission queue entries: a full batch of linked chains plus a freeze pipeline.
+pub const RING_ENTRIES: u32 = 256;
+/// Most LZ4 compression level (12 = LZ4 HC maximum).
+pub const MAX_LZ4_LEVEL: u32 = 12;
+/// First delay before retrying a failed freeze, persist or delete; doubles per failure.
+pub const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+/// Longest delay between retries.
+pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);

@@ -24,10 +24,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod codec;
+pub mod config;
 pub mod constants;
 pub mod error;
 pub mod event;
+pub mod io;
 pub mod log;
+pub mod maintainer;
 pub mod segment;
 
 pub use error::{Corruption, Error, Result};

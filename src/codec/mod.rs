@@ -1,19 +1,92 @@
 //! Compression of cold segments: safe wrappers over the C LZ4 library (lz4-sys). The only
 //! module besides `segment` and `io` that holds `unsafe` code.
 
+pub mod block;
 pub mod lz4;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use crate::error::Result;
+use crate::config::Compression;
+use crate::error::{Corruption, Error, Result};
 
 /// Input buffer of the cold-segment decoder.
 const COLD_READ_BUF: usize = 256 * 1024;
 
-/// Opens a `.wal.lz4` as the byte stream of the segment it holds.
+/// Magic number of an LZ4 frame, little-endian on disk.
+const LZ4_FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+
+/// Opens a `.wal.lz4` as the byte stream of the segment it holds; the first bytes tell an
+/// LZ4 frame from the block-mode container.
 pub fn open_cold(file: File, path: &Path) -> Result<Box<dyn Read + Send>> {
+    let mut src = BufReader::with_capacity(COLD_READ_BUF, file);
+    let head = src.fill_buf().map_err(|e| Error::io("read", path, e))?;
+    if head.starts_with(&block::BLOCK_MAGIC[..head.len().min(8)]) && head.len() >= 8 {
+        Ok(Box::new(block::BlockDecoder::new(src, path)?))
+    } else if head.len() >= 4 && head[..4] == LZ4_FRAME_MAGIC {
+        Ok(Box::new(lz4::FrameDecoder::new(src, path)?))
+    } else {
+        let why = if head.is_empty() {
+            "empty file"
+        } else {
+            "neither an LZ4 frame nor a block container"
+        };
+        Err(Error::corrupt(path, 0, Corruption::BadFrame(why.into())))
+    }
+}
+
+/// Opens a cold file that must be in the given encoding (the freeze's own check).
+pub fn open_cold_with(file: File, path: &Path, c: Compression) -> Result<Box<dyn Read + Send>> {
     let src = BufReader::with_capacity(COLD_READ_BUF, file);
-    Ok(Box::new(lz4::FrameDecoder::new(src, path)?))
+    Ok(match c {
+        Compression::Frame { .. } => Box::new(lz4::FrameDecoder::new(src, path)?),
+        Compression::Block { .. } => Box::new(block::BlockDecoder::new(src, path)?),
+    })
+}
+
+/// The encoder a freeze uses.
+pub enum ColdEncoder {
+    /// A standard LZ4 frame.
+    Frame(lz4::FrameEncoder),
+    /// The block-mode container.
+    Block(block::BlockEncoder),
+}
+
+impl ColdEncoder {
+    /// An encoder for `content_size` bytes.
+    pub fn new(c: Compression, content_size: u64) -> Result<Self> {
+        Ok(match c {
+            Compression::Frame { level } => {
+                ColdEncoder::Frame(lz4::FrameEncoder::new(level, content_size)?)
+            }
+            Compression::Block { level } => {
+                ColdEncoder::Block(block::BlockEncoder::new(level, content_size))
+            }
+        })
+    }
+
+    /// Worst-case bytes one call appends.
+    pub fn output_bound(&self) -> usize {
+        match self {
+            ColdEncoder::Frame(e) => e.output_bound(),
+            ColdEncoder::Block(e) => e.output_bound(),
+        }
+    }
+
+    /// Compresses one chunk (at most 1 MiB), appending to `out`.
+    pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            ColdEncoder::Frame(e) => e.compress(input, out),
+            ColdEncoder::Block(e) => e.compress(input, out),
+        }
+    }
+
+    /// Ends the stream, appending to `out`.
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            ColdEncoder::Frame(e) => e.finish(out),
+            ColdEncoder::Block(e) => e.finish(out),
+        }
+    }
 }

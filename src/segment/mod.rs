@@ -11,4 +11,4 @@ pub mod writer;
 
 pub use mmap::SharedMap;
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
-pub use writer::{sync_dir, AppendError, PreparedSegment, SegmentWriter};
+pub use writer::{sync_dir, AppendError, PreparedSegment, SealedSegment, SegmentWriter};

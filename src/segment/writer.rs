@@ -102,6 +102,23 @@ impl PreparedSegment {
     }
 }
 
+/// A sealed segment on its way to the maintainer: still mapped and open; the maintainer
+/// unmaps it, truncates it to `used`, fdatasyncs and closes it.
+pub struct SealedSegment {
+    /// Segment index.
+    pub index: u64,
+    /// Path of the `.wal`.
+    pub path: PathBuf,
+    /// The open file.
+    pub file: File,
+    /// The writer's mapping (dropped = unmapped by the maintainer, off the writer thread).
+    pub map: Option<SharedMap>,
+    /// Used length: header, records and seal.
+    pub used: u64,
+    /// Sequence number of the last record (first_seq - 1 when empty).
+    pub last_seq: u64,
+}
+
 /// Appends records to one segment. See the module docs.
 pub struct SegmentWriter {
     seg: PreparedSegment,
@@ -290,10 +307,19 @@ impl SegmentWriter {
         self.sealed.is_some()
     }
 
-    /// Hands the file and mapping over (to the maintainer), with the used length.
-    pub fn into_parts(self) -> (PathBuf, File, SharedMap, u64) {
+    /// Seals (if not yet sealed) and hands the segment over to the maintainer's persist
+    /// step. No system call.
+    pub fn into_sealed(mut self) -> SealedSegment {
+        self.seal();
         let used = self.used_len();
-        (self.seg.path, self.seg.file, self.seg.map, used)
+        SealedSegment {
+            index: self.header.index,
+            path: self.seg.path,
+            file: self.seg.file,
+            map: Some(self.seg.map),
+            used,
+            last_seq: self.next_seq - 1,
+        }
     }
 }
 

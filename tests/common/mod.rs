@@ -90,3 +90,55 @@ impl Drop for SmallTmpfs {
             .status();
     }
 }
+
+/// Writes `segments` full segments of synthetic 64-byte events of `seg_size` bytes and hands
+/// each, sealed, to `sink`. Returns the sealed bytes of every segment (what a `.wal.lz4`
+/// must decode to) and the last sequence number.
+pub fn write_segments(
+    dir: &Path,
+    segments: u64,
+    seg_size: u64,
+    mut sink: impl FnMut(wal_recorder::segment::SealedSegment),
+) -> (Vec<Vec<u8>>, u64) {
+    let mut sealed = Vec::new();
+    let (mut seq, mut crc) = (1u64, 0u32);
+    for index in 0..segments {
+        let mut w = SegmentWriter::create(dir, index, seg_size, seq, crc).unwrap();
+        loop {
+            match w.append_with(64, |b| event::fill(seq, b)) {
+                Ok(_) => seq += 1,
+                Err(AppendError::Full) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        crc = w.last_crc();
+        let seg = w.into_sealed();
+        let mut bytes = std::fs::read(&seg.path).unwrap();
+        bytes.truncate(seg.used as usize);
+        sealed.push(bytes);
+        sink(seg);
+    }
+    (sealed, seq - 1)
+}
+
+/// Names of the files in `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Polls `cond` every millisecond for up to 20 s (a liveness bound, not a speed claim).
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

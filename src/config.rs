@@ -1,0 +1,151 @@
+//! `Config`: what the maintainer (and, later, the recorder) can be told, with documented
+//! defaults; every value is checked against the limits of [`crate::constants`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::constants::*;
+use crate::error::{Error, Result};
+use crate::io::fault::FaultPlan;
+use crate::io::BackendChoice;
+
+/// How cold segments are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// One standard LZ4 frame (content checksum and size): `lz4 -d` restores the segment.
+    Frame {
+        /// LZ4 level: 0 fast (default), 3..=12 HC.
+        level: u32,
+    },
+    /// LZ4 block mode in our own container (docs/FORMAT.md); read by the reader.
+    Block {
+        /// LZ4 level: 0 fast (default), 3..=12 HC.
+        level: u32,
+    },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Frame { level: 0 }
+    }
+}
+
+/// Configuration of a [`crate::maintainer::SegmentMaintainer`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// Hot segments kept before the oldest is frozen. Default 8, 1..=`MAX_HOT_SEGMENTS`.
+    pub max_segments: usize,
+    /// Cold segments kept before the oldest is deleted. Default 64,
+    /// 1..=`MAX_COLD_SEGMENTS`.
+    pub max_compressed_segments: usize,
+    /// First idle backoff step. Default 50 µs.
+    pub min_sleep: Duration,
+    /// Longest idle sleep. Default 1 ms; at most `MAX_SLEEP_CEILING`.
+    pub max_sleep: Duration,
+    /// Capacity of the persist ring. Default 64, at most `MAX_PERSIST_QUEUE`.
+    pub persist_queue: usize,
+    /// Capacity of the freeze and free request rings. Default 32.
+    pub request_queue: usize,
+    /// Core to pin the maintainer thread to; `None`: not pinned.
+    pub core: Option<usize>,
+    /// io_uring (default, with fallback) or blocking system calls.
+    pub backend: BackendChoice,
+    /// Cold segment encoding.
+    pub compression: Compression,
+    /// Decode every new `.wal.lz4.tmp` and compare it with the segment before the rename.
+    /// Default on.
+    pub verify_frames: bool,
+    /// Test hook: run the fault-injecting backend with this plan.
+    pub fault_plan: Option<FaultPlan>,
+    /// Test hook: make io_uring setup fail with this errno (to exercise the fallback).
+    pub simulate_uring_error: Option<i32>,
+}
+
+impl Config {
+    /// The defaults for `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Config {
+            dir: dir.into(),
+            max_segments: DEFAULT_MAX_SEGMENTS,
+            max_compressed_segments: DEFAULT_MAX_COMPRESSED_SEGMENTS,
+            min_sleep: DEFAULT_MIN_SLEEP,
+            max_sleep: DEFAULT_MAX_SLEEP,
+            persist_queue: DEFAULT_PERSIST_QUEUE,
+            request_queue: DEFAULT_REQUEST_QUEUE,
+            core: None,
+            backend: BackendChoice::Auto,
+            compression: Compression::default(),
+            verify_frames: true,
+            fault_plan: None,
+            simulate_uring_error: None,
+        }
+    }
+
+    /// Checks every value: zero limits and `min_sleep > max_sleep` are errors; values above
+    /// a system limit are clamped to it (and logged).
+    pub fn validated(mut self) -> Result<Self> {
+        fn clamp<T: PartialOrd + Copy + std::fmt::Debug>(name: &str, v: &mut T, max: T) {
+            if *v > max {
+                log::warn!("{name} {v:?} clamped to {max:?}");
+                *v = max;
+            }
+        }
+        if self.max_segments == 0 || self.max_compressed_segments == 0 {
+            return Err(Error::Config(
+                "max_segments and max_compressed_segments must be at least 1".into(),
+            ));
+        }
+        if self.persist_queue == 0 || self.request_queue == 0 {
+            return Err(Error::Config("queue capacities must be at least 1".into()));
+        }
+        clamp("max_segments", &mut self.max_segments, MAX_HOT_SEGMENTS);
+        clamp(
+            "max_compressed_segments",
+            &mut self.max_compressed_segments,
+            MAX_COLD_SEGMENTS,
+        );
+        clamp("persist_queue", &mut self.persist_queue, MAX_PERSIST_QUEUE);
+        clamp("request_queue", &mut self.request_queue, MAX_REQUEST_QUEUE);
+        clamp("max_sleep", &mut self.max_sleep, MAX_SLEEP_CEILING);
+        if self.min_sleep < MIN_SLEEP_FLOOR {
+            self.min_sleep = MIN_SLEEP_FLOOR;
+        }
+        if self.min_sleep > self.max_sleep {
+            return Err(Error::Config(format!(
+                "min_sleep {:?} exceeds max_sleep {:?}",
+                self.min_sleep, self.max_sleep
+            )));
+        }
+        match &mut self.compression {
+            Compression::Frame { level } | Compression::Block { level } => {
+                clamp("lz4 level", level, MAX_LZ4_LEVEL)
+            }
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_over_the_limits_are_clamped_and_nonsense_is_refused() {
+        let mut c = Config::new("/tmp/x");
+        c.max_segments = usize::MAX;
+        c.max_sleep = Duration::from_secs(60);
+        c.compression = Compression::Frame { level: 99 };
+        let c = c.validated().unwrap();
+        assert_eq!(c.max_segments, MAX_HOT_SEGMENTS);
+        assert_eq!(c.max_sleep, MAX_SLEEP_CEILING);
+        assert_eq!(c.compression, Compression::Frame { level: 12 });
+        let mut bad = Config::new("/tmp/x");
+        bad.max_compressed_segments = 0;
+        assert!(matches!(bad.validated(), Err(Error::Config(_))));
+        let mut bad = Config::new("/tmp/x");
+        bad.min_sleep = Duration::from_millis(5);
+        assert!(matches!(bad.validated(), Err(Error::Config(_))));
+    }
+}

@@ -1,0 +1,184 @@
+//! Fault injection for tests: wraps a real backend and makes chosen operations fail with a
+//! chosen errno, or transfer fewer bytes than asked (short reads and writes), with link
+//! semantics kept (the rest of a failed chain completes with `-ECANCELED`). Rules are named
+//! after the place they break: an opcode, a target, and which occurrence.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::blocking::{breaks_chain, run};
+use super::{Completion, IoBackend, Op, OpCode, Target};
+
+/// What a rule does to the operation it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Completes with `-errno` without running.
+    Fail(i32),
+    /// Runs with the length cut to at most this many bytes (reads and writes).
+    Short(u32),
+}
+
+/// One fault: the `nth` (0-based) operation with this opcode and target, and `count`
+/// occurrences from there on (`u32::MAX`: every later one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Opcode to match.
+    pub code: OpCode,
+    /// Target to match.
+    pub target: Target,
+    /// First matching occurrence (0-based) the effect applies to.
+    pub nth: u32,
+    /// How many occurrences from `nth` on.
+    pub count: u32,
+    /// What happens.
+    pub effect: Effect,
+}
+
+/// A set of rules, shareable with the test that set them (to add or clear rules while the
+/// maintainer runs, and to read how often each rule fired).
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    inner: Arc<Mutex<PlanState>>,
+}
+
+#[derive(Debug, Default)]
+struct PlanState {
+    rules: Vec<Rule>,
+    seen: HashMap<(OpCode, Target), u32>,
+    fired: u64,
+}
+
+impl FaultPlan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a rule.
+    pub fn add(&self, rule: Rule) -> &Self {
+        self.inner.lock().expect("fault plan lock").rules.push(rule);
+        self
+    }
+
+    /// Fails every `code` on `target` from now on with `errno`.
+    pub fn fail_always(&self, code: OpCode, target: Target, errno: i32) -> &Self {
+        let nth = self.seen(code, target);
+        self.add(Rule {
+            code,
+            target,
+            nth,
+            count: u32::MAX,
+            effect: Effect::Fail(errno),
+        })
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        self.inner.lock().expect("fault plan lock").rules.clear();
+    }
+
+    /// How many operations the rules changed so far.
+    pub fn fired(&self) -> u64 {
+        self.inner.lock().expect("fault plan lock").fired
+    }
+
+    /// How many `code` operations on `target` were pushed so far.
+    pub fn seen(&self, code: OpCode, target: Target) -> u32 {
+        let st = self.inner.lock().expect("fault plan lock");
+        st.seen.get(&(code, target)).copied().unwrap_or(0)
+    }
+
+    fn effect_for(&self, op: &Op) -> Option<Effect> {
+        let mut st = self.inner.lock().expect("fault plan lock");
+        let n = st.seen.entry((op.code, op.target)).or_insert(0);
+        let occurrence = *n;
+        *n += 1;
+        let effect = st
+            .rules
+            .iter()
+            .find(|r| {
+                r.code == op.code
+                    && r.target == op.target
+                    && occurrence >= r.nth
+                    && u64::from(occurrence - r.nth) < u64::from(r.count)
+            })
+            .map(|r| r.effect);
+        if effect.is_some() {
+            st.fired += 1;
+        }
+        effect
+    }
+}
+
+/// The fault-injecting backend. It runs operations with blocking system calls (as
+/// [`super::BlockingBackend`] does, with the same link semantics), after applying the plan.
+pub struct FaultBackend {
+    plan: FaultPlan,
+    queued: VecDeque<Op>,
+    done: VecDeque<Completion>,
+}
+
+impl FaultBackend {
+    /// A backend applying `plan`.
+    pub fn new(plan: FaultPlan) -> Self {
+        FaultBackend {
+            plan,
+            queued: VecDeque::new(),
+            done: VecDeque::new(),
+        }
+    }
+}
+
+impl IoBackend for FaultBackend {
+    fn name(&self) -> &'static str {
+        "fault"
+    }
+
+    unsafe fn push(&mut self, op: Op) -> Result<(), Op> {
+        self.queued.push_back(op);
+        Ok(())
+    }
+
+    fn submit(&mut self) -> std::io::Result<()> {
+        let mut cancel_rest = false;
+        while let Some(mut op) = self.queued.pop_front() {
+            let asked = op.len;
+            let effect = self.plan.effect_for(&op);
+            let result = match (cancel_rest, effect) {
+                (true, _) => -libc::ECANCELED,
+                (false, Some(Effect::Fail(errno))) => -errno,
+                (false, other) => {
+                    if let Some(Effect::Short(n)) = other {
+                        op.len = op.len.min(n);
+                    }
+                    // SAFETY: push's contract keeps the pointers valid until the completion
+                    // is reaped, which is after this call.
+                    unsafe { run(&op) }
+                }
+            };
+            cancel_rest =
+                op.link && (cancel_rest || breaks_chain(&Op { len: asked, ..op }, result));
+            self.done.push_back(Completion {
+                user_data: op.user_data,
+                result,
+            });
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
+        if self.done.is_empty() {
+            std::thread::sleep(timeout);
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self, out: &mut Vec<Completion>) {
+        out.extend(self.done.drain(..));
+    }
+
+    fn in_flight(&self) -> usize {
+        self.queued.len() + self.done.len()
+    }
+}

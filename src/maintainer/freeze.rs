@@ -1,0 +1,502 @@
+//! Freeze: turns a hot `.wal` into a cold `.wal.lz4`.
+//!
+//! 1. Pipeline: reads of 1 MiB chunks go through the ring up to `FREEZE_PIPELINE_DEPTH`
+//!    ahead; each chunk is compressed on this thread as soon as it and its predecessors are
+//!    in, and its output is written to `<name>.wal.lz4.tmp` (created with `O_EXCL`) while the
+//!    next chunks are read. Short reads and writes are resubmitted for the rest.
+//! 2. `fdatasync(tmp)`.
+//! 3. Check (on by default): decode the tmp file and compare length and CRC32C with the
+//!    bytes that were read.
+//! 4. One linked chain: `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`.
+//!
+//! Any failure before the rename's directory fsync leaves the `.wal` untouched and the tmp
+//! removed, and the freeze is retried later; an fsync failure is never retried (contract 5)
+//! and nothing is deleted.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::job::{ud, Ctx};
+use crate::codec::ColdEncoder;
+use crate::constants::{CHUNK_SIZE, FREEZE_PIPELINE_DEPTH};
+use crate::error::{Corruption, Error, Result};
+use crate::io::{check, push_chain, Op, Target};
+use crate::segment::names::{cold_name, hot_name};
+
+const READ: u32 = 0x100;
+const WRITE: u32 = 0x200;
+const SYNC_TMP: u32 = 0x300;
+const PUBLISH: u32 = 0x400;
+const PUBLISH_STEPS: usize = 4;
+
+/// How a freeze ended.
+pub(crate) enum FreezeOutcome {
+    /// The `.wal.lz4` is durable and the `.wal` gone.
+    Frozen { bytes_in: u64, bytes_out: u64 },
+    /// The `.wal.lz4` is durable but unlinking the `.wal` failed: retry the unlink.
+    UnlinkFailed(Error),
+    /// Failed before anything was published; the `.wal` is intact. Retry later.
+    Retry { error: Error, enospc: bool },
+    /// An fsync failed: contract 5.
+    FsyncFailed(Error),
+}
+
+struct ReadSlot {
+    buf: Box<[u8]>,
+    /// Chunk held (or being read) in this slot.
+    chunk: Option<u64>,
+    want: usize,
+    filled: usize,
+    in_flight: bool,
+}
+
+struct WriteSlot {
+    buf: Vec<u8>,
+    offset: u64,
+    done: usize,
+    in_flight: bool,
+}
+
+enum Phase {
+    Pipeline,
+    SyncTmp,
+    Publish([Option<i32>; PUBLISH_STEPS]),
+}
+
+/// One segment being frozen. Lives in its slot, unmoved in the heap, while operations that
+/// point into its buffers are in flight.
+pub(crate) struct FreezeJob {
+    pub index: u64,
+    src_path: PathBuf,
+    tmp_path: PathBuf,
+    src_name: CString,
+    tmp_name: CString,
+    dst_name: CString,
+    src_fd: RawFd,
+    tmp_fd: RawFd,
+    src_len: u64,
+    n_chunks: u64,
+    next_read: u64,
+    next_compress: u64,
+    out_off: u64,
+    src_crc: u32,
+    enc: Option<ColdEncoder>,
+    reads: Vec<ReadSlot>,
+    writes: Vec<WriteSlot>,
+    phase: Phase,
+    /// First failure; once set, nothing new is issued and the job ends when idle.
+    error: Option<(Error, bool)>,
+    verify: bool,
+}
+
+fn cstr(s: String) -> CString {
+    CString::new(s).expect("segment names have no NUL")
+}
+
+fn open(path: &Path, flags: i32, op: &'static str) -> Result<RawFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::Config(format!("path with NUL: {}", path.display())))?;
+    // SAFETY: valid C string; the returned fd is owned by the job.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return Err(Error::io(op, path, std::io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+fn close(fd: &mut RawFd) {
+    if *fd >= 0 {
+        // SAFETY: the fd is owned by the job and no operation in flight uses it.
+        unsafe { libc::close(*fd) };
+        *fd = -1;
+    }
+}
+
+impl FreezeJob {
+    /// Opens the segment and creates the tmp file (removing a stale tmp of ours first).
+    pub fn new(index: u64, cx: &Ctx<'_>) -> Result<Box<Self>> {
+        let src_path = cx.dir.join(hot_name(index));
+        let tmp_name = format!("{}.tmp", cold_name(index));
+        let tmp_path = cx.dir.join(&tmp_name);
+        let src_fd = open(&src_path, libc::O_RDONLY, "open")?;
+        let mut job = Box::new(FreezeJob {
+            index,
+            src_path,
+            tmp_path,
+            src_name: cstr(hot_name(index)),
+            tmp_name: cstr(tmp_name),
+            dst_name: cstr(cold_name(index)),
+            src_fd,
+            tmp_fd: -1,
+            src_len: 0,
+            n_chunks: 0,
+            next_read: 0,
+            next_compress: 0,
+            out_off: 0,
+            src_crc: 0,
+            enc: None,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            phase: Phase::Pipeline,
+            error: None,
+            verify: cx.config.verify_frames,
+        });
+        // SAFETY: fstat into a zeroed stat struct of our own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: src_fd is open; st is a valid out-pointer.
+        if unsafe { libc::fstat(job.src_fd, &mut st) } != 0 {
+            return Err(Error::io(
+                "fstat",
+                &job.src_path,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        job.src_len = st.st_size as u64;
+        job.n_chunks = job.src_len.div_ceil(CHUNK_SIZE as u64);
+        let _ = std::fs::remove_file(&job.tmp_path); // a stale tmp of ours, if any
+        job.tmp_fd = open(
+            &job.tmp_path,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            "create",
+        )?;
+        let enc = ColdEncoder::new(cx.config.compression, job.src_len)?;
+        let bound = enc.output_bound();
+        job.enc = Some(enc);
+        job.reads = (0..FREEZE_PIPELINE_DEPTH)
+            .map(|_| ReadSlot {
+                buf: vec![0u8; CHUNK_SIZE].into_boxed_slice(),
+                chunk: None,
+                want: 0,
+                filled: 0,
+                in_flight: false,
+            })
+            .collect();
+        job.writes = (0..FREEZE_PIPELINE_DEPTH)
+            .map(|_| WriteSlot {
+                buf: Vec::with_capacity(bound),
+                offset: 0,
+                done: 0,
+                in_flight: false,
+            })
+            .collect();
+        Ok(job)
+    }
+
+    fn in_flight(&self) -> bool {
+        self.reads.iter().any(|r| r.in_flight) || self.writes.iter().any(|w| w.in_flight)
+    }
+
+    fn fail(&mut self, error: Error) {
+        if self.error.is_none() {
+            let enospc = matches!(&error, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC));
+            self.error = Some((error, enospc));
+        }
+    }
+
+    /// Issues what can be issued and compresses what is ready. Returns an outcome when the
+    /// job has ended (only on failure paths; success ends in `complete`).
+    pub fn pump(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
+        if let Err(e) = self.pump_inner(slot, cx) {
+            self.fail(e);
+        }
+        self.end_if_failed()
+    }
+
+    fn pump_inner(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Result<()> {
+        if self.error.is_some() || !matches!(self.phase, Phase::Pipeline) {
+            return Ok(());
+        }
+        loop {
+            self.issue_reads(slot, cx)?;
+            if !self.compress_ready(slot, cx)? {
+                break;
+            }
+        }
+        let encoded_all = self.next_compress == self.n_chunks && self.enc.is_none();
+        if encoded_all && !self.in_flight() {
+            let op = Op::fdatasync(Target::Tmp, self.tmp_fd, ud(slot, SYNC_TMP));
+            // SAFETY: no buffer or path.
+            unsafe { push_chain(cx.be, &[op]) }
+                .map_err(|e| Error::io("submit", &self.tmp_path, e))?;
+            self.phase = Phase::SyncTmp;
+        }
+        Ok(())
+    }
+
+    fn issue_reads(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Result<()> {
+        while self.next_read < self.n_chunks {
+            let chunk = self.next_read;
+            let i = (chunk % FREEZE_PIPELINE_DEPTH as u64) as usize;
+            let r = &mut self.reads[i];
+            if r.chunk.is_some() {
+                break; // slot still holds an earlier chunk
+            }
+            let off = chunk * CHUNK_SIZE as u64;
+            r.chunk = Some(chunk);
+            r.want = (self.src_len - off).min(CHUNK_SIZE as u64) as usize;
+            r.filled = 0;
+            r.in_flight = true;
+            let op = Op::read(
+                Target::Segment,
+                self.src_fd,
+                &mut r.buf[..r.want],
+                off,
+                ud(slot, READ + i as u32),
+            );
+            // SAFETY: the buffer is owned by this boxed job, unmoved until the completion.
+            unsafe { push_chain(cx.be, &[op]) }
+                .map_err(|e| Error::io("submit", &self.src_path, e))?;
+            self.next_read += 1;
+        }
+        Ok(())
+    }
+
+    /// Compresses the next chunk if it is fully read and a write slot is free; true if it did.
+    fn compress_ready(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Result<bool> {
+        let Some(w) = self.writes.iter().position(|w| !w.in_flight) else {
+            return Ok(false); // every write slot busy: wait for a write to complete
+        };
+        let out = &mut self.writes[w];
+        out.buf.clear();
+        if self.next_compress < self.n_chunks {
+            let i = (self.next_compress % FREEZE_PIPELINE_DEPTH as u64) as usize;
+            let r = &mut self.reads[i];
+            if r.in_flight || r.chunk != Some(self.next_compress) || r.filled < r.want {
+                return Ok(false);
+            }
+            let data = &r.buf[..r.want];
+            self.src_crc = crc32c::crc32c_append(self.src_crc, data);
+            self.enc
+                .as_mut()
+                .expect("encoder lives until the last chunk")
+                .compress(data, &mut out.buf)?;
+            r.chunk = None;
+            self.next_compress += 1;
+        } else if let Some(enc) = self.enc.take() {
+            enc.finish(&mut out.buf)?;
+        } else {
+            return Ok(false);
+        }
+        if out.buf.is_empty() {
+            return Ok(true);
+        }
+        out.offset = self.out_off;
+        out.done = 0;
+        out.in_flight = true;
+        self.out_off += out.buf.len() as u64;
+        let op = Op::write(
+            Target::Tmp,
+            self.tmp_fd,
+            &out.buf,
+            out.offset,
+            ud(slot, WRITE + w as u32),
+        );
+        // SAFETY: the buffer is owned by this boxed job and not touched until the completion.
+        unsafe { push_chain(cx.be, &[op]) }.map_err(|e| Error::io("submit", &self.tmp_path, e))?;
+        Ok(true)
+    }
+
+    /// Handles one completion of this job.
+    pub fn complete(
+        &mut self,
+        slot: u32,
+        tag: u32,
+        result: i32,
+        cx: &mut Ctx<'_>,
+    ) -> Option<FreezeOutcome> {
+        match tag & 0xff00 {
+            READ => self.on_read((tag & 0xff) as usize, result, slot, cx),
+            WRITE => self.on_write((tag & 0xff) as usize, result, slot, cx),
+            SYNC_TMP => return self.on_synced(result, slot, cx),
+            PUBLISH => return self.on_published((tag & 0xff) as usize, result, cx),
+            _ => unreachable!("unknown freeze tag {tag:#x}"),
+        }
+        self.pump(slot, cx)
+    }
+
+    fn on_read(&mut self, i: usize, result: i32, slot: u32, cx: &mut Ctx<'_>) {
+        self.reads[i].in_flight = false;
+        let n = match check(result, "read", &self.src_path) {
+            Ok(n) => n as usize,
+            Err(e) => return self.fail(e),
+        };
+        if n == 0 && self.reads[i].filled < self.reads[i].want {
+            let e = Error::corrupt(&self.src_path, 0, Corruption::Truncated);
+            return self.fail(e);
+        }
+        let r = &mut self.reads[i];
+        r.filled += n;
+        if r.filled < r.want && self.error.is_none() {
+            // Short read: ask for the rest.
+            let off = r.chunk.expect("slot holds a chunk") * CHUNK_SIZE as u64 + r.filled as u64;
+            r.in_flight = true;
+            let op = Op::read(
+                Target::Segment,
+                self.src_fd,
+                &mut r.buf[r.filled..r.want],
+                off,
+                ud(slot, READ + i as u32),
+            );
+            // SAFETY: as in issue_reads.
+            if let Err(e) = unsafe { push_chain(cx.be, &[op]) } {
+                r.in_flight = false;
+                self.fail(Error::io("submit", &self.src_path, e));
+            }
+        }
+    }
+
+    fn on_write(&mut self, i: usize, result: i32, slot: u32, cx: &mut Ctx<'_>) {
+        self.writes[i].in_flight = false;
+        let n = match check(result, "write", &self.tmp_path) {
+            Ok(n) => n as usize,
+            Err(e) => return self.fail(e),
+        };
+        if n == 0 && self.writes[i].done < self.writes[i].buf.len() {
+            let eio = std::io::Error::from_raw_os_error(libc::EIO);
+            return self.fail(Error::io("write", &self.tmp_path, eio));
+        }
+        let w = &mut self.writes[i];
+        w.done += n;
+        if w.done < w.buf.len() && self.error.is_none() {
+            // Short write: write the rest.
+            w.in_flight = true;
+            let op = Op::write(
+                Target::Tmp,
+                self.tmp_fd,
+                &w.buf[w.done..],
+                w.offset + w.done as u64,
+                ud(slot, WRITE + i as u32),
+            );
+            // SAFETY: as in compress_ready.
+            if let Err(e) = unsafe { push_chain(cx.be, &[op]) } {
+                w.in_flight = false;
+                self.fail(Error::io("submit", &self.tmp_path, e));
+            }
+        }
+    }
+
+    fn on_synced(&mut self, result: i32, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
+        if let Err(e) = check(result, "fdatasync", &self.tmp_path) {
+            // Contract 5: never retried; the .wal stays, and so does the tmp (nothing is
+            // deleted after an fsync error; recovery removes it).
+            close(&mut self.src_fd);
+            close(&mut self.tmp_fd);
+            return Some(FreezeOutcome::FsyncFailed(e));
+        }
+        close(&mut self.src_fd);
+        close(&mut self.tmp_fd);
+        if self.verify {
+            if let Err(e) = self.verify_tmp(cx) {
+                self.fail(e);
+                return self.end_if_failed();
+            }
+        }
+        let ops = [
+            Op::rename(
+                Target::Tmp,
+                cx.dirfd,
+                &self.tmp_name,
+                &self.dst_name,
+                ud(slot, PUBLISH),
+            ),
+            Op::fsync(Target::Dir, cx.dirfd, ud(slot, PUBLISH + 1)),
+            Op::unlink(
+                Target::Segment,
+                cx.dirfd,
+                &self.src_name,
+                ud(slot, PUBLISH + 2),
+            ),
+            Op::fsync(Target::Dir, cx.dirfd, ud(slot, PUBLISH + 3)),
+        ];
+        // SAFETY: the names live in this boxed job until the completions are reaped.
+        if let Err(e) = unsafe { push_chain(cx.be, &ops) } {
+            self.fail(Error::io("submit", &self.tmp_path, e));
+            return self.end_if_failed();
+        }
+        self.phase = Phase::Publish([None; PUBLISH_STEPS]);
+        None
+    }
+
+    /// Decodes the tmp file: it must be a complete frame of exactly the bytes read.
+    fn verify_tmp(&self, cx: &Ctx<'_>) -> Result<()> {
+        use std::io::Read;
+        let file = std::fs::File::open(&self.tmp_path)
+            .map_err(|e| Error::io("open", &self.tmp_path, e))?;
+        let mut dec = crate::codec::open_cold_with(file, &self.tmp_path, cx.config.compression)?;
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let (mut len, mut crc) = (0u64, 0u32);
+        loop {
+            let n = dec.read(&mut buf).map_err(|e| {
+                Error::corrupt(&self.tmp_path, len, Corruption::BadFrame(e.to_string()))
+            })?;
+            if n == 0 {
+                break;
+            }
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            len += n as u64;
+        }
+        if len != self.src_len || crc != self.src_crc {
+            return Err(Error::corrupt(
+                &self.tmp_path,
+                len,
+                Corruption::BadFrame("decoded content differs from the segment".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_published(&mut self, step: usize, result: i32, cx: &Ctx<'_>) -> Option<FreezeOutcome> {
+        let Phase::Publish(results) = &mut self.phase else {
+            unreachable!("publish completion outside the publish phase");
+        };
+        results[step] = Some(result);
+        let [Some(rename), Some(sync1), Some(unlink), Some(sync2)] = *results else {
+            return None;
+        };
+        let cold = cx.dir.join(cold_name(self.index));
+        if let Err(e) = check(rename, "rename", &self.tmp_path) {
+            let _ = std::fs::remove_file(&self.tmp_path);
+            return Some(FreezeOutcome::Retry {
+                error: e,
+                enospc: false,
+            });
+        }
+        if let Err(e) = check(sync1, "fsync dir", cx.dir) {
+            return Some(FreezeOutcome::FsyncFailed(e));
+        }
+        if let Err(e) = check(unlink, "unlink", &self.src_path) {
+            return Some(FreezeOutcome::UnlinkFailed(e));
+        }
+        if let Err(e) = check(sync2, "fsync dir", cx.dir) {
+            return Some(FreezeOutcome::FsyncFailed(e));
+        }
+        let bytes_out = std::fs::metadata(&cold)
+            .map(|m| m.len())
+            .unwrap_or(self.out_off);
+        Some(FreezeOutcome::Frozen {
+            bytes_in: self.src_len,
+            bytes_out,
+        })
+    }
+
+    /// After a failure, once nothing is in flight: close, remove the tmp, report.
+    fn end_if_failed(&mut self) -> Option<FreezeOutcome> {
+        if self.error.is_none() || self.in_flight() || matches!(self.phase, Phase::SyncTmp) {
+            return None;
+        }
+        close(&mut self.src_fd);
+        close(&mut self.tmp_fd);
+        let _ = std::fs::remove_file(&self.tmp_path);
+        let (error, enospc) = self.error.take().expect("checked above");
+        Some(FreezeOutcome::Retry { error, enospc })
+    }
+}
+
+impl Drop for FreezeJob {
+    fn drop(&mut self) {
+        close(&mut self.src_fd);
+        close(&mut self.tmp_fd);
+    }
+}

@@ -1,0 +1,101 @@
+//! Persist: the writer's sealed segment is unmapped, then one linked chain
+//! `ftruncate(used) → fdatasync → close` makes it durable at its used length. It joins the
+//! hot list only when all three succeeded.
+
+use std::ffi::CString;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::job::{ud, Ctx};
+use crate::error::{Error, Result};
+use crate::io::{check, push_chain, Op, Target};
+use crate::segment::SealedSegment;
+
+const TRUNCATE: u32 = 0;
+const SYNC: u32 = 1;
+const CLOSE: u32 = 2;
+
+/// How a persist ended.
+pub(crate) enum PersistOutcome {
+    /// Durable at its used length; add to the hot list.
+    Persisted,
+    /// fdatasync failed: contract 5, never retried.
+    FsyncFailed(Error),
+    /// Another step failed; retry later (the file is closed; reopened on retry).
+    Retry(Error),
+}
+
+/// One segment being persisted.
+pub(crate) struct PersistJob {
+    pub index: u64,
+    pub path: PathBuf,
+    pub used: u64,
+    pub last_seq: u64,
+    fd: RawFd,
+    results: [Option<i32>; 3],
+}
+
+impl PersistJob {
+    /// Takes the segment from the writer: unmaps it here, on the maintainer thread.
+    pub fn new(mut seg: SealedSegment) -> Self {
+        drop(seg.map.take());
+        PersistJob {
+            index: seg.index,
+            path: seg.path,
+            used: seg.used,
+            last_seq: seg.last_seq,
+            fd: seg.file.into_raw_fd(),
+            results: [None; 3],
+        }
+    }
+
+    /// A retry: reopens the file.
+    pub fn reopen(index: u64, path: PathBuf, used: u64, last_seq: u64) -> Result<Self> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::Config(format!("path with NUL: {}", path.display())))?;
+        // SAFETY: valid C string; the fd is owned by the job from here on.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::io("open", &path, std::io::Error::last_os_error()));
+        }
+        Ok(PersistJob {
+            index,
+            path,
+            used,
+            last_seq,
+            fd,
+            results: [None; 3],
+        })
+    }
+
+    pub fn start(&mut self, slot: u32, cx: &mut Ctx<'_>) -> std::io::Result<()> {
+        let ops = [
+            Op::ftruncate(Target::Segment, self.fd, self.used, ud(slot, TRUNCATE)),
+            Op::fdatasync(Target::Segment, self.fd, ud(slot, SYNC)),
+            Op::close(Target::Segment, self.fd, ud(slot, CLOSE)),
+        ];
+        // SAFETY: these operations carry no buffers or paths.
+        unsafe { push_chain(cx.be, &ops) }
+    }
+
+    /// Records a completion; returns the outcome once all three are in.
+    pub fn complete(&mut self, tag: u32, result: i32) -> Option<PersistOutcome> {
+        self.results[tag as usize] = Some(result);
+        let [Some(t), Some(s), Some(c)] = self.results else {
+            return None;
+        };
+        if c < 0 {
+            // A cancelled (or failed) close: release the descriptor ourselves.
+            // SAFETY: the fd is ours and no operation in flight uses it any more.
+            unsafe { libc::close(self.fd) };
+        }
+        if let Err(e) = check(t, "ftruncate", &self.path) {
+            return Some(PersistOutcome::Retry(e));
+        }
+        if let Err(e) = check(s, "fdatasync", &self.path) {
+            return Some(PersistOutcome::FsyncFailed(e));
+        }
+        Some(PersistOutcome::Persisted)
+    }
+}

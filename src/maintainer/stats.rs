@@ -1,0 +1,84 @@
+//! Counters and health the maintainer publishes with relaxed atomics (read by anyone, written
+//! only by the maintainer thread), so reading them never stalls it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Health of the maintainer (and of the recorder that owns it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    /// Everything is keeping up.
+    Ok,
+    /// Work is failing and being retried (for example ENOSPC during a freeze), or queues
+    /// overflowed; nothing is lost.
+    Degraded,
+    /// An fsync failed (contract 5): data may not be durable; the affected files are kept,
+    /// nothing more is deleted, and the recorder refuses appends.
+    Failed,
+}
+
+/// The maintainer's counters. Monotonic unless noted.
+#[derive(Debug, Default)]
+pub struct MaintainerStats {
+    /// Segments persisted (truncated, fdatasynced, closed).
+    pub persisted: AtomicU64,
+    /// Segments frozen to `.wal.lz4`.
+    pub frozen: AtomicU64,
+    /// Cold segments deleted by retention or request.
+    pub freed: AtomicU64,
+    /// Freezes that failed and will be retried.
+    pub compress_failures: AtomicU64,
+    /// Persist chains that failed and will be retried.
+    pub persist_failures: AtomicU64,
+    /// Unlinks (of `.wal` after a freeze, or of `.wal.lz4`) that failed and will be retried.
+    pub unlink_failures: AtomicU64,
+    /// fsync/fdatasync failures (each one sets health to failed).
+    pub fsync_failures: AtomicU64,
+    /// ENOSPC seen during a freeze.
+    pub enospc: AtomicU64,
+    /// Bytes of `.wal` compressed.
+    pub bytes_in: AtomicU64,
+    /// Bytes of `.wal.lz4` written.
+    pub bytes_out: AtomicU64,
+    /// Requests (freeze/free by path) refused because the file is not a hot/cold segment.
+    pub rejected_requests: AtomicU64,
+    /// Hot segments now (gauge).
+    pub hot: AtomicU64,
+    /// Cold segments now (gauge).
+    pub cold: AtomicU64,
+    /// Work waiting for a retry (gauge); health is degraded while it is not zero.
+    pub pending_retries: AtomicU64,
+    /// The loop's current idle sleep in nanoseconds (gauge): grows while idle, resets on work.
+    pub sleep_ns: AtomicU64,
+    /// Turns of the loop that did work.
+    pub busy_turns: AtomicU64,
+    /// Turns of the loop that found nothing to do.
+    pub idle_turns: AtomicU64,
+    /// Set once if io_uring could not be set up and the blocking backend is used.
+    pub fell_back: AtomicBool,
+    /// Whether pinning the thread to the configured core succeeded.
+    pub pinned: AtomicBool,
+    failed: AtomicBool,
+}
+
+impl MaintainerStats {
+    /// Current health.
+    pub fn health(&self) -> Health {
+        if self.failed.load(Ordering::Acquire) {
+            Health::Failed
+        } else if self.pending_retries.load(Ordering::Relaxed) > 0 {
+            Health::Degraded
+        } else {
+            Health::Ok
+        }
+    }
+
+    /// Marks health failed for good (an fsync error).
+    pub(crate) fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,602 @@
+//! The maintainer thread's loop: take work from the rings, start jobs (each a linked chain
+//! or a pipeline of operations), submit once per turn, reap completions by `user_data` into
+//! the job table, apply the retention limits, and back off exponentially when idle.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::freeze::{FreezeJob, FreezeOutcome};
+use super::job::{split_ud, Ctx};
+use super::persist::{PersistJob, PersistOutcome};
+use super::retention::{FreeJob, FreeOutcome};
+use super::Shared;
+use crate::config::Config;
+use crate::constants::{BATCH_SIZE, RETRY_MAX, RETRY_MIN, RING_ENTRIES};
+use crate::error::{Error, Result};
+use crate::io::fault::FaultBackend;
+use crate::io::{open_backend, Completion, IoBackend};
+use crate::segment::names::{classify, FileKind};
+use crate::segment::SealedSegment;
+
+enum Job {
+    Persist(PersistJob),
+    Freeze(Box<FreezeJob>),
+    Free(FreeJob),
+}
+
+/// Work that failed and waits before trying again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    index: u64,
+    attempts: u32,
+    not_before: Instant,
+}
+
+impl Retry {
+    fn after_failure(index: u64, attempts: u32) -> Self {
+        let delay = RETRY_MIN
+            .saturating_mul(1u32 << attempts.min(16))
+            .min(RETRY_MAX);
+        Retry {
+            index,
+            attempts: attempts + 1,
+            not_before: Instant::now() + delay,
+        }
+    }
+}
+
+/// A persist to retry: what is needed to reopen the segment.
+struct PersistRetry {
+    retry: Retry,
+    path: PathBuf,
+    used: u64,
+    last_seq: u64,
+}
+
+pub(crate) struct Worker {
+    config: Config,
+    shared: Arc<Shared>,
+    dir: File,
+    be: Option<Box<dyn IoBackend>>,
+    persist_rx: rtrb::Consumer<SealedSegment>,
+    freeze_rx: rtrb::Consumer<PathBuf>,
+    free_rx: rtrb::Consumer<PathBuf>,
+    /// Persisted `.wal` segments, oldest first.
+    hot: VecDeque<u64>,
+    /// `.wal.lz4` segments, oldest first.
+    cold: VecDeque<u64>,
+    /// The job table; a job's slot is the high half of its operations' `user_data`.
+    slots: Vec<Option<Job>>,
+    freezing: Option<u64>,
+    freeing: Vec<u64>,
+    explicit_freeze: VecDeque<u64>,
+    explicit_free: VecDeque<u64>,
+    freeze_retry: Option<Retry>,
+    free_retry: Vec<Retry>,
+    leftover_retry: Vec<Retry>,
+    persist_retry: Vec<PersistRetry>,
+    completions: Vec<Completion>,
+    sleep: Duration,
+    failed: bool,
+}
+
+impl Worker {
+    pub fn new(
+        config: Config,
+        shared: Arc<Shared>,
+        persist_rx: rtrb::Consumer<SealedSegment>,
+        freeze_rx: rtrb::Consumer<PathBuf>,
+        free_rx: rtrb::Consumer<PathBuf>,
+        hot: Vec<u64>,
+        cold: Vec<u64>,
+    ) -> Result<Self> {
+        let dir = File::open(&config.dir).map_err(|e| Error::io("open dir", &config.dir, e))?;
+        let slots = (0..config.persist_queue + 2 * BATCH_SIZE + 2)
+            .map(|_| None)
+            .collect();
+        let stats = &shared.stats;
+        stats.hot.store(hot.len() as u64, Ordering::Relaxed);
+        stats.cold.store(cold.len() as u64, Ordering::Relaxed);
+        Ok(Worker {
+            sleep: config.min_sleep,
+            config,
+            shared,
+            dir,
+            be: None,
+            persist_rx,
+            freeze_rx,
+            free_rx,
+            hot: hot.into(),
+            cold: cold.into(),
+            slots,
+            freezing: None,
+            freeing: Vec::new(),
+            explicit_freeze: VecDeque::new(),
+            explicit_free: VecDeque::new(),
+            freeze_retry: None,
+            free_retry: Vec::new(),
+            leftover_retry: Vec::new(),
+            persist_retry: Vec::new(),
+            completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
+            failed: false,
+        })
+    }
+
+    /// Sets up the backend chosen by the config (io_uring, falling back to blocking).
+    pub fn open_backend(&mut self) -> Result<()> {
+        if self.be.is_some() {
+            return Ok(());
+        }
+        let be: Box<dyn IoBackend> = match &self.config.fault_plan {
+            Some(plan) => Box::new(FaultBackend::new(plan.clone())),
+            None => {
+                let (be, fell_back) = open_backend(
+                    self.config.backend,
+                    RING_ENTRIES,
+                    self.config.simulate_uring_error,
+                )
+                .map_err(|e| Error::io("io_uring setup", &self.config.dir, e))?;
+                self.shared
+                    .stats
+                    .fell_back
+                    .store(fell_back, Ordering::Relaxed);
+                be
+            }
+        };
+        log::info!("segment maintainer I/O backend: {}", be.name());
+        self.be = Some(be);
+        Ok(())
+    }
+
+    /// The thread body.
+    pub fn run(mut self) {
+        if let Some(core) = self.config.core {
+            let ok = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            self.shared.stats.pinned.store(ok, Ordering::Relaxed);
+            if !ok {
+                log::warn!("could not pin the segment maintainer to core {core}");
+            }
+        }
+        loop {
+            let stopping = self.shared.stop.load(Ordering::Acquire);
+            let mut did = self.intake();
+            did |= self.plan(stopping);
+            let be = self.be.as_mut().expect("backend opened before run");
+            if let Err(e) = be.submit() {
+                log::error!("io submit failed: {e}");
+            }
+            self.completions.clear();
+            be.reap(&mut self.completions);
+            let completions = std::mem::take(&mut self.completions);
+            did |= !completions.is_empty();
+            for c in &completions {
+                self.dispatch(*c);
+            }
+            self.completions = completions;
+            if stopping && !did && self.idle() {
+                break;
+            }
+            self.backoff(did);
+        }
+        if !self.persist_retry.is_empty() || self.freeze_retry.is_some() {
+            log::warn!("segment maintainer stopped with failed work left for recovery");
+        }
+    }
+
+    /// Nothing queued and nothing in flight.
+    fn idle(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+            && self.persist_rx.is_empty()
+            && self.explicit_freeze.is_empty()
+            && self.explicit_free.is_empty()
+    }
+
+    fn backoff(&mut self, did_work: bool) {
+        let stats = &self.shared.stats;
+        if did_work {
+            self.sleep = self.config.min_sleep;
+            stats.busy_turns.fetch_add(1, Ordering::Relaxed);
+        } else {
+            stats.idle_turns.fetch_add(1, Ordering::Relaxed);
+            let be = self.be.as_mut().expect("backend");
+            if be.in_flight() > 0 {
+                let _ = be.wait(self.sleep);
+            } else {
+                std::thread::sleep(self.sleep);
+            }
+            self.sleep = (self.sleep * 2).min(self.config.max_sleep);
+        }
+        stats
+            .sleep_ns
+            .store(self.sleep.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn free_slot(&self) -> Option<usize> {
+        self.slots.iter().position(Option::is_none)
+    }
+
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            be: self.be.as_deref_mut().expect("backend"),
+            dirfd: self.dir.as_raw_fd(),
+            dir: &self.config.dir,
+            config: &self.config,
+        }
+    }
+
+    /// Takes sealed segments and operator requests off the rings.
+    fn intake(&mut self) -> bool {
+        let mut did = false;
+        for _ in 0..BATCH_SIZE {
+            let Some(slot) = self.free_slot() else { break };
+            let Ok(seg) = self.persist_rx.pop() else {
+                break;
+            };
+            self.start_persist(slot, PersistJob::new(seg));
+            did = true;
+        }
+        while let Ok(path) = self.freeze_rx.pop() {
+            did = true;
+            match self.requested_index(&path, true) {
+                Some(i) => self.explicit_freeze.push_back(i),
+                None => self.reject(&path),
+            }
+        }
+        while let Ok(path) = self.free_rx.pop() {
+            did = true;
+            match self.requested_index(&path, false) {
+                Some(i) => self.explicit_free.push_back(i),
+                None => self.reject(&path),
+            }
+        }
+        did
+    }
+
+    /// The index of a requested file if it is one of our hot (or cold) segments here.
+    fn requested_index(&self, path: &std::path::Path, hot: bool) -> Option<u64> {
+        if path.parent() != Some(self.config.dir.as_path()) {
+            return None;
+        }
+        let kind = classify(path.file_name()?.to_str()?);
+        match (kind, hot) {
+            (FileKind::Hot(i), true) if self.hot.contains(&i) => Some(i),
+            (FileKind::Cold(i), false) if self.cold.contains(&i) => Some(i),
+            _ => None,
+        }
+    }
+
+    fn reject(&self, path: &std::path::Path) {
+        log::warn!(
+            "request for {} refused: not a segment in its tier",
+            path.display()
+        );
+        self.shared
+            .stats
+            .rejected_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn start_persist(&mut self, slot: usize, mut job: PersistJob) {
+        let res = job.start(slot as u32, &mut self.ctx());
+        match res {
+            Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
+            Err(e) => {
+                log::error!("submitting persist of {}: {e}", job.path.display());
+                self.retry_persist(&job, 0);
+            }
+        }
+    }
+
+    fn retry_persist(&mut self, job: &PersistJob, attempts: u32) {
+        self.shared
+            .stats
+            .persist_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.persist_retry.push(PersistRetry {
+            retry: Retry::after_failure(job.index, attempts),
+            path: job.path.clone(),
+            used: job.used,
+            last_seq: job.last_seq,
+        });
+        self.update_gauges();
+    }
+
+    /// Starts retention, requested and retried work. True if it started anything.
+    fn plan(&mut self, stopping: bool) -> bool {
+        let mut did = false;
+        let now = Instant::now();
+        if !stopping {
+            did |= self.plan_persist_retries(now);
+        }
+        if self.failed {
+            return did; // contract 5: after an fsync error nothing more is deleted
+        }
+        did |= self.plan_freeze(now, stopping);
+        did |= self.plan_free(now, stopping);
+        did
+    }
+
+    fn plan_persist_retries(&mut self, now: Instant) -> bool {
+        let mut did = false;
+        while let Some(pos) = self
+            .persist_retry
+            .iter()
+            .position(|r| r.retry.not_before <= now)
+        {
+            let Some(slot) = self.free_slot() else { break };
+            let r = self.persist_retry.swap_remove(pos);
+            did = true;
+            match PersistJob::reopen(r.retry.index, r.path.clone(), r.used, r.last_seq) {
+                Ok(mut job) => match job.start(slot as u32, &mut self.ctx()) {
+                    Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
+                    Err(_) => self.retry_persist(&job, r.retry.attempts),
+                },
+                Err(e) => {
+                    log::error!("persist retry: {e}");
+                    self.persist_retry.push(PersistRetry {
+                        retry: Retry::after_failure(r.retry.index, r.retry.attempts),
+                        ..r
+                    });
+                }
+            }
+        }
+        did
+    }
+
+    fn plan_freeze(&mut self, now: Instant, stopping: bool) -> bool {
+        if self.freezing.is_some() {
+            return false;
+        }
+        let Some(slot) = self.free_slot() else {
+            return false;
+        };
+        let candidate = loop {
+            match self.explicit_freeze.pop_front() {
+                Some(i) if self.hot.contains(&i) => break Some(i),
+                Some(_) => continue, // frozen meanwhile
+                None if self.hot.len() > self.config.max_segments => {
+                    break self.hot.front().copied()
+                }
+                None => break None,
+            }
+        };
+        let Some(index) = candidate else {
+            return false;
+        };
+        if let Some(r) = self.freeze_retry {
+            if r.index == index && (stopping || r.not_before > now) {
+                return false; // waiting for the retry delay (not retried while stopping)
+            }
+        }
+        let job = FreezeJob::new(index, &self.ctx());
+        let mut job = match job {
+            Ok(job) => job,
+            Err(e) => {
+                self.freeze_failed(index, e, false);
+                return true;
+            }
+        };
+        self.freezing = Some(index);
+        let outcome = job.pump(slot as u32, &mut self.ctx());
+        match outcome {
+            Some(o) => self.freeze_done(index, o),
+            None => self.slots[slot] = Some(Job::Freeze(job)),
+        }
+        true
+    }
+
+    fn plan_free(&mut self, now: Instant, stopping: bool) -> bool {
+        let mut did = false;
+        // Leftover `.wal` files of frozen segments whose unlink failed.
+        while let Some(pos) = self
+            .leftover_retry
+            .iter()
+            .position(|r| !stopping && r.not_before <= now)
+        {
+            let Some(slot) = self.free_slot() else { break };
+            let r = self.leftover_retry.swap_remove(pos);
+            self.start_free(slot, r.index, true);
+            did = true;
+        }
+        while let Some(index) = self.explicit_free.pop_front() {
+            if !self.cold.contains(&index) || self.freeing.contains(&index) {
+                continue;
+            }
+            let Some(slot) = self.free_slot() else {
+                self.explicit_free.push_front(index);
+                break;
+            };
+            self.start_free(slot, index, false);
+            did = true;
+        }
+        while self.cold.len() - self.freeing.len() > self.config.max_compressed_segments
+            && self.freeing.len() < BATCH_SIZE
+        {
+            let Some(&index) = self.cold.iter().find(|i| !self.freeing.contains(i)) else {
+                break;
+            };
+            if let Some(r) = self.free_retry.iter().find(|r| r.index == index) {
+                if stopping || r.not_before > now {
+                    break;
+                }
+            }
+            let Some(slot) = self.free_slot() else { break };
+            self.start_free(slot, index, false);
+            did = true;
+        }
+        did
+    }
+
+    fn start_free(&mut self, slot: usize, index: u64, leftover: bool) {
+        let mut job = FreeJob::new(index, leftover, &self.ctx());
+        match job.start(slot as u32, &mut self.ctx()) {
+            Ok(()) => {
+                if !leftover {
+                    self.freeing.push(index);
+                }
+                self.slots[slot] = Some(Job::Free(job));
+            }
+            Err(e) => log::error!("submitting delete of segment {index}: {e}"),
+        }
+    }
+
+    /// Routes a completion to its job; handles the job's end.
+    fn dispatch(&mut self, c: Completion) {
+        let (slot, tag) = split_ud(c.user_data);
+        let slot = slot as usize;
+        let Some(job) = self.slots.get_mut(slot).and_then(Option::take) else {
+            log::error!("completion for an empty slot {slot} (tag {tag:#x})");
+            return;
+        };
+        match job {
+            Job::Persist(mut j) => match j.complete(tag, c.result) {
+                None => self.slots[slot] = Some(Job::Persist(j)),
+                Some(o) => self.persist_done(j, o),
+            },
+            Job::Freeze(mut j) => {
+                let index = j.index;
+                let outcome = j.complete(slot as u32, tag, c.result, &mut self.ctx());
+                match outcome {
+                    None => self.slots[slot] = Some(Job::Freeze(j)),
+                    Some(o) => {
+                        drop(j); // closes its files before the lists change
+                        self.freeze_done(index, o);
+                    }
+                }
+            }
+            Job::Free(mut j) => {
+                let outcome = j.complete(tag, c.result, &self.ctx());
+                match outcome {
+                    None => self.slots[slot] = Some(Job::Free(j)),
+                    Some(o) => self.free_done(j, o),
+                }
+            }
+        }
+    }
+
+    fn fsync_failed(&mut self, e: &Error) {
+        log::error!("{e}: fsync failed; health failed, nothing more is deleted (contract 5)");
+        self.failed = true;
+        self.shared
+            .stats
+            .fsync_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.set_failed();
+    }
+
+    fn persist_done(&mut self, job: PersistJob, outcome: PersistOutcome) {
+        match outcome {
+            PersistOutcome::Persisted => {
+                let pos = self.hot.partition_point(|&i| i < job.index);
+                self.hot.insert(pos, job.index);
+                self.shared.stats.persisted.fetch_add(1, Ordering::Relaxed);
+            }
+            PersistOutcome::FsyncFailed(e) => self.fsync_failed(&e),
+            PersistOutcome::Retry(e) => {
+                log::warn!("persist failed, will retry: {e}");
+                self.retry_persist(&job, 0);
+            }
+        }
+        self.update_gauges();
+    }
+
+    fn freeze_failed(&mut self, index: u64, e: Error, enospc: bool) {
+        log::warn!("freeze of segment {index} failed, will retry: {e}");
+        let stats = &self.shared.stats;
+        stats.compress_failures.fetch_add(1, Ordering::Relaxed);
+        if enospc {
+            stats.enospc.fetch_add(1, Ordering::Relaxed);
+        }
+        let attempts = self
+            .freeze_retry
+            .filter(|r| r.index == index)
+            .map_or(0, |r| r.attempts);
+        self.freeze_retry = Some(Retry::after_failure(index, attempts));
+        self.update_gauges();
+    }
+
+    fn freeze_done(&mut self, index: u64, outcome: FreezeOutcome) {
+        self.freezing = None;
+        match outcome {
+            FreezeOutcome::Frozen {
+                bytes_in,
+                bytes_out,
+            } => {
+                let stats = &self.shared.stats;
+                stats.frozen.fetch_add(1, Ordering::Relaxed);
+                stats.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+                stats.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+                self.freeze_retry = None;
+                self.move_to_cold(index);
+            }
+            FreezeOutcome::UnlinkFailed(e) => {
+                log::warn!("{e}; the .wal.lz4 is durable, the unlink will be retried");
+                self.shared
+                    .stats
+                    .unlink_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.freeze_retry = None;
+                self.move_to_cold(index);
+                self.leftover_retry.push(Retry::after_failure(index, 0));
+            }
+            FreezeOutcome::Retry { error, enospc } => self.freeze_failed(index, error, enospc),
+            FreezeOutcome::FsyncFailed(e) => self.fsync_failed(&e),
+        }
+        self.update_gauges();
+    }
+
+    fn move_to_cold(&mut self, index: u64) {
+        self.hot.retain(|&i| i != index);
+        let pos = self.cold.partition_point(|&i| i < index);
+        self.cold.insert(pos, index);
+    }
+
+    fn free_done(&mut self, job: FreeJob, outcome: FreeOutcome) {
+        self.freeing.retain(|&i| i != job.index);
+        match outcome {
+            FreeOutcome::Freed if job.leftover_hot => {}
+            FreeOutcome::Freed => {
+                self.cold.retain(|&i| i != job.index);
+                self.free_retry.retain(|r| r.index != job.index);
+                self.shared.stats.freed.fetch_add(1, Ordering::Relaxed);
+            }
+            FreeOutcome::FsyncFailed(e) => self.fsync_failed(&e),
+            FreeOutcome::Retry(e) => {
+                log::warn!("delete failed, will retry: {e}");
+                self.shared
+                    .stats
+                    .unlink_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if job.leftover_hot {
+                    self.leftover_retry.push(Retry::after_failure(job.index, 1));
+                } else {
+                    let attempts = self
+                        .free_retry
+                        .iter()
+                        .find(|r| r.index == job.index)
+                        .map_or(0, |r| r.attempts);
+                    self.free_retry.retain(|r| r.index != job.index);
+                    self.free_retry
+                        .push(Retry::after_failure(job.index, attempts));
+                }
+            }
+        }
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        let s = &self.shared.stats;
+        s.hot.store(self.hot.len() as u64, Ordering::Relaxed);
+        s.cold.store(self.cold.len() as u64, Ordering::Relaxed);
+        let pending = self.persist_retry.len()
+            + usize::from(self.freeze_retry.is_some())
+            + self.free_retry.len()
+            + self.leftover_retry.len();
+        s.pending_retries.store(pending as u64, Ordering::Relaxed);
+    }
+}

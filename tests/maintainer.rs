@@ -1,0 +1,247 @@
+//! The segment maintainer's contracts, run against both backends (io_uring and blocking).
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{file_names, wait_for, write_segments};
+use wal_recorder::config::{Compression, Config};
+use wal_recorder::io::BackendChoice;
+use wal_recorder::log::verify;
+use wal_recorder::maintainer::{Health, MaintainerStats, SegmentMaintainer};
+use wal_recorder::segment::names::{cold_name, hot_name};
+
+const SEG: u64 = 256 * 1024;
+
+fn config(dir: &Path, backend: BackendChoice, hot: usize, cold: usize) -> Config {
+    let mut c = Config::new(dir);
+    c.backend = backend;
+    c.max_segments = hot;
+    c.max_compressed_segments = cold;
+    c.min_sleep = Duration::from_micros(20);
+    c.max_sleep = Duration::from_millis(1);
+    c
+}
+
+fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+    MaintainerStats::get(c)
+}
+
+/// Runs `n` segments through a started maintainer with limits (hot, cold); returns the
+/// sealed bytes and the stats after stop.
+fn run(dir: &Path, cfg: Config, n: u64) -> (Vec<Vec<u8>>, u64, SegmentMaintainer) {
+    let mut m = SegmentMaintainer::new(cfg).unwrap();
+    let mut q = m.take_persist_queue().unwrap();
+    m.start().unwrap();
+    let (sealed, last) = write_segments(dir, n, SEG, |mut seg| loop {
+        match q.push(seg) {
+            Ok(()) => break,
+            Err(back) => {
+                seg = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    m.stop().unwrap();
+    (sealed, last, m)
+}
+
+fn retention_holds(backend: BackendChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, h, c) = (12u64, 3usize, 4usize);
+    let (_, last, m) = run(dir.path(), config(dir.path(), backend, h, c), n);
+    let mut expect: Vec<String> = (n - h as u64 - c as u64..n - h as u64)
+        .map(cold_name)
+        .chain((n - h as u64..n).map(hot_name))
+        .collect();
+    expect.sort();
+    assert_eq!(file_names(dir.path()), expect);
+    let s = m.stats();
+    assert_eq!(get(&s.persisted), n);
+    assert_eq!(get(&s.frozen), n - h as u64);
+    assert_eq!(get(&s.freed), n - h as u64 - c as u64);
+    assert_eq!(get(&s.compress_failures), 0);
+    assert_eq!(m.health(), Health::Ok);
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!((r.hot, r.cold), (h as u64, c as u64));
+    assert_eq!(r.last_seq, Some(last));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    // Contiguous from the first retained record: exactly the records of the kept segments.
+    let per_seg = last / n;
+    assert_eq!(r.first_seq, Some(1 + per_seg * (n - h as u64 - c as u64)));
+}
+
+fn frozen_segment_is_byte_exact_for_lz4_cli_and_lz4_flex(backend: BackendChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sealed, _, _) = run(dir.path(), config(dir.path(), backend, 1, 100), 4);
+    for (i, want) in sealed.iter().enumerate().take(3) {
+        let cold = dir.path().join(cold_name(i as u64));
+        let out = std::process::Command::new("lz4")
+            .arg("-d")
+            .arg("-c")
+            .arg(&cold)
+            .output()
+            .expect("the lz4 command is required (apt-get install lz4)");
+        assert!(out.status.success(), "lz4 -d failed on {}", cold.display());
+        assert!(
+            out.stdout == *want,
+            "lz4 -d of segment {i} differs from the sealed .wal"
+        );
+        let frame = std::fs::read(&cold).unwrap();
+        let mut dec = lz4_flex::frame::FrameDecoder::new(&frame[..]);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut dec, &mut back).unwrap();
+        assert!(back == *want, "lz4_flex decode of segment {i} differs");
+    }
+}
+
+fn drain_on_stop_processes_a_full_ring(backend: BackendChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), backend, 2, 100);
+    cfg.persist_queue = 8;
+    let mut m = SegmentMaintainer::new(cfg).unwrap();
+    let mut q = m.take_persist_queue().unwrap();
+    // Fill the ring before the thread runs, then start and stop at once.
+    write_segments(dir.path(), 8, SEG, |seg| assert!(q.push(seg).is_ok()));
+    assert_eq!(q.slots(), 0, "the ring should be full");
+    m.start().unwrap();
+    m.stop().unwrap();
+    assert_eq!(get(&m.stats().persisted), 8);
+    assert_eq!(get(&m.stats().frozen), 6);
+    assert_eq!(verify(dir.path()).unwrap().cold, 6);
+}
+
+fn drop_drains_like_stop(backend: BackendChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut m = SegmentMaintainer::new(config(dir.path(), backend, 1, 100)).unwrap();
+        let mut q = m.take_persist_queue().unwrap();
+        m.start().unwrap();
+        write_segments(dir.path(), 5, SEG, |seg| assert!(q.push(seg).is_ok()));
+    } // Drop
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok);
+    assert_eq!((r.hot, r.cold), (1, 4));
+    assert!(file_names(dir.path()).iter().all(|n| !n.ends_with(".tmp")));
+    // Persisted segments are truncated to their used length.
+    let hot = std::fs::metadata(dir.path().join(hot_name(4)))
+        .unwrap()
+        .len();
+    assert!(hot < SEG, "persist did not truncate ({hot} bytes)");
+}
+
+fn backoff_grows_to_max_and_resets_on_work(backend: BackendChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), backend, 100, 100);
+    cfg.min_sleep = Duration::from_micros(10);
+    cfg.max_sleep = Duration::from_millis(50);
+    let mut m = SegmentMaintainer::new(cfg).unwrap();
+    let mut q = m.take_persist_queue().unwrap();
+    m.start().unwrap();
+    let max = Duration::from_millis(50).as_nanos() as u64;
+    wait_for("sleep to reach max", || get(&m.stats().sleep_ns) == max);
+    let idle_before = get(&m.stats().idle_turns);
+    write_segments(dir.path(), 1, SEG, |seg| assert!(q.push(seg).is_ok()));
+    wait_for("persist", || get(&m.stats().persisted) == 1);
+    // Right after the work the sleep is back near the minimum: well under max.
+    let after = get(&m.stats().sleep_ns);
+    assert!(after < max, "sleep did not reset after work: {after} ns");
+    assert!(get(&m.stats().busy_turns) > 0);
+    assert!(get(&m.stats().idle_turns) >= idle_before);
+    m.stop().unwrap();
+}
+
+fn block_mode_segments_verify_as_one_log(backend: BackendChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), backend, 2, 100);
+    cfg.compression = Compression::Block { level: 0 };
+    let (sealed, last, m) = run(dir.path(), cfg, 6);
+    assert_eq!(get(&m.stats().frozen), 4);
+    let frame = std::fs::read(dir.path().join(cold_name(0))).unwrap();
+    assert_eq!(&frame[..8], b"WALRLZB\x01");
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!((r.first_seq, r.last_seq, r.cold), (Some(1), Some(last), 4));
+    assert!(get(&m.stats().bytes_out) < sealed[..4].iter().map(|s| s.len() as u64).sum());
+}
+
+fn explicit_requests_freeze_and_free_only_our_segments(backend: BackendChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = SegmentMaintainer::new(config(dir.path(), backend, 100, 100)).unwrap();
+    let mut q = m.take_persist_queue().unwrap();
+    m.start().unwrap();
+    write_segments(dir.path(), 3, SEG, |seg| assert!(q.push(seg).is_ok()));
+    wait_for("persist", || get(&m.stats().persisted) == 3);
+    assert!(m.request_freeze(dir.path().join(hot_name(1))));
+    wait_for("freeze", || get(&m.stats().frozen) == 1);
+    assert!(dir.path().join(cold_name(1)).exists());
+    assert!(m.request_free(dir.path().join(cold_name(1))));
+    wait_for("free", || get(&m.stats().freed) == 1);
+    assert!(!dir.path().join(cold_name(1)).exists());
+    let foreign = dir.path().join("notes.wal");
+    std::fs::write(&foreign, b"x").unwrap();
+    assert!(m.request_free(foreign.clone()));
+    assert!(m.request_freeze(dir.path().join(hot_name(7))));
+    wait_for("rejections", || get(&m.stats().rejected_requests) == 2);
+    assert!(foreign.exists());
+    m.stop().unwrap();
+}
+
+macro_rules! suite {
+    ($($name:ident),*) => {
+        mod io_uring {
+            $( #[test] fn $name() { super::$name(wal_recorder::io::BackendChoice::IoUring) } )*
+        }
+        mod blocking {
+            $( #[test] fn $name() { super::$name(wal_recorder::io::BackendChoice::Blocking) } )*
+        }
+    };
+}
+
+suite!(
+    retention_holds,
+    frozen_segment_is_byte_exact_for_lz4_cli_and_lz4_flex,
+    drain_on_stop_processes_a_full_ring,
+    drop_drains_like_stop,
+    backoff_grows_to_max_and_resets_on_work,
+    block_mode_segments_verify_as_one_log,
+    explicit_requests_freeze_and_free_only_our_segments
+);
+
+#[test]
+fn io_uring_setup_failure_falls_back_to_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), BackendChoice::Auto, 1, 100);
+    cfg.simulate_uring_error = Some(libc::EPERM);
+    let (_, last, m) = run(dir.path(), cfg.clone(), 3);
+    assert!(m.stats().fell_back.load(Ordering::Relaxed));
+    assert_eq!(get(&m.stats().frozen), 2);
+    assert_eq!(verify(dir.path()).unwrap().last_seq, Some(last));
+
+    cfg.backend = BackendChoice::IoUring;
+    let mut strict = SegmentMaintainer::new(cfg).unwrap();
+    let err = strict.start().unwrap_err();
+    assert!(err.to_string().contains("io_uring setup"), "{err}");
+}
+
+#[test]
+fn io_uring_is_used_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, m) = run(
+        dir.path(),
+        config(dir.path(), BackendChoice::Auto, 1, 100),
+        2,
+    );
+    assert!(!m.stats().fell_back.load(Ordering::Relaxed));
+}
+
+#[test]
+fn missing_directory_is_a_typed_error() {
+    let err = SegmentMaintainer::new(Config::new("/nonexistent/wal"))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("/nonexistent/wal"), "{err}");
+}
