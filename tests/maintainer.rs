@@ -245,3 +245,27 @@ fn missing_directory_is_a_typed_error() {
         .unwrap();
     assert!(err.to_string().contains("/nonexistent/wal"), "{err}");
 }
+
+#[test]
+fn damaged_or_truncated_cold_frame_is_corruption_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        config(dir.path(), BackendChoice::Auto, 1, 100),
+        4,
+    );
+    let cold0 = dir.path().join(cold_name(0));
+    let mut b = std::fs::read(&cold0).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x55;
+    std::fs::write(&cold0, &b).unwrap();
+    let r = verify(dir.path()).unwrap();
+    assert!(!r.ok, "{r:?} {:?}", file_names(dir.path()));
+    assert!(r.errors[0].contains(&cold_name(0)), "{:?}", r.errors);
+
+    b[mid] ^= 0x55; // repair, then cut the frame short
+    std::fs::write(&cold0, &b[..b.len() - 3]).unwrap();
+    let r = verify(dir.path()).unwrap();
+    assert!(!r.ok);
+    assert!(r.errors[0].contains(&cold_name(0)), "{:?}", r.errors);
+}

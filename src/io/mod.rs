@@ -272,3 +272,72 @@ pub fn open_backend(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// A failed operation cancels the rest of its chain and nothing after the chain.
+    fn chain_cancels_after_failure(mut be: Box<dyn IoBackend>) {
+        let f = tempfile::tempfile().unwrap();
+        let bad_fd = 1_000_000;
+        let ops = [
+            Op::ftruncate(Target::Segment, bad_fd, 0, 1),
+            Op::fdatasync(Target::Segment, f.as_raw_fd(), 2),
+            Op::fsync(Target::Segment, f.as_raw_fd(), 3),
+        ];
+        // SAFETY: no buffers or paths.
+        unsafe { push_chain(be.as_mut(), &ops) }.unwrap();
+        // SAFETY: no buffers or paths.
+        unsafe {
+            push_chain(
+                be.as_mut(),
+                &[Op::fdatasync(Target::Segment, f.as_raw_fd(), 4)],
+            )
+        }
+        .unwrap();
+        be.submit().unwrap();
+        let mut out = Vec::new();
+        while out.len() < 4 {
+            be.wait(std::time::Duration::from_millis(10)).unwrap();
+            be.reap(&mut out);
+        }
+        out.sort_by_key(|c| c.user_data);
+        let results: Vec<i32> = out.iter().map(|c| c.result).collect();
+        assert_eq!(
+            results,
+            [-libc::EBADF, -libc::ECANCELED, -libc::ECANCELED, 0]
+        );
+        assert_eq!(be.in_flight(), 0);
+    }
+
+    #[test]
+    fn blocking_chain_cancels_after_failure() {
+        chain_cancels_after_failure(Box::new(BlockingBackend::new()));
+    }
+
+    #[test]
+    fn uring_chain_cancels_after_failure() {
+        chain_cancels_after_failure(Box::new(UringBackend::new(8).unwrap()));
+    }
+
+    #[test]
+    fn fault_chain_cancels_after_injected_failure() {
+        let plan = fault::FaultPlan::new();
+        plan.fail_always(OpCode::Fdatasync, Target::Tmp, libc::EIO);
+        let mut be = fault::FaultBackend::new(plan);
+        let f = tempfile::tempfile().unwrap();
+        let ops = [
+            Op::fdatasync(Target::Tmp, f.as_raw_fd(), 1),
+            Op::fsync(Target::Dir, f.as_raw_fd(), 2),
+        ];
+        // SAFETY: no buffers or paths.
+        unsafe { push_chain(&mut be, &ops) }.unwrap();
+        be.submit().unwrap();
+        let mut out = Vec::new();
+        be.reap(&mut out);
+        let results: Vec<i32> = out.iter().map(|c| c.result).collect();
+        assert_eq!(results, [-libc::EIO, -libc::ECANCELED]);
+    }
+}

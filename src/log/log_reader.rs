@@ -238,7 +238,7 @@ impl LogReader {
 
     /// Decides what the end of the current segment means for the log.
     fn finish_segment(&mut self) -> Result<()> {
-        let (entry, reader) = self.cur.take().expect("a segment is open");
+        let (entry, mut reader) = self.cur.take().expect("a segment is open");
         let end = reader.end().cloned().expect("reader ended");
         self.chain = Some(ChainPoint {
             index: reader.header().index,
@@ -246,7 +246,13 @@ impl LogReader {
             crc: reader.last_crc(),
         });
         match end {
+            SegmentEnd::Sealed(_) if entry.tier == Tier::Cold => reader.expect_end_of_stream(),
             SegmentEnd::Sealed(_) => Ok(()),
+            SegmentEnd::Open { offset } if entry.tier == Tier::Cold => Err(Error::corrupt(
+                &entry.path,
+                offset,
+                Corruption::BadSeal("compressed segment without a seal"),
+            )),
             SegmentEnd::Open { .. } => {
                 if !self.rest_unused()? {
                     self.warnings.push(Warning::Unsealed(entry.path));

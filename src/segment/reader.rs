@@ -169,6 +169,33 @@ impl<R: Read> SegmentReader<R> {
         }
     }
 
+    /// After the seal of a compressed segment: the stream must end there, and reading to its
+    /// end makes the decoder check the frame's end mark, checksum and size.
+    pub fn expect_end_of_stream(&mut self) -> Result<()> {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.src.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    return Err(Error::corrupt(
+                        &self.path,
+                        self.consumed,
+                        Corruption::BadFrame("content continues after the seal".into()),
+                    ))
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::InvalidData => {
+                    return Err(Error::corrupt(
+                        &self.path,
+                        self.consumed,
+                        Corruption::BadFrame(e.to_string()),
+                    ))
+                }
+                Err(e) => return Err(Error::io("read", &self.path, e)),
+            }
+        }
+    }
+
     /// Reads all remaining records, discarding payloads, and returns how they ended.
     pub fn skip_to_end(&mut self) -> Result<SegmentEnd> {
         let mut buf = Vec::new();
