@@ -124,7 +124,9 @@ fn eio_on_fdatasync_of_the_tmp_fails_health_and_deletes_nothing() {
     let (_, last) = feed(&mut m, dir.path(), 4);
     wait_for("failed health", || m.health() == Health::Failed);
     m.stop().unwrap();
-    assert_eq!(get(&m.stats().fsync_failures), 1, "never retried");
+    // Never retried: no freeze got past its failed fdatasync (a second freeze already in
+    // flight may fail its own fdatasync too, hence >= 1).
+    assert!(get(&m.stats().fsync_failures) >= 1);
     assert_eq!(get(&m.stats().frozen), 0);
     for i in 0..4 {
         assert!(dir.path().join(hot_name(i)).exists(), "segment {i} deleted");

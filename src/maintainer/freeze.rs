@@ -14,9 +14,10 @@
 //! and nothing is deleted.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 
 use super::job::{ud, Ctx};
 use crate::codec::ColdEncoder;
@@ -62,10 +63,14 @@ struct WriteSlot {
 enum Phase {
     Pipeline,
     SyncTmp,
+    /// The tmp is durable and checked; the worker starts the publish chain when no other
+    /// freeze is publishing and no fsync has failed.
+    ReadyToPublish,
     Publish([Option<i32>; PUBLISH_STEPS]),
 }
 
-/// One segment being frozen. Lives in its slot, unmoved in the heap, while operations that
+/// One segment being frozen. The raw fds are those of `src` and `tmp`, which stay open
+/// while operations on them are in flight. Lives in its slot, unmoved in the heap, while operations that
 /// point into its buffers are in flight.
 pub(crate) struct FreezeJob {
     pub index: u64,
@@ -74,6 +79,10 @@ pub(crate) struct FreezeJob {
     src_name: CString,
     tmp_name: CString,
     dst_name: CString,
+    /// The segment, open while chunks are read.
+    src: Option<File>,
+    /// The tmp file, open while chunks are written.
+    tmp: Option<File>,
     src_fd: RawFd,
     tmp_fd: RawFd,
     src_len: u64,
@@ -95,23 +104,8 @@ fn cstr(s: String) -> CString {
     CString::new(s).expect("segment names have no NUL")
 }
 
-fn open(path: &Path, flags: i32, op: &'static str) -> Result<RawFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Config(format!("path with NUL: {}", path.display())))?;
-    // SAFETY: valid C string; the returned fd is owned by the job.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
-    if fd < 0 {
-        return Err(Error::io(op, path, std::io::Error::last_os_error()));
-    }
-    Ok(fd)
-}
-
-fn close(fd: &mut RawFd) {
-    if *fd >= 0 {
-        // SAFETY: the fd is owned by the job and no operation in flight uses it.
-        unsafe { libc::close(*fd) };
-        *fd = -1;
-    }
+fn close(f: &mut Option<File>) {
+    drop(f.take());
 }
 
 impl FreezeJob {
@@ -120,68 +114,65 @@ impl FreezeJob {
         let src_path = cx.dir.join(hot_name(index));
         let tmp_name = format!("{}.tmp", cold_name(index));
         let tmp_path = cx.dir.join(&tmp_name);
-        let src_fd = open(&src_path, libc::O_RDONLY, "open")?;
-        let mut job = Box::new(FreezeJob {
+        let src = File::open(&src_path).map_err(|e| Error::io("open", &src_path, e))?;
+        let src_len = src
+            .metadata()
+            .map_err(|e| Error::io("stat", &src_path, e))?
+            .len();
+        let _ = std::fs::remove_file(&tmp_path); // a stale tmp of ours, if any
+        let tmp = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp_path)
+            .map_err(|e| Error::io("create", &tmp_path, e))?;
+        let enc = ColdEncoder::new(cx.config.compression, src_len)?;
+        let bound = enc.output_bound();
+        let job = Box::new(FreezeJob {
             index,
             src_path,
             tmp_path,
             src_name: cstr(hot_name(index)),
             tmp_name: cstr(tmp_name),
             dst_name: cstr(cold_name(index)),
-            src_fd,
-            tmp_fd: -1,
-            src_len: 0,
-            n_chunks: 0,
+            src_fd: src.as_raw_fd(),
+            tmp_fd: tmp.as_raw_fd(),
+            src: Some(src),
+            tmp: Some(tmp),
+            src_len,
+            n_chunks: src_len.div_ceil(CHUNK_SIZE as u64),
             next_read: 0,
             next_compress: 0,
             out_off: 0,
             src_crc: 0,
-            enc: None,
-            reads: Vec::new(),
-            writes: Vec::new(),
+            enc: Some(enc),
+            reads: (0..FREEZE_PIPELINE_DEPTH)
+                .map(|_| ReadSlot {
+                    buf: vec![0u8; CHUNK_SIZE].into_boxed_slice(),
+                    chunk: None,
+                    want: 0,
+                    filled: 0,
+                    in_flight: false,
+                })
+                .collect(),
+            writes: (0..FREEZE_PIPELINE_DEPTH)
+                .map(|_| WriteSlot {
+                    buf: Vec::with_capacity(bound),
+                    offset: 0,
+                    done: 0,
+                    in_flight: false,
+                })
+                .collect(),
             phase: Phase::Pipeline,
             error: None,
             verify: cx.config.verify_frames,
         });
-        // SAFETY: fstat into a zeroed stat struct of our own.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: src_fd is open; st is a valid out-pointer.
-        if unsafe { libc::fstat(job.src_fd, &mut st) } != 0 {
-            return Err(Error::io(
-                "fstat",
-                &job.src_path,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        job.src_len = st.st_size as u64;
-        job.n_chunks = job.src_len.div_ceil(CHUNK_SIZE as u64);
-        let _ = std::fs::remove_file(&job.tmp_path); // a stale tmp of ours, if any
-        job.tmp_fd = open(
-            &job.tmp_path,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            "create",
-        )?;
-        let enc = ColdEncoder::new(cx.config.compression, job.src_len)?;
-        let bound = enc.output_bound();
-        job.enc = Some(enc);
-        job.reads = (0..FREEZE_PIPELINE_DEPTH)
-            .map(|_| ReadSlot {
-                buf: vec![0u8; CHUNK_SIZE].into_boxed_slice(),
-                chunk: None,
-                want: 0,
-                filled: 0,
-                in_flight: false,
-            })
-            .collect();
-        job.writes = (0..FREEZE_PIPELINE_DEPTH)
-            .map(|_| WriteSlot {
-                buf: Vec::with_capacity(bound),
-                offset: 0,
-                done: 0,
-                in_flight: false,
-            })
-            .collect();
         Ok(job)
+    }
+
+    /// Still reading and compressing (not yet syncing or publishing).
+    pub fn is_compressing(&self) -> bool {
+        matches!(self.phase, Phase::Pipeline)
     }
 
     fn in_flight(&self) -> bool {
@@ -377,22 +368,40 @@ impl FreezeJob {
         }
     }
 
-    fn on_synced(&mut self, result: i32, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
+    fn on_synced(&mut self, result: i32, slot: u32, cx: &Ctx<'_>) -> Option<FreezeOutcome> {
         if let Err(e) = check(result, "fdatasync", &self.tmp_path) {
             // Contract 5: never retried; the .wal stays, and so does the tmp (nothing is
             // deleted after an fsync error; recovery removes it).
-            close(&mut self.src_fd);
-            close(&mut self.tmp_fd);
+            close(&mut self.src);
+            close(&mut self.tmp);
             return Some(FreezeOutcome::FsyncFailed(e));
         }
-        close(&mut self.src_fd);
-        close(&mut self.tmp_fd);
+        close(&mut self.src);
+        close(&mut self.tmp);
         if self.verify {
             if let Err(e) = self.verify_tmp(cx) {
                 self.fail(e);
                 return self.end_if_failed();
             }
         }
+        let _ = slot;
+        self.phase = Phase::ReadyToPublish;
+        None
+    }
+
+    /// Waiting for the worker to start the publish chain.
+    pub fn is_ready_to_publish(&self) -> bool {
+        matches!(self.phase, Phase::ReadyToPublish)
+    }
+
+    /// The publish chain is in flight.
+    pub fn is_publishing(&self) -> bool {
+        matches!(self.phase, Phase::Publish(_))
+    }
+
+    /// Starts `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`.
+    pub fn publish(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
+        debug_assert!(self.is_ready_to_publish());
         let ops = [
             Op::rename(
                 Target::Tmp,
@@ -412,6 +421,7 @@ impl FreezeJob {
         ];
         // SAFETY: the names live in this boxed job until the completions are reaped.
         if let Err(e) = unsafe { push_chain(cx.be, &ops) } {
+            self.phase = Phase::Pipeline; // nothing in flight: end as a failure
             self.fail(Error::io("submit", &self.tmp_path, e));
             return self.end_if_failed();
         }
@@ -482,21 +492,21 @@ impl FreezeJob {
     }
 
     /// After a failure, once nothing is in flight: close, remove the tmp, report.
+    /// Gives up before publishing because an fsync failed elsewhere: the `.wal` stays and so
+    /// does the tmp (nothing is deleted after an fsync error; recovery removes the tmp).
+    pub fn abandon(&mut self) {
+        close(&mut self.src);
+        close(&mut self.tmp);
+    }
+
     fn end_if_failed(&mut self) -> Option<FreezeOutcome> {
         if self.error.is_none() || self.in_flight() || matches!(self.phase, Phase::SyncTmp) {
             return None;
         }
-        close(&mut self.src_fd);
-        close(&mut self.tmp_fd);
+        close(&mut self.src);
+        close(&mut self.tmp);
         let _ = std::fs::remove_file(&self.tmp_path);
         let (error, enospc) = self.error.take().expect("checked above");
         Some(FreezeOutcome::Retry { error, enospc })
-    }
-}
-
-impl Drop for FreezeJob {
-    fn drop(&mut self) {
-        close(&mut self.src_fd);
-        close(&mut self.tmp_fd);
     }
 }

@@ -2,9 +2,7 @@
 //! `ftruncate(used) → fdatasync → close` makes it durable at its used length. It joins the
 //! hot list only when all three succeeded.
 
-use std::ffi::CString;
 use std::os::fd::{IntoRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use super::job::{ud, Ctx};
@@ -52,13 +50,12 @@ impl PersistJob {
 
     /// A retry: reopens the file.
     pub fn reopen(index: u64, path: PathBuf, used: u64, last_seq: u64) -> Result<Self> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::Config(format!("path with NUL: {}", path.display())))?;
-        // SAFETY: valid C string; the fd is owned by the job from here on.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::io("open", &path, std::io::Error::last_os_error()));
-        }
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?
+            .into_raw_fd();
         Ok(PersistJob {
             index,
             path,

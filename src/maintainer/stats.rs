@@ -53,6 +53,8 @@ pub struct MaintainerStats {
     pub busy_turns: AtomicU64,
     /// Turns of the loop that found nothing to do.
     pub idle_turns: AtomicU64,
+    /// CPU time the maintainer thread used, in ns (written when the thread ends).
+    pub cpu_ns: AtomicU64,
     /// Set once if io_uring could not be set up and the blocking backend is used.
     pub fell_back: AtomicBool,
     /// Whether pinning the thread to the configured core succeeded.

@@ -72,7 +72,9 @@ pub(crate) struct Worker {
     cold: VecDeque<u64>,
     /// The job table; a job's slot is the high half of its operations' `user_data`.
     slots: Vec<Option<Job>>,
-    freezing: Option<u64>,
+    /// Segments being frozen: at most two, and at most one of them compressing, so that
+    /// one segment's fdatasync, rename and unlink overlap with the next one's compression.
+    freezing: Vec<u64>,
     freeing: Vec<u64>,
     explicit_freeze: VecDeque<u64>,
     explicit_free: VecDeque<u64>,
@@ -114,7 +116,7 @@ impl Worker {
             hot: hot.into(),
             cold: cold.into(),
             slots,
-            freezing: None,
+            freezing: Vec::new(),
             freeing: Vec::new(),
             explicit_freeze: VecDeque::new(),
             explicit_free: VecDeque::new(),
@@ -183,6 +185,10 @@ impl Worker {
             }
             self.backoff(did);
         }
+        self.shared
+            .stats
+            .cpu_ns
+            .store(thread_cpu_ns(), Ordering::Relaxed);
         if !self.persist_retry.is_empty() || self.freeze_retry.is_some() {
             log::warn!("segment maintainer stopped with failed work left for recovery");
         }
@@ -314,8 +320,10 @@ impl Worker {
             did |= self.plan_persist_retries(now);
         }
         if self.failed {
+            self.abandon_unpublished();
             return did; // contract 5: after an fsync error nothing more is deleted
         }
+        did |= self.plan_publish();
         did |= self.plan_freeze(now, stopping);
         did |= self.plan_free(now, stopping);
         did
@@ -349,7 +357,11 @@ impl Worker {
     }
 
     fn plan_freeze(&mut self, now: Instant, stopping: bool) -> bool {
-        if self.freezing.is_some() {
+        let compressing = self
+            .slots
+            .iter()
+            .any(|j| matches!(j, Some(Job::Freeze(f)) if f.is_compressing()));
+        if compressing || self.freezing.len() >= 2 {
             return false;
         }
         let Some(slot) = self.free_slot() else {
@@ -357,10 +369,14 @@ impl Worker {
         };
         let candidate = loop {
             match self.explicit_freeze.pop_front() {
-                Some(i) if self.hot.contains(&i) => break Some(i),
-                Some(_) => continue, // frozen meanwhile
-                None if self.hot.len() > self.config.max_segments => {
-                    break self.hot.front().copied()
+                Some(i) if self.hot.contains(&i) && !self.freezing.contains(&i) => break Some(i),
+                Some(_) => continue, // frozen meanwhile, or being frozen
+                None if self.hot.len() - self.freezing.len() > self.config.max_segments => {
+                    break self
+                        .hot
+                        .iter()
+                        .find(|i| !self.freezing.contains(i))
+                        .copied();
                 }
                 None => break None,
             }
@@ -381,13 +397,59 @@ impl Worker {
                 return true;
             }
         };
-        self.freezing = Some(index);
+        self.freezing.push(index);
         let outcome = job.pump(slot as u32, &mut self.ctx());
         match outcome {
             Some(o) => self.freeze_done(index, o),
             None => self.slots[slot] = Some(Job::Freeze(job)),
         }
         true
+    }
+
+    /// Starts the publish chain of a checked freeze, one at a time: a freeze publishes only
+    /// after the previous one's directory fsyncs succeeded (contract 5).
+    fn plan_publish(&mut self) -> bool {
+        let publishing = self
+            .slots
+            .iter()
+            .any(|j| matches!(j, Some(Job::Freeze(f)) if f.is_publishing()));
+        if publishing {
+            return false;
+        }
+        let ready = self
+            .slots
+            .iter()
+            .position(|j| matches!(j, Some(Job::Freeze(f)) if f.is_ready_to_publish()));
+        let Some(slot) = ready else {
+            return false;
+        };
+        let Some(Job::Freeze(mut job)) = self.slots[slot].take() else {
+            unreachable!("checked above");
+        };
+        let index = job.index;
+        match job.publish(slot as u32, &mut self.ctx()) {
+            None => self.slots[slot] = Some(Job::Freeze(job)),
+            Some(o) => {
+                drop(job);
+                self.freeze_done(index, o);
+            }
+        }
+        true
+    }
+
+    /// After an fsync error, freezes waiting to publish are given up.
+    fn abandon_unpublished(&mut self) {
+        for slot in 0..self.slots.len() {
+            if let Some(Job::Freeze(job)) = &mut self.slots[slot] {
+                if job.is_ready_to_publish() {
+                    job.abandon();
+                    let index = job.index;
+                    self.slots[slot] = None;
+                    self.freezing.retain(|&i| i != index);
+                    log::warn!("freeze of segment {index} abandoned after an fsync error");
+                }
+            }
+        }
     }
 
     fn plan_free(&mut self, now: Instant, stopping: bool) -> bool {
@@ -521,7 +583,7 @@ impl Worker {
     }
 
     fn freeze_done(&mut self, index: u64, outcome: FreezeOutcome) {
-        self.freezing = None;
+        self.freezing.retain(|&i| i != index);
         match outcome {
             FreezeOutcome::Frozen {
                 bytes_in,
@@ -599,4 +661,15 @@ impl Worker {
             + self.leftover_retry.len();
         s.pending_retries.store(pending as u64, Ordering::Relaxed);
     }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
