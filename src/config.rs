@@ -57,6 +57,18 @@ pub struct Config {
     /// Decode every new `.wal.lz4.tmp` and compare it with the segment before the rename.
     /// Default on.
     pub verify_frames: bool,
+    /// Size of each segment file (recorder). Default 64 MiB,
+    /// `MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE`.
+    pub segment_size: u64,
+    /// How often the maintainer makes the completed pages of the active segment durable
+    /// (recorder). Default 5 ms; at most `MAX_SYNC_INTERVAL`.
+    pub sync_interval: Duration,
+    /// Segments the maintainer keeps created, preallocated and prefaulted ahead of the
+    /// writer (recorder). Default 2, 1..=`MAX_PREPARED_SEGMENTS`.
+    pub prepared_segments: usize,
+    /// Sealed segments the writer keeps when the persist ring is full (recorder). Default 64,
+    /// 1..=`MAX_PERSIST_OVERFLOW`.
+    pub persist_overflow: usize,
     /// Test hook: run the fault-injecting backend with this plan.
     pub fault_plan: Option<FaultPlan>,
     /// Test hook: make io_uring setup fail with this errno (to exercise the fallback).
@@ -78,6 +90,10 @@ impl Config {
             backend: BackendChoice::Auto,
             compression: Compression::default(),
             verify_frames: true,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            prepared_segments: DEFAULT_PREPARED_SEGMENTS,
+            persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,
             simulate_uring_error: None,
         }
@@ -97,6 +113,28 @@ impl Config {
                 "max_segments and max_compressed_segments must be at least 1".into(),
             ));
         }
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return Err(Error::Config(format!(
+                "segment_size {} outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}",
+                self.segment_size
+            )));
+        }
+        if self.prepared_segments == 0 || self.persist_overflow == 0 {
+            return Err(Error::Config(
+                "prepared_segments and persist_overflow must be at least 1".into(),
+            ));
+        }
+        clamp(
+            "prepared_segments",
+            &mut self.prepared_segments,
+            MAX_PREPARED_SEGMENTS,
+        );
+        clamp(
+            "persist_overflow",
+            &mut self.persist_overflow,
+            MAX_PERSIST_OVERFLOW,
+        );
+        clamp("sync_interval", &mut self.sync_interval, MAX_SYNC_INTERVAL);
         if self.persist_queue == 0 || self.request_queue == 0 {
             return Err(Error::Config("queue capacities must be at least 1".into()));
         }

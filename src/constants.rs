@@ -63,3 +63,21 @@ pub const MAX_LZ4_LEVEL: u32 = 12;
 pub const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 /// Longest delay between retries.
 pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Default interval of the maintainer's sync of the active segment.
+pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+/// Longest sync interval.
+pub const MAX_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default number of segments prepared ahead of the writer.
+pub const DEFAULT_PREPARED_SEGMENTS: usize = 2;
+/// Most segments prepared ahead of the writer.
+pub const MAX_PREPARED_SEGMENTS: usize = 16;
+/// Default capacity of the writer's overflow list for a full persist ring.
+pub const DEFAULT_PERSIST_OVERFLOW: usize = 64;
+/// Largest overflow list.
+pub const MAX_PERSIST_OVERFLOW: usize = 4096;
+/// Longest time the writer waits for the maintainer (a segment being prepared, room in a
+/// full persist ring, `sync()`) before it reports an error instead of blocking forever.
+pub const WRITER_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Page size assumed for the "completed pages" of the active segment.
+pub const PAGE_SIZE: u64 = 4096;

@@ -122,6 +122,20 @@ pub enum Error {
         /// The segment file.
         path: PathBuf,
     },
+    /// Another recorder holds the directory.
+    #[error("{}: locked by another recorder", .0.display())]
+    Locked(PathBuf),
+    /// The recorder refuses appends after an fsync error (contract 5).
+    #[error("{}: an fsync failed; the log is read-only until it is reopened", .0.display())]
+    Failed(PathBuf),
+    /// The writer waited too long for the maintainer.
+    #[error("{}: {what} did not happen within the wait limit", path.display())]
+    Timeout {
+        /// The log directory.
+        path: PathBuf,
+        /// What the writer waited for.
+        what: &'static str,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

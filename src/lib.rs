@@ -31,6 +31,8 @@ pub mod event;
 pub mod io;
 pub mod log;
 pub mod maintainer;
+pub mod recorder;
+pub mod recovery;
 pub mod segment;
 
 pub use error::{Corruption, Error, Result};

@@ -122,6 +122,17 @@ impl Op {
         Op::base(OpCode::Fdatasync, target, fd, user_data)
     }
 
+    /// `fdatasync` of the byte range `[offset, offset + len)` only (io_uring passes the
+    /// range to the kernel's `vfs_fsync_range`; the blocking backend syncs the whole file,
+    /// a superset).
+    pub fn fdatasync_range(target: Target, fd: RawFd, offset: u64, len: u32, user_data: u64) -> Op {
+        Op {
+            offset,
+            len,
+            ..Op::base(OpCode::Fdatasync, target, fd, user_data)
+        }
+    }
+
     /// `fsync` (of a directory).
     pub fn fsync(target: Target, fd: RawFd, user_data: u64) -> Op {
         Op::base(OpCode::Fsync, target, fd, user_data)
@@ -340,4 +351,32 @@ mod tests {
         let results: Vec<i32> = out.iter().map(|c| c.result).collect();
         assert_eq!(results, [-libc::EIO, -libc::ECANCELED]);
     }
+}
+
+/// Opens `dir` and takes an exclusive, non-blocking `flock` on it, held as long as the
+/// returned handle lives. A second holder gets [`crate::Error::Locked`]. Nothing is created
+/// in the directory (contract 1: only our segment files live there).
+pub fn lock_dir(dir: &std::path::Path) -> crate::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir).map_err(|e| crate::Error::io("open dir", dir, e))?;
+    if !f
+        .metadata()
+        .map_err(|e| crate::Error::io("stat", dir, e))?
+        .is_dir()
+    {
+        return Err(crate::Error::io(
+            "open dir",
+            dir,
+            std::io::Error::from_raw_os_error(libc::ENOTDIR),
+        ));
+    }
+    // SAFETY: flock on an fd we own; no pointers.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(crate::Error::Locked(dir.to_path_buf()));
+        }
+        return Err(crate::Error::io("flock", dir, e));
+    }
+    Ok(f)
 }

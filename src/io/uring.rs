@@ -49,6 +49,8 @@ impl UringBackend {
                 .offset(op.offset)
                 .build(),
             OpCode::Fdatasync => opcode::Fsync::new(fd)
+                .offset(op.offset)
+                .len(op.len)
                 .flags(types::FsyncFlags::DATASYNC)
                 .build(),
             OpCode::Fsync => opcode::Fsync::new(fd).build(),

@@ -178,7 +178,7 @@ impl LogReader {
             let reader = match SegmentReader::new(src, &entry.path) {
                 Ok(r) => r,
                 Err(Error::Corrupt {
-                    kind: Corruption::ZeroHeader,
+                    kind: Corruption::ZeroHeader | Corruption::EmptyFile,
                     ..
                 }) if self.rest_unused()? => {
                     self.warnings.push(Warning::UnusedSegment(entry.path));
@@ -296,7 +296,8 @@ impl LogReader {
                     Err(e) => return Err(Error::io("read", &entry.path, e)),
                 }
             }
-            if got < HEADER_LEN || head.iter().any(|&b| b != 0) {
+            let empty = got == 0;
+            if !empty && (got < HEADER_LEN || head.iter().any(|&b| b != 0)) {
                 return Ok(false);
             }
         }

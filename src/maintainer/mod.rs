@@ -16,8 +16,10 @@
 //! # Ok(()) }
 //! ```
 
+mod durability;
 mod freeze;
 mod job;
+pub mod link;
 mod persist;
 mod retention;
 mod stats;
@@ -110,6 +112,23 @@ impl SegmentMaintainer {
             worker: Some(worker),
             thread: None,
         })
+    }
+
+    /// As [`Self::with_existing`], serving a recorder's writer through `link`: segments are
+    /// prepared ahead into `prepared` and the active segment is synced every
+    /// `config.sync_interval`.
+    pub(crate) fn for_recorder(
+        config: Config,
+        hot: Vec<u64>,
+        cold: Vec<u64>,
+        link: Arc<link::WriterLink>,
+        prepared: rtrb::Producer<crate::segment::PreparedSegment>,
+    ) -> Result<Self> {
+        let mut m = Self::with_existing(config, hot, cold)?;
+        if let Some(w) = m.worker.as_mut() {
+            w.attach(durability::Durability::new(link, prepared));
+        }
+        Ok(m)
     }
 
     /// The writer's end of the persist ring; `None` after the first call.

@@ -74,6 +74,12 @@ impl MaintainerStats {
         }
     }
 
+    /// Whether an fsync failed (one atomic load; the writer checks it on every append).
+    #[inline]
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// Marks health failed for good (an fsync error).
     pub(crate) fn set_failed(&self) {
         self.failed.store(true, Ordering::Release);

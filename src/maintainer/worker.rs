@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::durability::{Durability, SYNC_SLOT};
 use super::freeze::{FreezeJob, FreezeOutcome};
 use super::job::{split_ud, Ctx};
 use super::persist::{PersistJob, PersistOutcome};
@@ -85,6 +86,8 @@ pub(crate) struct Worker {
     completions: Vec<Completion>,
     sleep: Duration,
     failed: bool,
+    /// Present when the maintainer serves a recorder's writer.
+    durability: Option<Durability>,
 }
 
 impl Worker {
@@ -126,7 +129,13 @@ impl Worker {
             persist_retry: Vec::new(),
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             failed: false,
+            durability: None,
         })
+    }
+
+    /// Serve a recorder's writer: prepare segments ahead and keep `durable_seq`.
+    pub fn attach(&mut self, durability: Durability) {
+        self.durability = Some(durability);
     }
 
     /// Sets up the backend chosen by the config (io_uring, falling back to blocking).
@@ -197,6 +206,7 @@ impl Worker {
     /// Nothing queued and nothing in flight.
     fn idle(&self) -> bool {
         self.slots.iter().all(Option::is_none)
+            && !self.durability.as_ref().is_some_and(Durability::busy)
             && self.persist_rx.is_empty()
             && self.explicit_freeze.is_empty()
             && self.explicit_free.is_empty()
@@ -318,6 +328,17 @@ impl Worker {
         let now = Instant::now();
         if !stopping {
             did |= self.plan_persist_retries(now);
+        }
+        if let Some(mut d) = self.durability.take() {
+            did |= d.plan_prepare(&self.ctx(), stopping);
+            if !self.failed {
+                let interval = self.config.sync_interval;
+                match d.plan_sync(&mut self.ctx(), interval) {
+                    Ok(started) => did |= started,
+                    Err(e) => log::warn!("sync of the active segment: {e}"),
+                }
+            }
+            self.durability = Some(d);
         }
         if self.failed {
             self.abandon_unpublished();
@@ -510,6 +531,17 @@ impl Worker {
     /// Routes a completion to its job; handles the job's end.
     fn dispatch(&mut self, c: Completion) {
         let (slot, tag) = split_ud(c.user_data);
+        if slot == SYNC_SLOT {
+            let mut d = self
+                .durability
+                .take()
+                .expect("sync completions come from durability");
+            if let Err(e) = d.on_sync_complete(c.result, &self.ctx()) {
+                self.fsync_failed(&e);
+            }
+            self.durability = Some(d);
+            return;
+        }
         let slot = slot as usize;
         let Some(job) = self.slots.get_mut(slot).and_then(Option::take) else {
             log::error!("completion for an empty slot {slot} (tag {tag:#x})");
@@ -554,6 +586,9 @@ impl Worker {
     fn persist_done(&mut self, job: PersistJob, outcome: PersistOutcome) {
         match outcome {
             PersistOutcome::Persisted => {
+                if let Some(d) = self.durability.as_mut() {
+                    d.on_persisted(job.index, job.last_seq);
+                }
                 let pos = self.hot.partition_point(|&i| i < job.index);
                 self.hot.insert(pos, job.index);
                 self.shared.stats.persisted.fetch_add(1, Ordering::Relaxed);

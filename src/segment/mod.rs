@@ -11,4 +11,7 @@ pub mod writer;
 
 pub use mmap::SharedMap;
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
-pub use writer::{sync_dir, AppendError, PreparedSegment, SealedSegment, SegmentWriter};
+pub use writer::{
+    seal_in_place, sync_dir, truncate_sealed, AppendError, PreparedSegment, SealedSegment,
+    SegmentWriter,
+};

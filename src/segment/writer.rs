@@ -282,6 +282,17 @@ impl SegmentWriter {
         &self.seg.file
     }
 
+    /// Whether a record of `len` payload bytes fits (seal space kept).
+    #[inline]
+    pub fn fits(&self, len: usize) -> bool {
+        self.write_off + record_size(len) <= self.limit
+    }
+
+    /// Largest payload an empty segment of this capacity could hold.
+    pub fn max_payload(&self) -> usize {
+        (self.seg.map.len() - HEADER_LEN - SEAL_LEN - RECORD_HEADER_LEN).min(MAX_RECORD_LEN)
+    }
+
     /// Sequence number the next record would get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -321,6 +332,34 @@ impl SegmentWriter {
             last_seq: self.next_seq - 1,
         }
     }
+}
+
+/// Seals a segment file in place after its last valid record: writes `seal` at
+/// `seal_offset`, truncates the file just past it (cutting a torn tail) and fdatasyncs it.
+/// Used by recovery for segments a crash left unsealed.
+pub fn seal_in_place(path: &Path, seal_offset: u64, seal: &Seal) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    debug_assert_eq!(seal.end, seal_offset + SEAL_LEN as u64);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    f.write_all_at(&seal.encode(), seal_offset)
+        .map_err(|e| Error::io("write", path, e))?;
+    f.set_len(seal.end)
+        .map_err(|e| Error::io("ftruncate", path, e))?;
+    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))
+}
+
+/// Truncates a sealed segment to its used length and fdatasyncs it (what persist does).
+pub fn truncate_sealed(path: &Path, used: u64) -> Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    f.set_len(used)
+        .map_err(|e| Error::io("ftruncate", path, e))?;
+    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))
 }
 
 /// Segment size rounded to a page and checked against the limits.

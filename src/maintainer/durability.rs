@@ -1,0 +1,190 @@
+//! The maintainer's duties toward a recorder's writer: keep segments prepared ahead of it
+//! (created, preallocated, synced with the directory, mapped and prefaulted), make the active
+//! segment durable every `sync_interval`, and publish `durable_seq`.
+//!
+//! The timer syncs only the completed pages of the active segment: a sync write-protects the
+//! pages it cleans, and the writer's next store to a cleaned page takes a fault (1–15 µs), so
+//! the page being filled is left alone. When the writer has been idle for a whole interval the
+//! partial page is synced too, so that an idle log becomes durable up to its last record.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::job::{ud, Ctx};
+use super::link::WriterLink;
+use crate::constants::{RETRY_MAX, RETRY_MIN};
+use crate::error::{Error, Result};
+use crate::io::{check, push_chain, Op, Target};
+use crate::segment::names::hot_name;
+use crate::segment::PreparedSegment;
+
+/// Job slot reserved for the active-segment sync.
+pub(crate) const SYNC_SLOT: u32 = u32::MAX;
+
+pub(crate) struct Durability {
+    link: Arc<WriterLink>,
+    prepared_tx: rtrb::Producer<PreparedSegment>,
+    prepare_attempts: u32,
+    prepare_not_before: Instant,
+    sync_next: Instant,
+    /// (index, seq) of the sync in flight.
+    sync_in_flight: Option<(u64, u64)>,
+    /// An fd of the active segment for its syncs, kept open while a sync is in flight.
+    active_file: Option<(u64, File)>,
+    /// Appended position seen at the last timer tick, to notice an idle writer.
+    last_appended: Option<(u64, u64)>,
+    /// Persisted segments above `persisted_end`, waiting for the ones before them.
+    persisted: BTreeMap<u64, u64>,
+}
+
+impl Durability {
+    pub fn new(link: Arc<WriterLink>, prepared_tx: rtrb::Producer<PreparedSegment>) -> Self {
+        Durability {
+            link,
+            prepared_tx,
+            prepare_attempts: 0,
+            prepare_not_before: Instant::now(),
+            sync_next: Instant::now(),
+            sync_in_flight: None,
+            active_file: None,
+            last_appended: None,
+            persisted: BTreeMap::new(),
+        }
+    }
+
+    /// True while a sync is in flight (its fd must stay open).
+    pub fn busy(&self) -> bool {
+        self.sync_in_flight.is_some()
+    }
+
+    /// Prepares one segment if the ring has room. True if it did work.
+    pub fn plan_prepare(&mut self, cx: &Ctx<'_>, stopping: bool) -> bool {
+        if stopping || self.prepared_tx.slots() == 0 || Instant::now() < self.prepare_not_before {
+            return false;
+        }
+        let link = &self.link;
+        let index = link.next_index.load(std::sync::atomic::Ordering::Acquire);
+        if link
+            .next_index
+            .compare_exchange(
+                index,
+                index + 1,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false; // the writer claimed it meanwhile
+        }
+        match PreparedSegment::create(cx.dir, index, cx.config.segment_size) {
+            Ok(seg) => {
+                self.prepare_attempts = 0;
+                link.prepare_failing
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                if self.prepared_tx.push(seg).is_err() {
+                    unreachable!("checked for room above; only this thread pushes");
+                }
+            }
+            Err(e) => {
+                // Give the index back so the writer can claim it (only we claim past it).
+                let _ = link.next_index.compare_exchange(
+                    index + 1,
+                    index,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                );
+                log::warn!("preparing segment {index}: {e}; will retry");
+                link.prepare_failing
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let delay = RETRY_MIN
+                    .saturating_mul(1 << self.prepare_attempts.min(16))
+                    .min(RETRY_MAX);
+                self.prepare_attempts += 1;
+                self.prepare_not_before = Instant::now() + delay;
+            }
+        }
+        true
+    }
+
+    /// Starts a sync of the active segment when the interval has passed. True if it did.
+    pub fn plan_sync(&mut self, cx: &mut Ctx<'_>, interval: Duration) -> Result<bool> {
+        let now = Instant::now();
+        if self.sync_in_flight.is_some() || now < self.sync_next {
+            return Ok(false);
+        }
+        self.sync_next = now + interval;
+        let Some((index, app_off, app_seq)) = self.link.appended_snapshot() else {
+            return Ok(false);
+        };
+        let idle = self.last_appended == Some((index, app_seq));
+        self.last_appended = Some((index, app_seq));
+        let (off, seq) = if idle {
+            (app_off, app_seq) // the writer is idle: sync the partial page too
+        } else {
+            match self.link.snapshot() {
+                Some((i, off, seq)) if i == index => (off, seq),
+                _ => return Ok(false),
+            }
+        };
+        let persisted_end = self
+            .link
+            .persisted_end
+            .load(std::sync::atomic::Ordering::Acquire);
+        if seq <= self.link.durable() || off == 0 || index != persisted_end {
+            return Ok(false); // nothing new, or earlier segments are not persisted yet
+        }
+        if self.active_file.as_ref().map(|(i, _)| *i) != Some(index) {
+            let path = cx.dir.join(hot_name(index));
+            let f = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            self.active_file = Some((index, f));
+        }
+        let fd = self
+            .active_file
+            .as_ref()
+            .expect("just opened")
+            .1
+            .as_raw_fd();
+        let len = off.min(u64::from(u32::MAX)) as u32;
+        let op = Op::fdatasync_range(Target::Segment, fd, 0, len, ud(SYNC_SLOT, 0));
+        // SAFETY: no buffer or path; the fd stays open while the sync is in flight.
+        unsafe { push_chain(cx.be, &[op]) }
+            .map_err(|e| Error::io("submit", cx.dir.join(hot_name(index)), e))?;
+        self.sync_in_flight = Some((index, seq));
+        Ok(true)
+    }
+
+    /// The active-segment sync completed. An error is an fsync failure (contract 5).
+    pub fn on_sync_complete(&mut self, result: i32, cx: &Ctx<'_>) -> Result<()> {
+        let (index, seq) = self.sync_in_flight.take().expect("a sync was in flight");
+        check(result, "fdatasync", &cx.dir.join(hot_name(index)))?;
+        self.link.advance_durable(seq);
+        Ok(())
+    }
+
+    /// A segment was persisted: advance `persisted_end` and `durable_seq` over every
+    /// segment persisted without a gap.
+    pub fn on_persisted(&mut self, index: u64, last_seq: u64) {
+        use std::sync::atomic::Ordering;
+        let mut end = self.link.persisted_end.load(Ordering::Acquire);
+        if index < end {
+            return;
+        }
+        self.persisted.insert(index, last_seq);
+        let mut durable = None;
+        while let Some(seq) = self.persisted.remove(&end) {
+            durable = Some(seq);
+            end += 1;
+        }
+        self.link.persisted_end.store(end, Ordering::Release);
+        if let Some(seq) = durable {
+            self.link.advance_durable(seq);
+        }
+        if self.active_file.as_ref().is_some_and(|(i, _)| *i < end) && self.sync_in_flight.is_none()
+        {
+            self.active_file = None; // that segment is persisted and closed by now
+        }
+    }
+}

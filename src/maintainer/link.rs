@@ -1,0 +1,115 @@
+//! `WriterLink`: the atomics the recorder's writer and the maintainer share (contract 6: only
+//! SPSC rings and atomics). The writer publishes which segment is active and how far its
+//! pages are complete; the maintainer publishes what is durable. Segment indexes are
+//! claimed through `next_index` so that the maintainer (preparing ahead) and the writer
+//! (preparing itself when nothing is ready) never create the same file or skip one.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct WriterLink {
+    /// Seqlock generation of (`active_index`, `completed_*`): odd while the writer switches.
+    gen: AtomicU64,
+    /// Index of the segment the writer appends to.
+    active_index: AtomicU64,
+    /// Page-aligned offset below which the active segment holds only complete records.
+    completed_off: AtomicU64,
+    /// Last sequence number whose record ends at or below `completed_off`.
+    completed_seq: AtomicU64,
+    /// Offset just past the last appended record of the active segment.
+    appended_off: AtomicU64,
+    /// Sequence number of the last appended record.
+    appended_seq: AtomicU64,
+    /// Lowest segment index nobody has claimed for creation yet.
+    pub next_index: AtomicU64,
+    /// Every record up to here survives power loss.
+    pub durable_seq: AtomicU64,
+    /// First segment index not known to be persisted (all below it are).
+    pub persisted_end: AtomicU64,
+    /// The writer had to prepare a segment itself, or wait for one being prepared.
+    pub stalls: AtomicU64,
+    /// Sealed segments the writer had to keep because the persist ring was full.
+    pub persist_ring_full: AtomicU64,
+    /// The maintainer failed to prepare a segment (health degraded until one succeeds).
+    pub prepare_failing: AtomicBool,
+}
+
+impl WriterLink {
+    /// A link for a writer whose first active segment is `index`, continuing after
+    /// `durable_seq` (everything recovered is durable).
+    pub fn new(index: u64, first_seq: u64) -> Self {
+        let link = WriterLink::default();
+        link.active_index.store(index, Ordering::Relaxed);
+        link.completed_seq.store(first_seq - 1, Ordering::Relaxed);
+        link.appended_seq.store(first_seq - 1, Ordering::Relaxed);
+        link.next_index.store(index + 1, Ordering::Relaxed);
+        link.durable_seq.store(first_seq - 1, Ordering::Relaxed);
+        link.persisted_end.store(index, Ordering::Relaxed);
+        link
+    }
+
+    /// Writer: segment `index`, whose first record will be `first_seq`, is now active.
+    pub fn begin_segment(&self, index: u64, first_seq: u64) {
+        self.gen.fetch_add(1, Ordering::AcqRel); // odd: switching
+        self.active_index.store(index, Ordering::Relaxed);
+        self.completed_off.store(0, Ordering::Relaxed);
+        self.completed_seq.store(first_seq - 1, Ordering::Relaxed);
+        self.appended_off.store(0, Ordering::Relaxed);
+        self.appended_seq.store(first_seq - 1, Ordering::Relaxed);
+        self.gen.fetch_add(1, Ordering::Release); // even: stable
+    }
+
+    /// Writer: the pages below `off` hold complete records up to `seq`. Two plain stores on
+    /// x86; called only when an append crosses a page boundary.
+    #[inline]
+    pub fn page_completed(&self, off: u64, seq: u64) {
+        self.completed_off.store(off, Ordering::Relaxed);
+        self.completed_seq.store(seq, Ordering::Release);
+    }
+
+    /// Writer: the record `seq` ends at `off`. Two plain stores on x86.
+    #[inline]
+    pub fn appended(&self, off: u64, seq: u64) {
+        self.appended_off.store(off, Ordering::Relaxed);
+        self.appended_seq.store(seq, Ordering::Release);
+    }
+
+    /// Maintainer: (active index, appended offset, appended seq), as [`Self::snapshot`].
+    pub fn appended_snapshot(&self) -> Option<(u64, u64, u64)> {
+        let g1 = self.gen.load(Ordering::Acquire);
+        if g1 % 2 == 1 {
+            return None;
+        }
+        let index = self.active_index.load(Ordering::Acquire);
+        let seq = self.appended_seq.load(Ordering::Acquire);
+        let off = self.appended_off.load(Ordering::Acquire);
+        fence(Ordering::Acquire);
+        (self.gen.load(Ordering::Relaxed) == g1).then_some((index, off, seq))
+    }
+
+    /// Maintainer: a consistent (active index, completed offset, completed seq), or `None`
+    /// while the writer is switching segments. The offset read may be newer than the seq
+    /// (never older), which only makes a sync cover more.
+    pub fn snapshot(&self) -> Option<(u64, u64, u64)> {
+        let g1 = self.gen.load(Ordering::Acquire);
+        if g1 % 2 == 1 {
+            return None;
+        }
+        let index = self.active_index.load(Ordering::Acquire);
+        let seq = self.completed_seq.load(Ordering::Acquire);
+        let off = self.completed_off.load(Ordering::Acquire);
+        fence(Ordering::Acquire);
+        (self.gen.load(Ordering::Relaxed) == g1).then_some((index, off, seq))
+    }
+
+    /// Durable sequence number.
+    pub fn durable(&self) -> u64 {
+        self.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Raises the durable sequence number (never lowers it).
+    pub fn advance_durable(&self, seq: u64) {
+        self.durable_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+}

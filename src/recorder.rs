@@ -1,0 +1,371 @@
+//! `Recorder`: what users hold. It owns a log directory (locked), the active segment, the
+//! segments prepared ahead of it and the maintainer. `append` makes no system call and no
+//! allocation in steady state, rollover included when a prepared segment is ready.
+//!
+//! ```
+//! use wal_recorder::{config::Config, recorder::Recorder};
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut cfg = Config::new(dir.path());
+//! cfg.segment_size = 1 << 20;
+//! let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+//! let seq = rec.append(b"new order").unwrap();
+//! rec.sync().unwrap();                 // waits until seq survives power loss
+//! assert!(rec.durable_seq() >= seq);
+//! rec.close().unwrap();
+//! ```
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::constants::{PAGE_SIZE, WRITER_WAIT_LIMIT};
+use crate::error::{Error, Result};
+use crate::maintainer::link::WriterLink;
+use crate::maintainer::{Health, MaintainerStats, PersistQueue, SegmentMaintainer};
+use crate::recovery::{recover, Recovered};
+use crate::segment::{AppendError, PreparedSegment, SealedSegment, SegmentWriter};
+
+/// Counters of the writer side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Rollovers to a new segment.
+    pub rollovers: u64,
+    /// Rollovers that found no prepared segment and waited or prepared one themselves.
+    pub stalls: u64,
+    /// Sealed segments kept in the overflow list because the persist ring was full.
+    pub persist_ring_full: u64,
+}
+
+/// See the module docs.
+pub struct Recorder {
+    dir: PathBuf,
+    config: Config,
+    /// The directory's flock; released on drop.
+    _lock: File,
+    active: Option<SegmentWriter>,
+    prepared: rtrb::Consumer<PreparedSegment>,
+    persist: PersistQueue,
+    /// Sealed segments waiting for room in the persist ring (capacity reserved at open).
+    overflow: VecDeque<SealedSegment>,
+    maintainer: SegmentMaintainer,
+    link: Arc<WriterLink>,
+    stats: WriterStats,
+    recovered: Recovered,
+    closed: bool,
+}
+
+impl Recorder {
+    /// Locks `dir` (a second recorder gets [`Error::Locked`]), recovers it
+    /// (docs/RECOVERY.md), creates the active segment and starts the maintainer.
+    /// `config.dir` is replaced by `dir`.
+    pub fn open(dir: impl AsRef<Path>, mut config: Config) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        config.dir = dir.clone();
+        let config = config.validated()?;
+        let lock = crate::io::lock_dir(&dir)?;
+        let recovered = recover(&dir)?;
+        for a in &recovered.actions {
+            log::warn!("recovery: {a}");
+        }
+        let active = SegmentWriter::create(
+            &dir,
+            recovered.next_index,
+            config.segment_size,
+            recovered.next_seq,
+            recovered.prev_crc,
+        )?;
+        let link = Arc::new(WriterLink::new(recovered.next_index, recovered.next_seq));
+        let (prepared_tx, prepared) = rtrb::RingBuffer::new(config.prepared_segments);
+        let mut maintainer = SegmentMaintainer::for_recorder(
+            config.clone(),
+            recovered.hot.clone(),
+            recovered.cold.clone(),
+            link.clone(),
+            prepared_tx,
+        )?;
+        let persist = maintainer
+            .take_persist_queue()
+            .expect("a new maintainer has its persist queue");
+        maintainer.start()?;
+        Ok(Recorder {
+            dir,
+            overflow: VecDeque::with_capacity(config.persist_overflow),
+            config,
+            _lock: lock,
+            active: Some(active),
+            prepared,
+            persist,
+            maintainer,
+            link,
+            stats: WriterStats::default(),
+            recovered,
+            closed: false,
+        })
+    }
+
+    /// Appends `payload` as one record; returns its sequence number.
+    #[inline]
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        self.append_with(payload.len(), |buf| buf.copy_from_slice(payload))
+    }
+
+    /// Reserves `len` bytes in the active segment, lets `fill` write them in place, commits
+    /// the record and returns its sequence number. No system call and no allocation in
+    /// steady state; a rollover takes a prepared segment without a system call.
+    #[inline]
+    pub fn append_with<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<u64> {
+        if self.maintainer.stats().is_failed() {
+            return Err(Error::Failed(self.dir.clone()));
+        }
+        if !self.overflow.is_empty() {
+            self.flush_overflow();
+        }
+        let fits = self.active.as_ref().is_some_and(|w| w.fits(len));
+        if !fits {
+            self.roll_over(len)?;
+        }
+        let w = self.active.as_mut().expect("an active segment while open");
+        let before = w.used_len();
+        let seq = w.append_with(len, fill).map_err(|e| match e {
+            AppendError::TooLarge | AppendError::Full => Error::RecordTooLarge {
+                len,
+                max: w.max_payload(),
+            },
+            AppendError::Sealed | AppendError::SeqExhausted => Error::Sealed {
+                path: w.path().to_path_buf(),
+            },
+        })?;
+        let after = w.used_len();
+        self.link.appended(after, seq);
+        if before / PAGE_SIZE != after / PAGE_SIZE {
+            let boundary = after / PAGE_SIZE * PAGE_SIZE;
+            let complete = if after == boundary { seq } else { seq - 1 };
+            self.link.page_completed(boundary, complete);
+        }
+        Ok(seq)
+    }
+
+    /// Seals the active segment, hands it to the maintainer and continues in the next one.
+    #[cold]
+    fn roll_over(&mut self, len: usize) -> Result<()> {
+        let cur = self.active.as_ref().expect("an active segment while open");
+        if len > cur.max_payload() {
+            return Err(Error::RecordTooLarge {
+                len,
+                max: cur.max_payload(),
+            });
+        }
+        let next = self.next_prepared(cur.header().index + 1)?;
+        let cur = self.active.take().expect("checked above");
+        let (first_seq, crc) = (cur.next_seq(), cur.last_crc());
+        self.hand_over(cur.into_sealed())?;
+        let index = next.index();
+        self.active = Some(SegmentWriter::activate(next, first_seq, crc));
+        self.link.begin_segment(index, first_seq);
+        self.stats.rollovers += 1;
+        Ok(())
+    }
+
+    /// The prepared segment `index`: from the ring (no system call), or, when none is
+    /// ready, created here (a stall), or waited for while the maintainer prepares it.
+    fn next_prepared(&mut self, index: u64) -> Result<PreparedSegment> {
+        if let Ok(seg) = self.prepared.pop() {
+            debug_assert_eq!(seg.index(), index, "prepared segments come in order");
+            return Ok(seg);
+        }
+        self.stats.stalls += 1;
+        self.link.stalls.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        loop {
+            if let Ok(seg) = self.prepared.pop() {
+                return Ok(seg);
+            }
+            let claimed = self.link.next_index.compare_exchange(
+                index,
+                index + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if claimed.is_ok() {
+                return PreparedSegment::create(&self.dir, index, self.config.segment_size)
+                    .inspect_err(|_| {
+                        let _ = self.link.next_index.compare_exchange(
+                            index + 1,
+                            index,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                    });
+            }
+            // The maintainer is preparing it right now.
+            if start.elapsed() > WRITER_WAIT_LIMIT {
+                return Err(Error::Timeout {
+                    path: self.dir.clone(),
+                    what: "preparing the next segment",
+                });
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Pushes a sealed segment to the persist ring, or keeps it in the overflow list.
+    fn hand_over(&mut self, seg: SealedSegment) -> Result<()> {
+        self.flush_overflow();
+        let seg = match self.overflow.is_empty() {
+            true => match self.persist.push(seg) {
+                Ok(()) => return Ok(()),
+                Err(seg) => seg,
+            },
+            false => seg,
+        };
+        self.stats.persist_ring_full += 1;
+        self.link.persist_ring_full.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        while self.overflow.len() == self.overflow.capacity() {
+            // Overflow full too: wait for the maintainer (bounded), never drop a segment.
+            std::thread::sleep(Duration::from_micros(100));
+            self.flush_overflow();
+            if start.elapsed() > WRITER_WAIT_LIMIT {
+                return Err(Error::Timeout {
+                    path: self.dir.clone(),
+                    what: "room in the persist ring",
+                });
+            }
+        }
+        self.overflow.push_back(seg);
+        Ok(())
+    }
+
+    fn flush_overflow(&mut self) {
+        while let Some(seg) = self.overflow.pop_front() {
+            if let Err(seg) = self.persist.push(seg) {
+                self.overflow.push_front(seg);
+                break;
+            }
+        }
+    }
+
+    /// Makes every record appended so far durable and waits for it: syncs the active segment
+    /// (all its pages) and waits until the maintainer has persisted the segments before it.
+    pub fn sync(&mut self) -> Result<()> {
+        let w = self.active.as_ref().expect("an active segment while open");
+        let (index, last) = (w.header().index, w.next_seq() - 1);
+        w.sync()?;
+        let start = Instant::now();
+        loop {
+            self.flush_overflow();
+            if self.maintainer.stats().health() == Health::Failed {
+                return Err(Error::Failed(self.dir.clone()));
+            }
+            if self.link.persisted_end.load(Ordering::Acquire) >= index {
+                break;
+            }
+            if start.elapsed() > WRITER_WAIT_LIMIT {
+                return Err(Error::Timeout {
+                    path: self.dir.clone(),
+                    what: "persisting the sealed segments",
+                });
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        self.link.advance_durable(last);
+        Ok(())
+    }
+
+    /// Every record up to this sequence number survives power loss.
+    pub fn durable_seq(&self) -> u64 {
+        self.link.durable()
+    }
+
+    /// Sequence number of the last record appended (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.active.as_ref().map_or(0, |w| w.next_seq() - 1)
+    }
+
+    /// Ok, degraded (work failing and retried, prepared segment missing, persist ring
+    /// overflowing) or failed (an fsync error: appends are refused).
+    pub fn health(&self) -> Health {
+        let h = self.maintainer.stats().health();
+        if h == Health::Ok
+            && (self.link.prepare_failing.load(Ordering::Relaxed) || !self.overflow.is_empty())
+        {
+            return Health::Degraded;
+        }
+        h
+    }
+
+    /// The maintainer's counters.
+    pub fn maintainer_stats(&self) -> &MaintainerStats {
+        self.maintainer.stats()
+    }
+
+    /// The writer's counters.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// What recovery found and did when this recorder opened.
+    pub fn recovered(&self) -> &Recovered {
+        &self.recovered
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Seals the active segment, hands it over, stops the maintainer (which persists and
+    /// applies retention to everything queued) and removes the unused prepared segments. The
+    /// directory then verifies with no temporary file.
+    pub fn close(mut self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let mut result = Ok(());
+        if let Some(w) = self.active.take() {
+            if let Err(e) = self.hand_over(w.into_sealed()) {
+                result = Err(e);
+            }
+            let start = Instant::now();
+            while !self.overflow.is_empty() && start.elapsed() < WRITER_WAIT_LIMIT {
+                self.flush_overflow();
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        // Drains: every handed-over segment is persisted (durable_seq follows).
+        if let Err(e) = self.maintainer.stop() {
+            result = result.and(Err(e));
+        }
+        let mut removed = false;
+        while let Ok(seg) = self.prepared.pop() {
+            let path = seg.path().to_path_buf();
+            drop(seg);
+            std::fs::remove_file(&path).map_err(|e| Error::io("unlink", &path, e))?;
+            removed = true;
+        }
+        if removed {
+            crate::segment::sync_dir(&self.dir)?;
+        }
+        if self.maintainer.stats().health() == Health::Failed {
+            return result.and(Err(Error::Failed(self.dir.clone())));
+        }
+        result
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Err(e) = self.close_inner() {
+            log::error!("closing the recorder on {}: {e}", self.dir.display());
+        }
+    }
+}

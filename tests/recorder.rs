@@ -1,0 +1,218 @@
+//! The recorder: open, append across rollovers, retention, reopen and continue, lock,
+//! durability, bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{file_names, wait_for, SmallTmpfs};
+use wal_recorder::config::Config;
+use wal_recorder::event;
+use wal_recorder::log::{verify, LogReader};
+use wal_recorder::maintainer::Health;
+use wal_recorder::recorder::Recorder;
+use wal_recorder::Error;
+
+const SEG: u64 = 64 * 1024;
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::new(dir);
+    c.segment_size = SEG;
+    c.max_segments = 3;
+    c.max_compressed_segments = 4;
+    c.min_sleep = Duration::from_micros(20);
+    c.max_sleep = Duration::from_millis(1);
+    c.sync_interval = Duration::from_millis(2);
+    c
+}
+
+fn append_events(rec: &mut Recorder, n: u64) -> u64 {
+    let mut last = 0;
+    for _ in 0..n {
+        let seq = rec.last_seq() + 1;
+        last = rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+        assert_eq!(last, seq);
+    }
+    last
+}
+
+#[test]
+fn records_roll_over_segments_and_retention_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    let last = append_events(&mut rec, 20_000); // about 25 segments of 64 KiB
+    assert!(rec.writer_stats().rollovers >= 20);
+    rec.close().unwrap();
+    let names = file_names(dir.path());
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!((r.hot, r.cold), (3, 4));
+    assert_eq!(r.last_seq, Some(last));
+    let mut reader = LogReader::open_dir(dir.path()).unwrap();
+    let mut buf = Vec::new();
+    while let Some(info) = reader.next_record(&mut buf).unwrap() {
+        assert!(event::matches(info.seq, &buf));
+    }
+}
+
+#[test]
+fn reopening_continues_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    let first = append_events(&mut rec, 3000);
+    rec.close().unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    assert_eq!(rec.last_seq(), first);
+    let last = append_events(&mut rec, 3000);
+    assert_eq!(last, first + 3000);
+    rec.close().unwrap();
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(last));
+}
+
+#[test]
+fn a_second_recorder_on_the_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    let err = Recorder::open(dir.path(), config(dir.path()))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Locked(_)), "{err}");
+    assert!(err.to_string().contains(dir.path().to_str().unwrap()));
+    drop(rec);
+    Recorder::open(dir.path(), config(dir.path())).unwrap();
+}
+
+#[test]
+fn sync_makes_everything_appended_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    let last = append_events(&mut rec, 5000);
+    rec.sync().unwrap();
+    assert!(rec.durable_seq() >= last);
+    rec.close().unwrap();
+}
+
+#[test]
+fn the_maintainer_advances_durable_seq_without_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    let last = append_events(&mut rec, 5000);
+    // Idle writer: the timer syncs the partial page too, so durability reaches the end.
+    wait_for("durable_seq", || rec.durable_seq() == last);
+    assert_eq!(rec.health(), Health::Ok);
+    rec.close().unwrap();
+}
+
+#[test]
+fn prepared_segments_make_rollover_stall_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    wait_for("prepared segments", || {
+        file_names(dir.path())
+            .iter()
+            .filter(|n| n.ends_with(".wal"))
+            .count()
+            >= 3
+    });
+    append_events(&mut rec, 2000); // two rollovers of about 818 records each
+    assert_eq!(rec.writer_stats().rollovers, 2);
+    assert_eq!(rec.writer_stats().stalls, 0);
+    rec.close().unwrap();
+}
+
+#[test]
+fn missing_directory_is_a_typed_error() {
+    let err = Recorder::open("/nonexistent/wal", Config::new("/x"))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("/nonexistent/wal"), "{err}");
+}
+
+#[test]
+fn directory_of_foreign_files_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README"), b"mine").unwrap();
+    std::fs::write(dir.path().join("data.bin"), b"also mine").unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    append_events(&mut rec, 100);
+    rec.close().unwrap();
+    assert_eq!(std::fs::read(dir.path().join("README")).unwrap(), b"mine");
+    assert_eq!(
+        std::fs::read(dir.path().join("data.bin")).unwrap(),
+        b"also mine"
+    );
+}
+
+#[test]
+fn foreign_file_with_a_segment_name_stops_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("00000000000000000000.wal");
+    std::fs::write(&p, vec![7u8; 200]).unwrap();
+    let err = Recorder::open(dir.path(), config(dir.path()))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("00000000000000000000.wal"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        vec![7u8; 200],
+        "no silent repair"
+    );
+}
+
+#[test]
+fn read_only_directory_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    // Root ignores permission bits: a read-only bind mount makes EROFS for real.
+    let st = std::process::Command::new("mount")
+        .args(["--bind", "-o", "ro"])
+        .arg(&ro)
+        .arg(&ro)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "this test needs root for a read-only bind mount"
+    );
+    let err = Recorder::open(&ro, config(&ro)).err();
+    let _ = std::process::Command::new("umount").arg(&ro).status();
+    let err = err.expect("opening a read-only directory must fail");
+    assert!(
+        err.to_string().contains("ro/00000000000000000000.wal"),
+        "{err}"
+    );
+}
+
+#[test]
+fn full_disk_at_open_is_a_typed_error_and_loses_nothing() {
+    let fs = SmallTmpfs::mount(6 * SEG);
+    let mut rec = Recorder::open(fs.path(), config(fs.path())).unwrap();
+    // Fill the disk with records: appends fail with a typed error once nothing fits.
+    let mut last_ok = 0;
+    let err = loop {
+        let seq = rec.last_seq() + 1;
+        match rec.append_with(64, |b| event::fill(seq, b)) {
+            Ok(s) => last_ok = s,
+            Err(e) => break e,
+        }
+        assert!(last_ok < 1_000_000, "the disk never filled");
+    };
+    assert!(
+        err.to_string().contains("No space left")
+            || err.to_string().contains("Timeout")
+            || err.to_string().contains("fallocate"),
+        "{err}"
+    );
+    drop(rec);
+    let r = verify(fs.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(last_ok));
+}
