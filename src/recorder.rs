@@ -124,8 +124,12 @@ impl Recorder {
         if !self.overflow.is_empty() {
             self.flush_overflow();
         }
-        let fits = self.active.as_ref().is_some_and(|w| w.fits(len));
-        if !fits {
+        let Some(active) = self.active.as_ref() else {
+            return Err(Error::Sealed {
+                path: self.dir.clone(),
+            });
+        };
+        if !active.fits(len) {
             self.roll_over(len)?;
         }
         let w = self.active.as_mut().expect("an active segment while open");
@@ -252,7 +256,9 @@ impl Recorder {
     /// Makes every record appended so far durable and waits for it: syncs the active segment
     /// (all its pages) and waits until the maintainer has persisted the segments before it.
     pub fn sync(&mut self) -> Result<()> {
-        let w = self.active.as_ref().expect("an active segment while open");
+        let Some(w) = self.active.as_ref() else {
+            return Ok(()); // closed: everything was persisted by the drain
+        };
         let (index, last) = (w.header().index, w.next_seq() - 1);
         w.sync()?;
         let start = Instant::now();
@@ -322,6 +328,12 @@ impl Recorder {
     /// applies retention to everything queued) and removes the unused prepared segments. The
     /// directory then verifies with no temporary file.
     pub fn close(mut self) -> Result<()> {
+        self.close_inner()
+    }
+
+    /// As [`Self::close`], keeping the handle so the counters can still be read. Appends
+    /// fail afterwards.
+    pub fn shutdown(&mut self) -> Result<()> {
         self.close_inner()
     }
 

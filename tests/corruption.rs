@@ -248,7 +248,22 @@ fn empty_file_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = segment_path(dir.path(), 0);
     std::fs::write(&p, b"").unwrap();
-    assert_corrupt(dir.path(), &p, 0, "empty file");
+    // Given on its own, an empty segment file is an error naming it.
+    assert_corrupt(&p, &p, 0, "empty file");
+    // In a directory, an empty file in the middle of the log is corruption too...
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_log(dir.path(), 3000, REC, SEG, true);
+    std::fs::write(&paths[1], b"").unwrap();
+    assert_corrupt(dir.path(), &paths[1], 0, "empty file in the middle");
+    // ...while at the end it is a segment a crash left right after its creation.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_log(dir.path(), 3000, REC, SEG, true);
+    let tail = segment_path(dir.path(), paths.len() as u64);
+    std::fs::write(&tail, b"").unwrap();
+    let (code, json, _) = walctl_verify(dir.path());
+    assert_eq!(code, 0);
+    assert_eq!(json["last_seq"], 3000);
+    assert!(json["warnings"][0].as_str().unwrap().contains("never used"));
 }
 
 #[test]

@@ -85,6 +85,8 @@ pub struct LogReader {
     done: bool,
     /// Reading one file whose name is not a segment name: do not compare index and name.
     ignore_index: bool,
+    /// Reading one file given by the user: an empty or zero-header file is an error.
+    single_file: bool,
     first_seq: Option<u64>,
     last_seq: Option<u64>,
     records: u64,
@@ -127,6 +129,7 @@ impl LogReader {
         };
         let mut reader = Self::new(vec![entry], Vec::new());
         reader.ignore_index = index.is_none();
+        reader.single_file = true;
         Ok(reader)
     }
 
@@ -139,6 +142,7 @@ impl LogReader {
             warnings,
             done: false,
             ignore_index: false,
+            single_file: false,
             first_seq: None,
             last_seq: None,
             records: 0,
@@ -180,7 +184,7 @@ impl LogReader {
                 Err(Error::Corrupt {
                     kind: Corruption::ZeroHeader | Corruption::EmptyFile,
                     ..
-                }) if self.rest_unused()? => {
+                }) if !self.single_file && self.rest_unused()? => {
                     self.warnings.push(Warning::UnusedSegment(entry.path));
                     continue;
                 }

@@ -1,6 +1,9 @@
 //! `walctl`: inspect, verify and (with the recorder) write wal-recorder logs.
 //! Exit codes (contract 8): 0 success, 1 corruption or error, 2 bad usage.
 
+mod latency;
+mod record;
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,11 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Write a synthetic trading-event stream through a Recorder (arrives with the recorder)
-    Record {
-        /// Log directory
-        dir: PathBuf,
-    },
+    /// Write a synthetic trading-event stream through a Recorder, report throughput,
+    /// append latency and the maintainer's work
+    Record(record::RecordArgs),
     /// Read every segment in order and check checksums, chain and sequence
     Verify {
         /// Log directory or one segment file
@@ -74,10 +75,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Record { .. } => {
-            eprintln!("walctl record: not available yet (arrives with the recorder)");
-            return ExitCode::from(2);
-        }
+        Cmd::Record(args) => record::run(args),
         Cmd::Verify { path, json } => cmd_verify(&path, json),
         Cmd::Ls { dir } => cmd_ls(&dir),
         Cmd::Cat {
@@ -97,7 +95,7 @@ fn main() -> ExitCode {
     }
 }
 
-type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
+pub(crate) type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn seq_json(s: Option<u64>) -> serde_json::Value {
     s.map_or(serde_json::Value::Null, |v| json!(v))

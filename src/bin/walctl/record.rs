@@ -1,0 +1,164 @@
+//! `walctl record`: the main job. Writes the synthetic trading-event stream (docs/EVENTS.md)
+//! through a `Recorder` with its maintainer running, the writer on core 0 and the maintainer
+//! on core 1 when there are two, and reports what happened.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::json;
+use wal_recorder::config::Config;
+use wal_recorder::maintainer::MaintainerStats;
+use wal_recorder::recorder::Recorder;
+
+use super::latency::Histogram;
+use super::CmdResult;
+
+#[derive(clap::Args)]
+pub struct RecordArgs {
+    /// Log directory (created if missing; an existing log is recovered and continued)
+    dir: PathBuf,
+    /// Records to append
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Payload bytes per record (64 = one trading event)
+    #[arg(long, default_value_t = 64)]
+    record_size: usize,
+    /// Segment file size in bytes
+    #[arg(long, default_value_t = 64 << 20)]
+    segment_size: u64,
+    /// Hot segments kept before the oldest is compressed
+    #[arg(long, default_value_t = 8)]
+    max_segments: usize,
+    /// Compressed segments kept before the oldest is deleted
+    #[arg(long, default_value_t = 64)]
+    max_compressed: usize,
+    /// Milliseconds between syncs of the active segment by the maintainer
+    #[arg(long, default_value_t = 5)]
+    sync_interval_ms: u64,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+    /// Print `appended <seq> durable <seq>` to stderr at least every 100 ms
+    #[arg(long)]
+    progress: bool,
+}
+
+fn counters(s: &MaintainerStats) -> serde_json::Value {
+    let g = MaintainerStats::get;
+    json!({
+        "persisted": g(&s.persisted), "frozen": g(&s.frozen), "freed": g(&s.freed),
+        "compress_failures": g(&s.compress_failures), "persist_failures": g(&s.persist_failures),
+        "unlink_failures": g(&s.unlink_failures), "fsync_failures": g(&s.fsync_failures),
+        "enospc": g(&s.enospc), "bytes_in": g(&s.bytes_in), "bytes_out": g(&s.bytes_out),
+        "fell_back_to_blocking": s.fell_back.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+pub fn run(a: RecordArgs) -> CmdResult {
+    std::fs::create_dir_all(&a.dir).map_err(|e| wal_recorder::Error::io("mkdir", &a.dir, e))?;
+    let two_cores = core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2);
+    let mut cfg = Config::new(&a.dir);
+    cfg.segment_size = a.segment_size;
+    cfg.max_segments = a.max_segments;
+    cfg.max_compressed_segments = a.max_compressed;
+    cfg.sync_interval = Duration::from_millis(a.sync_interval_ms);
+    if two_cores {
+        cfg.core = Some(1);
+        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+    }
+    let mut rec = Recorder::open(&a.dir, cfg)?;
+    let first_seq = rec.last_seq() + 1;
+    let clock = quanta::Clock::new();
+    let mut hist = Histogram::new();
+    let progress_every = Duration::from_millis(50).as_nanos() as u64;
+    let start = clock.raw();
+    let mut last_progress = start;
+    let mut seq = first_seq;
+    for i in 0..a.records {
+        let t0 = clock.raw();
+        let s = seq;
+        rec.append_with(a.record_size, |b| wal_recorder::event::fill(s, b))?;
+        let t1 = clock.raw();
+        hist.record(clock.delta_as_nanos(t0, t1));
+        seq += 1;
+        if a.progress && i % 1024 == 0 && clock.delta_as_nanos(last_progress, t1) >= progress_every
+        {
+            eprintln!("appended {} durable {}", seq - 1, rec.durable_seq());
+            last_progress = t1;
+        }
+    }
+    let secs = clock.delta(start, clock.raw()).as_secs_f64();
+    let last_seq = seq - 1;
+    if a.progress {
+        eprintln!("appended {} durable {}", last_seq, rec.durable_seq());
+    }
+    let writer = rec.writer_stats();
+    let recovery = rec.recovered().actions.clone();
+    // Closing drains the maintainer: every record is persisted, retention applied.
+    rec.sync()?;
+    let health = format!("{:?}", rec.health());
+    rec.shutdown()?;
+    let durable_at_end = rec.durable_seq();
+    let maintainer_json = counters(rec.maintainer_stats());
+    if a.progress {
+        eprintln!("appended {last_seq} durable {durable_at_end}");
+    }
+    let m = &maintainer_json;
+    let bytes_in = m["bytes_in"].as_u64().unwrap_or(0);
+    let bytes_out = m["bytes_out"].as_u64().unwrap_or(0);
+    let ratio = (bytes_out > 0).then(|| bytes_in as f64 / bytes_out as f64);
+    let rate = a.records as f64 / secs;
+    let q = |p: f64| hist.quantile(p);
+    if a.json {
+        let v = json!({
+            "dir": a.dir, "records": a.records, "record_size": a.record_size,
+            "first_seq": first_seq, "last_seq": last_seq, "durable_seq": durable_at_end,
+            "seconds": secs, "records_per_sec": rate,
+            "latency_ns": { "p50": q(0.5), "p99": q(0.99), "p999": q(0.999),
+                            "p9999": q(0.9999), "max": hist.max() },
+            "maintainer": maintainer_json, "compression_ratio": ratio,
+            "writer": { "rollovers": writer.rollovers, "stalls": writer.stalls,
+                        "persist_ring_full": writer.persist_ring_full },
+            "pinned": two_cores, "recovery": recovery, "health": health,
+        });
+        println!("{v}");
+    } else {
+        for r in &recovery {
+            eprintln!("recovery: {r}");
+        }
+        println!(
+            "appended {} records of {} B (seq {first_seq}..={last_seq}) in {secs:.3} s: {:.2} M records/s",
+            a.records,
+            a.record_size,
+            rate / 1e6
+        );
+        println!(
+            "append latency ns: p50 {} p99 {} p99.9 {} p99.99 {} max {}",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            hist.max()
+        );
+        println!(
+            "maintainer: persisted {} frozen {} freed {} failures {}",
+            m["persisted"],
+            m["frozen"],
+            m["freed"],
+            m["compress_failures"].as_u64().unwrap_or(0)
+                + m["persist_failures"].as_u64().unwrap_or(0)
+                + m["unlink_failures"].as_u64().unwrap_or(0)
+                + m["fsync_failures"].as_u64().unwrap_or(0)
+        );
+        match ratio {
+            Some(r) => println!("compression ratio {r:.2} ({bytes_in} -> {bytes_out} bytes)"),
+            None => println!("compression ratio: nothing compressed yet"),
+        }
+        println!(
+            "writer: {} rollovers, {} stalls, {} persist-ring-full; durable_seq {durable_at_end}; health {health}; pinned {two_cores}",
+            writer.rollovers, writer.stalls, writer.persist_ring_full
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
