@@ -40,7 +40,7 @@ fn reopen_continues(dir: &Path, last: u64) {
 }
 
 /// Persisted copy of a sealed segment: truncated to its used length (as the maintainer does).
-fn persist_all_but_last(dir: &Path, paths: &[std::path::PathBuf]) {
+fn persist_all_but_last(paths: &[std::path::PathBuf]) {
     for p in &paths[..paths.len() - 1] {
         let used = used_len(p);
         truncate_sealed(p, used).unwrap();
@@ -60,7 +60,7 @@ fn used_len(p: &Path) -> u64 {
 fn tmp_leftovers_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     let tmp = dir.path().join(format!("{}.tmp", cold_name(0)));
     std::fs::write(&tmp, b"half a frame").unwrap();
     reopen_continues(dir.path(), 2000);
@@ -71,7 +71,7 @@ fn tmp_leftovers_are_removed() {
 fn wal_with_a_complete_verified_lz4_loses_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     let bytes = std::fs::read(&paths[0]).unwrap();
     std::fs::write(
         dir.path().join(cold_name(0)),
@@ -87,7 +87,7 @@ fn wal_with_a_complete_verified_lz4_loses_the_wal() {
 fn wal_with_an_incomplete_lz4_loses_the_lz4() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     let bytes = std::fs::read(&paths[0]).unwrap();
     let frame = compress_frame(&bytes, 0).unwrap();
     std::fs::write(dir.path().join(cold_name(0)), &frame[..frame.len() - 9]).unwrap();
@@ -100,7 +100,7 @@ fn wal_with_an_incomplete_lz4_loses_the_lz4() {
 fn wal_with_a_valid_lz4_of_other_content_stops_the_open() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     let cold = dir.path().join(cold_name(0));
     std::fs::write(
         &cold,
@@ -116,7 +116,7 @@ fn wal_with_a_valid_lz4_of_other_content_stops_the_open() {
 fn torn_tail_is_cut_to_the_last_valid_record() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, false);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     let last = paths.last().unwrap();
     let r = verify(dir.path()).unwrap();
     let last_seq = r.last_seq.unwrap();
@@ -133,7 +133,7 @@ fn torn_tail_is_cut_to_the_last_valid_record() {
 fn unsealed_last_segment_after_a_process_crash_keeps_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, false);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     reopen_continues(dir.path(), 2000);
 }
 
@@ -166,7 +166,7 @@ fn sealed_segment_not_yet_persisted_is_truncated() {
 fn unused_prepared_segments_at_the_end_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     let n = paths.len() as u64;
     wal_recorder::segment::PreparedSegment::create(dir.path(), n, SEG).unwrap();
     std::fs::write(dir.path().join(hot_name(n + 1)), b"").unwrap();
@@ -177,7 +177,7 @@ fn unused_prepared_segments_at_the_end_are_removed() {
 fn missing_segment_in_the_middle_stops_the_open() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 3000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     std::fs::remove_file(&paths[1]).unwrap();
     let before = file_names(dir.path());
     let err = open(dir.path()).err().unwrap();
@@ -189,7 +189,7 @@ fn missing_segment_in_the_middle_stops_the_open() {
 fn corruption_in_a_sealed_segment_stops_the_open_without_repair() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 3000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     common::flip_bit(&paths[1], 500);
     let before = std::fs::read(&paths[1]).unwrap();
     let err = open(dir.path()).err().unwrap();
@@ -202,7 +202,7 @@ fn corruption_in_a_sealed_segment_stops_the_open_without_repair() {
 fn zero_header_segment_in_the_middle_stops_the_open() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 3000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     let mut b = std::fs::read(&paths[1]).unwrap();
     b[..HEADER_LEN].fill(0);
     std::fs::write(&paths[1], &b).unwrap();
@@ -215,7 +215,7 @@ fn zero_header_segment_in_the_middle_stops_the_open() {
 fn foreign_files_are_never_touched() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_log(dir.path(), 2000, REC, SEG, true);
-    persist_all_but_last(dir.path(), &paths);
+    persist_all_but_last(&paths);
     std::fs::write(dir.path().join("notes.tmp"), b"mine").unwrap();
     std::fs::write(dir.path().join("00000000000000000000.wal.bak"), b"mine too").unwrap();
     let mut rec = open(dir.path()).unwrap();
