@@ -304,6 +304,11 @@ impl Recorder {
         h
     }
 
+    /// Segments prepared and ready for the next rollovers.
+    pub fn prepared_ready(&self) -> usize {
+        self.prepared.slots()
+    }
+
     /// The maintainer's counters.
     pub fn maintainer_stats(&self) -> &MaintainerStats {
         self.maintainer.stats()

@@ -103,3 +103,81 @@ fn child_appends(active: &mut SegmentWriter, prepared: PreparedSegment) -> u64 {
     std::mem::forget(second);
     rollovers
 }
+
+/// The same through the `Recorder`: the child appends across two rollovers into segments the
+/// maintainer prepared, handing the sealed ones to the persist ring, under seccomp strict.
+#[test]
+fn recorder_append_and_rollover_make_no_syscall() {
+    use std::time::{Duration, Instant};
+    use wal_recorder::config::Config;
+    use wal_recorder::recorder::Recorder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path());
+    cfg.segment_size = 1 << 20;
+    cfg.prepared_segments = 2;
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    let start = Instant::now();
+    while rec.prepared_ready() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "segments were not prepared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    const N: u64 = 30_000; // 64-byte records: 13 106 per 1 MiB segment, so two rollovers
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child runs only allocation-free, lock-free code and raw system calls.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: no pointer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_STRICT) } != 0 {
+            // SAFETY: plain _exit.
+            unsafe { libc::syscall(libc::SYS_exit, 3) };
+        }
+        let mut ok = 1u8;
+        for seq in 1..=N {
+            if !matches!(rec.append_with(64, |b| event::fill(seq, b)), Ok(s) if s == seq) {
+                ok = 0;
+                break;
+            }
+        }
+        let report = [
+            ok,
+            rec.writer_stats().rollovers as u8,
+            rec.writer_stats().stalls as u8,
+        ];
+        // SAFETY: write and _exit are allowed in strict mode.
+        unsafe {
+            libc::write(fds[1], report.as_ptr().cast(), 3);
+            libc::syscall(libc::SYS_exit, 0);
+        }
+        unreachable!();
+    }
+    // SAFETY: closing our write end; waiting for our child.
+    unsafe { libc::close(fds[1]) };
+    let mut status = 0;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "child killed by signal {} (9 = SIGKILL: a system call was made)",
+        libc::WTERMSIG(status)
+    );
+    assert_eq!(libc::WEXITSTATUS(status), 0);
+    let mut report = [0u8; 3];
+    // SAFETY: reading into a valid buffer.
+    assert_eq!(
+        unsafe { libc::read(fds[0], report.as_mut_ptr().cast(), 3) },
+        3
+    );
+    assert_eq!(report, [1, 2, 0], "[appends ok, rollovers, stalls]");
+    // The parent's recorder never saw the child's appends: it must not seal over them.
+    std::mem::forget(rec);
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(N));
+}
