@@ -1,0 +1,124 @@
+//! `walctl record` as contract 8 describes it.
+
+mod common;
+
+use common::walctl;
+
+fn record(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    walctl()
+        .arg("record")
+        .arg(dir)
+        .args([
+            "--segment-size",
+            "262144",
+            "--max-segments",
+            "2",
+            "--max-compressed",
+            "3",
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn record_json_reports_throughput_latency_work_and_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log"); // created by walctl
+    let out = record(&log, &["--records", "200000", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"], 200_000);
+    assert_eq!(
+        (v["first_seq"].as_u64(), v["last_seq"].as_u64()),
+        (Some(1), Some(200_000))
+    );
+    assert_eq!(v["durable_seq"], 200_000);
+    assert!(v["records_per_sec"].as_f64().unwrap() > 0.0);
+    let l = &v["latency_ns"];
+    let p: Vec<u64> = ["p50", "p99", "p999", "p9999", "max"]
+        .iter()
+        .map(|k| l[k].as_u64().unwrap())
+        .collect();
+    assert!(
+        p.windows(2).all(|w| w[0] <= w[1]),
+        "percentiles out of order: {p:?}"
+    );
+    let m = &v["maintainer"];
+    let persisted = m["persisted"].as_u64().unwrap();
+    assert!(persisted >= 60, "{m}");
+    assert_eq!(m["frozen"].as_u64().unwrap(), persisted - 2);
+    assert_eq!(m["freed"].as_u64().unwrap(), persisted - 5);
+    assert!(v["compression_ratio"].as_f64().unwrap() > 1.5, "{v}");
+
+    let out = walctl()
+        .arg("verify")
+        .arg(&log)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["last_seq"], 200_000);
+    assert_eq!((r["hot"].as_u64(), r["cold"].as_u64()), (Some(2), Some(3)));
+}
+
+#[test]
+fn record_on_an_existing_log_continues_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(record(dir.path(), &["--records", "5000"]).status.success());
+    let out = record(dir.path(), &["--records", "5000", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["first_seq"].as_u64(), v["last_seq"].as_u64()),
+        (Some(5001), Some(10_000))
+    );
+    let out = walctl()
+        .arg("cat")
+        .arg(dir.path())
+        .args(["--from", "5000", "--to", "5001"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("5000 64 ") && text.contains("\n5001 64 "),
+        "{text}"
+    );
+}
+
+#[test]
+fn progress_lines_report_appended_and_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = record(dir.path(), &["--records", "300000", "--progress"]);
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<(u64, u64)> = err
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f[..] {
+                ["appended", a, "durable", d] => Some((a.parse().ok()?, d.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(!lines.is_empty(), "{err}");
+    assert!(lines.iter().all(|(a, d)| d <= a));
+    assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert_eq!(*lines.last().unwrap(), (300_000, 300_000));
+}
+
+#[test]
+fn record_bad_usage_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = record(dir.path(), &["--records", "many"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = walctl().args(["record", "/dev/null/x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/null/x"));
+}
