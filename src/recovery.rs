@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Error, Result};
 use crate::log::{list_dir, LogReader, SegmentEntry, Tier};
-use crate::segment::format::{Seal, HEADER_LEN, SEAL_LEN};
+use crate::segment::format::{Seal, SEAL_LEN};
 use crate::segment::{seal_in_place, sync_dir, truncate_sealed, SegmentEnd, SegmentReader};
 
 /// What recovery found and did.
@@ -152,7 +152,7 @@ fn digest_cold(cold: &Path) -> Result<(u64, u32)> {
 /// are empty or whose header is all zeros (created ahead of the writer).
 fn remove_unused_tail(segments: &[SegmentEntry], actions: &mut Vec<String>) -> Result<()> {
     for seg in segments.iter().rev() {
-        if seg.tier != Tier::Hot || !is_unused(&seg.path)? {
+        if seg.tier != Tier::Hot || !crate::segment::reader::is_unused_file(&seg.path)? {
             break;
         }
         remove(
@@ -162,20 +162,6 @@ fn remove_unused_tail(segments: &[SegmentEntry], actions: &mut Vec<String>) -> R
         )?;
     }
     Ok(())
-}
-
-fn is_unused(path: &Path) -> Result<bool> {
-    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut head = [0u8; HEADER_LEN];
-    let mut got = 0;
-    while got < HEADER_LEN {
-        match f.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) => return Err(Error::io("read", path, e)),
-        }
-    }
-    Ok(got == 0 || (got == HEADER_LEN && head.iter().all(|&b| b == 0)))
 }
 
 /// Makes a hot segment what persist would have made it: sealed (a crash may have left it

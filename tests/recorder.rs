@@ -216,3 +216,41 @@ fn full_disk_at_open_is_a_typed_error_and_loses_nothing() {
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(last_ok));
 }
+
+#[test]
+fn after_an_fsync_error_append_refuses_instead_of_pretending() {
+    use wal_recorder::io::fault::FaultPlan;
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    plan.fail_always(OpCode::Fdatasync, Target::Segment, libc::EIO);
+    let mut cfg = config(dir.path());
+    cfg.fault_plan = Some(plan);
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    let durable_before = rec.durable_seq();
+    // Appends go on until the maintainer's first fdatasync (of the active segment or of a
+    // rolled-over one) fails; from then on every append is refused.
+    let err = loop {
+        let seq = rec.last_seq() + 1;
+        match rec.append_with(64, |b| event::fill(seq, b)) {
+            Ok(_) => std::thread::sleep(Duration::from_micros(20)),
+            Err(e) => break e,
+        }
+        assert!(
+            rec.last_seq() < 10_000_000,
+            "the fsync error never surfaced"
+        );
+    };
+    assert!(matches!(err, Error::Failed(_)), "{err}");
+    assert_eq!(rec.health(), Health::Failed);
+    let seq = rec.last_seq() + 1;
+    assert!(rec.append_with(64, |b| event::fill(seq, b)).is_err());
+    assert!(rec.sync().is_err());
+    assert_eq!(rec.durable_seq(), durable_before, "nothing became durable");
+    let last = rec.last_seq();
+    assert!(rec.close().is_err());
+    // Nothing was deleted: every appended record is still in the directory.
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(last));
+}

@@ -53,6 +53,26 @@ pub(crate) fn breaks_chain(op: &Op, result: i32) -> bool {
     result < 0 || (matches!(op.code, OpCode::Read | OpCode::Write) && (result as u32) < op.len)
 }
 
+impl BlockingBackend {
+    /// Runs the queued operations in order through `exec` (which returns the result),
+    /// cancelling the rest of a chain after a failed or short linked operation.
+    pub(crate) fn run_queued(&mut self, mut exec: impl FnMut(&Op) -> i32) {
+        let mut cancel_rest = false;
+        while let Some(op) = self.queued.pop_front() {
+            let result = if cancel_rest {
+                -libc::ECANCELED
+            } else {
+                exec(&op)
+            };
+            cancel_rest = op.link && (cancel_rest || breaks_chain(&op, result));
+            self.done.push_back(Completion {
+                user_data: op.user_data,
+                result,
+            });
+        }
+    }
+}
+
 impl IoBackend for BlockingBackend {
     fn name(&self) -> &'static str {
         "blocking"
@@ -64,21 +84,11 @@ impl IoBackend for BlockingBackend {
     }
 
     fn submit(&mut self) -> std::io::Result<()> {
-        let mut cancel_rest = false;
-        while let Some(op) = self.queued.pop_front() {
-            let result = if cancel_rest {
-                -libc::ECANCELED
-            } else {
-                // SAFETY: push's contract keeps the pointers valid until the completion is
-                // reaped, which is after this call.
-                unsafe { run(&op) }
-            };
-            cancel_rest = op.link && (cancel_rest || breaks_chain(&op, result));
-            self.done.push_back(Completion {
-                user_data: op.user_data,
-                result,
-            });
-        }
+        self.run_queued(|op| {
+            // SAFETY: push's contract keeps the pointers valid until the completion is
+            // reaped, which is after this call.
+            unsafe { run(op) }
+        });
         Ok(())
     }
 

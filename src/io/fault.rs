@@ -3,12 +3,12 @@
 //! semantics kept (the rest of a failed chain completes with `-ECANCELED`). Rules are named
 //! after the place they break: an opcode, a target, and which occurrence.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::blocking::{breaks_chain, run};
-use super::{Completion, IoBackend, Op, OpCode, Target};
+use super::blocking::run;
+use super::{BlockingBackend, Completion, IoBackend, Op, OpCode, Target};
 
 /// What a rule does to the operation it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,12 +111,11 @@ impl FaultPlan {
     }
 }
 
-/// The fault-injecting backend. It runs operations with blocking system calls (as
-/// [`super::BlockingBackend`] does, with the same link semantics), after applying the plan.
+/// The fault-injecting backend. It runs operations with blocking system calls, with the
+/// same link semantics as [`BlockingBackend`], after applying the plan.
 pub struct FaultBackend {
     plan: FaultPlan,
-    queued: VecDeque<Op>,
-    done: VecDeque<Completion>,
+    inner: BlockingBackend,
 }
 
 impl FaultBackend {
@@ -124,8 +123,7 @@ impl FaultBackend {
     pub fn new(plan: FaultPlan) -> Self {
         FaultBackend {
             plan,
-            queued: VecDeque::new(),
-            done: VecDeque::new(),
+            inner: BlockingBackend::new(),
         }
     }
 }
@@ -136,49 +134,39 @@ impl IoBackend for FaultBackend {
     }
 
     unsafe fn push(&mut self, op: Op) -> Result<(), Op> {
-        self.queued.push_back(op);
-        Ok(())
+        // SAFETY: forwarded with the caller's guarantee.
+        unsafe { self.inner.push(op) }
     }
 
     fn submit(&mut self) -> std::io::Result<()> {
-        let mut cancel_rest = false;
-        while let Some(mut op) = self.queued.pop_front() {
-            let asked = op.len;
-            let effect = self.plan.effect_for(&op);
-            let result = match (cancel_rest, effect) {
-                (true, _) => -libc::ECANCELED,
-                (false, Some(Effect::Fail(errno))) => -errno,
-                (false, other) => {
-                    if let Some(Effect::Short(n)) = other {
-                        op.len = op.len.min(n);
-                    }
-                    // SAFETY: push's contract keeps the pointers valid until the completion
-                    // is reaped, which is after this call.
-                    unsafe { run(&op) }
-                }
-            };
-            cancel_rest =
-                op.link && (cancel_rest || breaks_chain(&Op { len: asked, ..op }, result));
-            self.done.push_back(Completion {
-                user_data: op.user_data,
-                result,
-            });
-        }
+        let plan = &self.plan;
+        self.inner.run_queued(|op| match plan.effect_for(op) {
+            Some(Effect::Fail(errno)) => -errno,
+            Some(Effect::Short(n)) => {
+                // A short transfer: the chain still sees the length asked for.
+                let short = Op {
+                    len: op.len.min(n),
+                    ..*op
+                };
+                // SAFETY: push's contract keeps the pointers valid until the completion is
+                // reaped; the shortened range lies inside the original one.
+                unsafe { run(&short) }
+            }
+            // SAFETY: as above.
+            None => unsafe { run(op) },
+        });
         Ok(())
     }
 
     fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
-        if self.done.is_empty() {
-            std::thread::sleep(timeout);
-        }
-        Ok(())
+        self.inner.wait(timeout)
     }
 
     fn reap(&mut self, out: &mut Vec<Completion>) {
-        out.extend(self.done.drain(..));
+        self.inner.reap(out);
     }
 
     fn in_flight(&self) -> usize {
-        self.queued.len() + self.done.len()
+        self.inner.in_flight()
     }
 }

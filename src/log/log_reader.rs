@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use super::listing::{list_dir, SegmentEntry, Tier};
 use crate::error::{Corruption, Error, Result};
-use crate::segment::format::HEADER_LEN;
 use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
 
 /// Buffered reads of hot segments go through a buffer of this size.
@@ -290,18 +289,7 @@ impl LogReader {
             if entry.tier != Tier::Hot {
                 return Ok(false);
             }
-            let mut f = File::open(&entry.path).map_err(|e| Error::io("open", &entry.path, e))?;
-            let mut head = [0u8; HEADER_LEN];
-            let mut got = 0;
-            while got < HEADER_LEN {
-                match f.read(&mut head[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) => return Err(Error::io("read", &entry.path, e)),
-                }
-            }
-            let empty = got == 0;
-            if !empty && (got < HEADER_LEN || head.iter().any(|&b| b != 0)) {
+            if !crate::segment::reader::is_unused_file(&entry.path)? {
                 return Ok(false);
             }
         }

@@ -401,3 +401,12 @@ fn read_full<R: Read>(src: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(got)
 }
+
+/// True for a segment file that holds nothing: empty (created, never preallocated) or with an
+/// all-zero header (prepared ahead of the writer, never activated).
+pub fn is_unused_file(path: &Path) -> Result<bool> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut head = [0u8; HEADER_LEN];
+    let got = read_full(&mut f, &mut head).map_err(|e| Error::io("read", path, e))?;
+    Ok(got == 0 || (got == HEADER_LEN && head.iter().all(|&b| b == 0)))
+}
