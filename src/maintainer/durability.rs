@@ -110,7 +110,12 @@ impl Durability {
     }
 
     /// Starts a sync of the active segment when the interval has passed. True if it did.
-    pub fn plan_sync(&mut self, cx: &mut Ctx<'_>, interval: Duration) -> Result<bool> {
+    pub fn plan_sync(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        interval: Duration,
+        while_busy: bool,
+    ) -> Result<bool> {
         let now = Instant::now();
         if self.sync_in_flight.is_some() || now < self.sync_next {
             return Ok(false);
@@ -123,6 +128,8 @@ impl Durability {
         self.last_appended = Some((index, app_seq));
         let (off, seq) = if idle {
             (app_off, app_seq) // the writer is idle: sync the partial page too
+        } else if !while_busy {
+            return Ok(false);
         } else {
             match self.link.snapshot() {
                 Some((i, off, seq)) if i == index => (off, seq),

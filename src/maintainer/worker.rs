@@ -332,8 +332,8 @@ impl Worker {
         if let Some(mut d) = self.durability.take() {
             did |= d.plan_prepare(&self.ctx(), stopping);
             if !self.failed {
-                let interval = self.config.sync_interval;
-                match d.plan_sync(&mut self.ctx(), interval) {
+                let (interval, busy) = (self.config.sync_interval, self.config.sync_while_busy);
+                match d.plan_sync(&mut self.ctx(), interval, busy) {
                     Ok(started) => did |= started,
                     Err(e) => log::warn!("sync of the active segment: {e}"),
                 }
