@@ -34,5 +34,6 @@ pub mod maintainer;
 pub mod recorder;
 pub mod recovery;
 pub mod segment;
+pub mod telemetry;
 
 pub use error::{Corruption, Error, Result};

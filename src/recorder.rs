@@ -28,6 +28,7 @@ use crate::maintainer::link::WriterLink;
 use crate::maintainer::{Health, MaintainerStats, PersistQueue, SegmentMaintainer};
 use crate::recovery::{recover, Recovered};
 use crate::segment::{AppendError, PreparedSegment, SealedSegment, SegmentWriter};
+use crate::telemetry::{self, Hist, LocalHists, MetricsSnapshot};
 
 /// Counters of the writer side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,6 +57,10 @@ pub struct Recorder {
     stats: WriterStats,
     recovered: Recovered,
     closed: bool,
+    /// The writer's histograms (rollover, prepared wait); compiled out without `fs1-metrics`.
+    hists: LocalHists,
+    /// Last sequence number once closed (the active segment is gone then).
+    closed_last_seq: u64,
 }
 
 impl Recorder {
@@ -104,6 +109,8 @@ impl Recorder {
             stats: WriterStats::default(),
             recovered,
             closed: false,
+            hists: LocalHists::new(telemetry::shared()),
+            closed_last_seq: 0,
         })
     }
 
@@ -163,6 +170,7 @@ impl Recorder {
                 max: cur.max_payload(),
             });
         }
+        let started = telemetry::now();
         let next = self.next_prepared(cur.header().index + 1)?;
         let cur = self.active.take().expect("checked above");
         let (first_seq, crc) = (cur.next_seq(), cur.last_crc());
@@ -171,6 +179,7 @@ impl Recorder {
         self.active = Some(SegmentWriter::activate(next, first_seq, crc));
         self.link.begin_segment(index, first_seq);
         self.stats.rollovers += 1;
+        self.hists.record_since(Hist::Rollover, started);
         Ok(())
     }
 
@@ -184,8 +193,10 @@ impl Recorder {
         self.stats.stalls += 1;
         self.link.stalls.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
+        let waited = telemetry::now();
         loop {
             if let Ok(seg) = self.prepared.pop() {
+                self.hists.record_since(Hist::PreparedWait, waited);
                 return Ok(seg);
             }
             let claimed = self.link.next_index.compare_exchange(
@@ -195,15 +206,16 @@ impl Recorder {
                 Ordering::Acquire,
             );
             if claimed.is_ok() {
-                return PreparedSegment::create(&self.dir, index, self.config.segment_size)
-                    .inspect_err(|_| {
-                        let _ = self.link.next_index.compare_exchange(
-                            index + 1,
-                            index,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
-                    });
+                let made = PreparedSegment::create(&self.dir, index, self.config.segment_size);
+                self.hists.record_since(Hist::PreparedWait, waited);
+                return made.inspect_err(|_| {
+                    let _ = self.link.next_index.compare_exchange(
+                        index + 1,
+                        index,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                });
             }
             // The maintainer is preparing it right now.
             if start.elapsed() > WRITER_WAIT_LIMIT {
@@ -289,7 +301,9 @@ impl Recorder {
 
     /// Sequence number of the last record appended (0 before the first).
     pub fn last_seq(&self) -> u64 {
-        self.active.as_ref().map_or(0, |w| w.next_seq() - 1)
+        self.active
+            .as_ref()
+            .map_or(self.closed_last_seq, |w| w.next_seq() - 1)
     }
 
     /// Ok, degraded (work failing and retried, prepared segment missing, persist ring
@@ -307,6 +321,39 @@ impl Recorder {
     /// Segments prepared and ready for the next rollovers.
     pub fn prepared_ready(&self) -> usize {
         self.prepared.slots()
+    }
+
+    /// Counters and (with `fs1-metrics`) histograms: the maintainer's published ones merged
+    /// with the writer's own. Export with [`MetricsSnapshot::to_prometheus`] or
+    /// `to_hgrm`. Reading never stalls the maintainer.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let m = self.maintainer.stats();
+        let g = MaintainerStats::get;
+        let mut histograms = self.maintainer.histograms();
+        histograms.add(self.hists.local());
+        MetricsSnapshot {
+            counters: telemetry::Counters {
+                persisted: g(&m.persisted),
+                frozen: g(&m.frozen),
+                freed: g(&m.freed),
+                compress_failures: g(&m.compress_failures),
+                persist_failures: g(&m.persist_failures),
+                unlink_failures: g(&m.unlink_failures),
+                fsync_failures: g(&m.fsync_failures),
+                enospc: g(&m.enospc),
+                bytes_in: g(&m.bytes_in),
+                bytes_out: g(&m.bytes_out),
+                hot: g(&m.hot),
+                cold: g(&m.cold),
+                rollovers: self.stats.rollovers,
+                writer_stalls: self.stats.stalls,
+                persist_ring_full: self.stats.persist_ring_full,
+                fell_back_to_blocking: u64::from(m.fell_back.load(Ordering::Relaxed)),
+                last_seq: self.last_seq(),
+                durable_seq: self.durable_seq(),
+            },
+            histograms,
+        }
     }
 
     /// The maintainer's counters.
@@ -349,6 +396,7 @@ impl Recorder {
         self.closed = true;
         let mut result = Ok(());
         if let Some(w) = self.active.take() {
+            self.closed_last_seq = w.next_seq() - 1;
             if let Err(e) = self.hand_over(w.into_sealed()) {
                 result = Err(e);
             }

@@ -32,6 +32,8 @@ pub(crate) struct Durability {
     sync_next: Instant,
     /// (index, seq) of the sync in flight.
     sync_in_flight: Option<(u64, u64)>,
+    /// When the sync in flight was submitted.
+    sync_started: crate::telemetry::Stamp,
     /// An fd of the active segment for its syncs, kept open while a sync is in flight.
     active_file: Option<(u64, File)>,
     /// Appended position seen at the last timer tick, to notice an idle writer.
@@ -49,6 +51,7 @@ impl Durability {
             prepare_not_before: Instant::now(),
             sync_next: Instant::now(),
             sync_in_flight: None,
+            sync_started: crate::telemetry::now(),
             active_file: None,
             last_appended: None,
             persisted: BTreeMap::new(),
@@ -160,12 +163,15 @@ impl Durability {
         unsafe { push_chain(cx.be, &[op]) }
             .map_err(|e| Error::io("submit", cx.dir.join(hot_name(index)), e))?;
         self.sync_in_flight = Some((index, seq));
+        self.sync_started = crate::telemetry::now();
         Ok(true)
     }
 
     /// The active-segment sync completed. An error is an fsync failure (contract 5).
-    pub fn on_sync_complete(&mut self, result: i32, cx: &Ctx<'_>) -> Result<()> {
+    pub fn on_sync_complete(&mut self, result: i32, cx: &mut Ctx<'_>) -> Result<()> {
         let (index, seq) = self.sync_in_flight.take().expect("a sync was in flight");
+        cx.hists
+            .record_since(crate::telemetry::Hist::Fdatasync, self.sync_started);
         check(result, "fdatasync", &cx.dir.join(hot_name(index)))?;
         self.link.advance_durable(seq);
         Ok(())

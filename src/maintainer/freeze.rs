@@ -35,7 +35,12 @@ const PUBLISH_STEPS: usize = 4;
 /// How a freeze ended.
 pub(crate) enum FreezeOutcome {
     /// The `.wal.lz4` is durable and the `.wal` gone.
-    Frozen { bytes_in: u64, bytes_out: u64 },
+    Frozen {
+        bytes_in: u64,
+        bytes_out: u64,
+        /// First read to tmp synced and checked.
+        compress_ns: u64,
+    },
     /// The `.wal.lz4` is durable but unlinking the `.wal` failed: retry the unlink.
     UnlinkFailed(Error),
     /// Failed before anything was published; the `.wal` is intact. Retry later.
@@ -98,6 +103,9 @@ pub(crate) struct FreezeJob {
     /// First failure; once set, nothing new is issued and the job ends when idle.
     error: Option<(Error, bool)>,
     verify: bool,
+    started: crate::telemetry::Stamp,
+    sync_started: crate::telemetry::Stamp,
+    compress_ns: u64,
 }
 
 fn cstr(s: String) -> CString {
@@ -166,6 +174,9 @@ impl FreezeJob {
             phase: Phase::Pipeline,
             error: None,
             verify: cx.config.verify_frames,
+            started: crate::telemetry::now(),
+            sync_started: crate::telemetry::now(),
+            compress_ns: 0,
         });
         Ok(job)
     }
@@ -212,6 +223,7 @@ impl FreezeJob {
             unsafe { push_chain(cx.be, &[op]) }
                 .map_err(|e| Error::io("submit", &self.tmp_path, e))?;
             self.phase = Phase::SyncTmp;
+            self.sync_started = crate::telemetry::now();
         }
         Ok(())
     }
@@ -368,7 +380,7 @@ impl FreezeJob {
         }
     }
 
-    fn on_synced(&mut self, result: i32, slot: u32, cx: &Ctx<'_>) -> Option<FreezeOutcome> {
+    fn on_synced(&mut self, result: i32, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
         if let Err(e) = check(result, "fdatasync", &self.tmp_path) {
             // Contract 5: never retried; the .wal stays, and so does the tmp (nothing is
             // deleted after an fsync error; recovery removes it).
@@ -378,6 +390,8 @@ impl FreezeJob {
         }
         close(&mut self.src);
         close(&mut self.tmp);
+        cx.hists
+            .record_since(crate::telemetry::Hist::Fdatasync, self.sync_started);
         if self.verify {
             if let Err(e) = self.verify_tmp(cx) {
                 self.fail(e);
@@ -385,6 +399,7 @@ impl FreezeJob {
             }
         }
         let _ = slot;
+        self.compress_ns = crate::telemetry::since_ns(self.started);
         self.phase = Phase::ReadyToPublish;
         None
     }
@@ -488,6 +503,7 @@ impl FreezeJob {
         Some(FreezeOutcome::Frozen {
             bytes_in: self.src_len,
             bytes_out,
+            compress_ns: self.compress_ns,
         })
     }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::io::IoBackend;
+use crate::telemetry::LocalHists;
 
 /// What a job may use while it runs on the maintainer thread.
 pub(crate) struct Ctx<'a> {
@@ -13,6 +14,7 @@ pub(crate) struct Ctx<'a> {
     pub dirfd: RawFd,
     pub dir: &'a Path,
     pub config: &'a Config,
+    pub hists: &'a mut LocalHists,
 }
 
 /// `user_data` of step `tag` of the job in `slot`.

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
 }
 
+use crate::telemetry;
+
 /// The writer's end of the persist ring.
 pub struct PersistQueue {
     tx: rtrb::Producer<SealedSegment>,
@@ -75,6 +77,9 @@ pub struct SegmentMaintainer {
     requests: Mutex<Requests>,
     worker: Option<Worker>,
     thread: Option<JoinHandle<()>>,
+    /// The maintainer's published histograms (compiled out without `fs1-metrics`).
+    #[allow(dead_code)] // read only with fs1-metrics
+    hist_shared: telemetry::Shared,
 }
 
 impl SegmentMaintainer {
@@ -101,7 +106,19 @@ impl SegmentMaintainer {
             stats: MaintainerStats::default(),
             stop: AtomicBool::new(false),
         });
-        let worker = Worker::new(config, shared.clone(), prx, frx, drx, hot, cold)?;
+        let hist_shared = telemetry::shared();
+        #[allow(clippy::clone_on_copy)] // a ZST without fs1-metrics
+        let worker = Worker::new(
+            config,
+            shared.clone(),
+            worker::Rings {
+                persist: prx,
+                freeze: frx,
+                free: drx,
+            },
+            (hot, cold),
+            hist_shared.clone(),
+        )?;
         Ok(SegmentMaintainer {
             shared,
             persist_tx: Some(PersistQueue { tx: ptx }),
@@ -111,6 +128,7 @@ impl SegmentMaintainer {
             }),
             worker: Some(worker),
             thread: None,
+            hist_shared,
         })
     }
 
@@ -168,6 +186,19 @@ impl SegmentMaintainer {
     /// Counters and gauges.
     pub fn stats(&self) -> &MaintainerStats {
         &self.shared.stats
+    }
+
+    /// A copy of the histograms published so far (every 100 ms, and when it stops). Empty
+    /// without `fs1-metrics`.
+    pub fn histograms(&self) -> telemetry::HistSet {
+        #[cfg(feature = "fs1-metrics")]
+        return self
+            .hist_shared
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        #[cfg(not(feature = "fs1-metrics"))]
+        telemetry::HistSet::new()
     }
 
     /// Current health.

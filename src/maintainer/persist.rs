@@ -9,6 +9,7 @@ use super::job::{ud, Ctx};
 use crate::error::{Error, Result};
 use crate::io::{check, push_chain, Op, Target};
 use crate::segment::SealedSegment;
+use crate::telemetry::{self, Stamp};
 
 const TRUNCATE: u32 = 0;
 const SYNC: u32 = 1;
@@ -32,6 +33,11 @@ pub(crate) struct PersistJob {
     pub last_seq: u64,
     fd: RawFd,
     results: [Option<i32>; 3],
+    /// When the writer sealed the segment.
+    pub sealed_at: Stamp,
+    started: Stamp,
+    /// Nanoseconds from the chain's submission to its fdatasync's completion.
+    pub fdatasync_ns: u64,
 }
 
 impl PersistJob {
@@ -45,6 +51,9 @@ impl PersistJob {
             last_seq: seg.last_seq,
             fd: seg.file.into_raw_fd(),
             results: [None; 3],
+            sealed_at: seg.sealed_at,
+            started: telemetry::now(),
+            fdatasync_ns: 0,
         }
     }
 
@@ -63,10 +72,14 @@ impl PersistJob {
             last_seq,
             fd,
             results: [None; 3],
+            sealed_at: telemetry::now(),
+            started: telemetry::now(),
+            fdatasync_ns: 0,
         })
     }
 
     pub fn start(&mut self, slot: u32, cx: &mut Ctx<'_>) -> std::io::Result<()> {
+        self.started = telemetry::now();
         let ops = [
             Op::ftruncate(Target::Segment, self.fd, self.used, ud(slot, TRUNCATE)),
             Op::fdatasync(Target::Segment, self.fd, ud(slot, SYNC)),
@@ -79,6 +92,9 @@ impl PersistJob {
     /// Records a completion; returns the outcome once all three are in.
     pub fn complete(&mut self, tag: u32, result: i32) -> Option<PersistOutcome> {
         self.results[tag as usize] = Some(result);
+        if tag == SYNC {
+            self.fdatasync_ns = telemetry::since_ns(self.started);
+        }
         let [Some(t), Some(s), Some(c)] = self.results else {
             return None;
         };

@@ -23,6 +23,7 @@ use crate::io::fault::FaultBackend;
 use crate::io::{open_backend, Completion, IoBackend};
 use crate::segment::names::{classify, FileKind};
 use crate::segment::SealedSegment;
+use crate::telemetry::{self, Hist, LocalHists};
 
 enum Job {
     Persist(PersistJob),
@@ -59,6 +60,13 @@ struct PersistRetry {
     last_seq: u64,
 }
 
+/// The consumer ends of the maintainer's three rings.
+pub(crate) struct Rings {
+    pub persist: rtrb::Consumer<SealedSegment>,
+    pub freeze: rtrb::Consumer<PathBuf>,
+    pub free: rtrb::Consumer<PathBuf>,
+}
+
 pub(crate) struct Worker {
     config: Config,
     shared: Arc<Shared>,
@@ -88,18 +96,23 @@ pub(crate) struct Worker {
     failed: bool,
     /// Present when the maintainer serves a recorder's writer.
     durability: Option<Durability>,
+    /// The maintainer's own histograms (compiled out without `fs1-metrics`).
+    hists: LocalHists,
 }
 
 impl Worker {
     pub fn new(
         config: Config,
         shared: Arc<Shared>,
-        persist_rx: rtrb::Consumer<SealedSegment>,
-        freeze_rx: rtrb::Consumer<PathBuf>,
-        free_rx: rtrb::Consumer<PathBuf>,
-        hot: Vec<u64>,
-        cold: Vec<u64>,
+        rings: Rings,
+        (hot, cold): (Vec<u64>, Vec<u64>),
+        hist_shared: telemetry::Shared,
     ) -> Result<Self> {
+        let Rings {
+            persist: persist_rx,
+            freeze: freeze_rx,
+            free: free_rx,
+        } = rings;
         let dir = File::open(&config.dir).map_err(|e| Error::io("open dir", &config.dir, e))?;
         let slots = (0..config.persist_queue + 2 * BATCH_SIZE + 2)
             .map(|_| None)
@@ -130,6 +143,7 @@ impl Worker {
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             failed: false,
             durability: None,
+            hists: LocalHists::new(hist_shared),
         })
     }
 
@@ -174,6 +188,7 @@ impl Worker {
             }
         }
         loop {
+            let turn = telemetry::now();
             let stopping = self.shared.stop.load(Ordering::Acquire);
             let mut did = self.intake();
             did |= self.plan(stopping);
@@ -189,11 +204,16 @@ impl Worker {
                 self.dispatch(*c);
             }
             self.completions = completions;
+            if did {
+                self.hists.record_since(Hist::Loop, turn);
+            }
+            self.hists.maybe_publish(false);
             if stopping && !did && self.idle() {
                 break;
             }
             self.backoff(did);
         }
+        self.hists.maybe_publish(true);
         self.shared
             .stats
             .cpu_ns
@@ -242,6 +262,7 @@ impl Worker {
             dirfd: self.dir.as_raw_fd(),
             dir: &self.config.dir,
             config: &self.config,
+            hists: &mut self.hists,
         }
     }
 
@@ -536,7 +557,7 @@ impl Worker {
                 .durability
                 .take()
                 .expect("sync completions come from durability");
-            if let Err(e) = d.on_sync_complete(c.result, &self.ctx()) {
+            if let Err(e) = d.on_sync_complete(c.result, &mut self.ctx()) {
                 self.fsync_failed(&e);
             }
             self.durability = Some(d);
@@ -586,6 +607,8 @@ impl Worker {
     fn persist_done(&mut self, job: PersistJob, outcome: PersistOutcome) {
         match outcome {
             PersistOutcome::Persisted => {
+                self.hists.record_since(Hist::Close, job.sealed_at);
+                self.hists.record(Hist::Fdatasync, job.fdatasync_ns);
                 if let Some(d) = self.durability.as_mut() {
                     d.on_persisted(job.index, job.last_seq);
                 }
@@ -623,7 +646,14 @@ impl Worker {
             FreezeOutcome::Frozen {
                 bytes_in,
                 bytes_out,
+                compress_ns,
             } => {
+                self.hists.record(Hist::Compress, compress_ns);
+                // MB/s = bytes / ns * 1000
+                self.hists.record(
+                    Hist::CompressThroughput,
+                    (bytes_in as f64 * 1e3 / compress_ns.max(1) as f64) as u64,
+                );
                 let stats = &self.shared.stats;
                 stats.frozen.fetch_add(1, Ordering::Relaxed);
                 stats.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);

@@ -117,6 +117,9 @@ pub struct SealedSegment {
     pub used: u64,
     /// Sequence number of the last record (first_seq - 1 when empty).
     pub last_seq: u64,
+    /// When the writer sealed it (for the close-latency histogram; nothing without
+    /// `fs1-metrics`).
+    pub sealed_at: crate::telemetry::Stamp,
 }
 
 /// Appends records to one segment. See the module docs.
@@ -330,6 +333,7 @@ impl SegmentWriter {
             map: Some(self.seg.map),
             used,
             last_seq: self.next_seq - 1,
+            sealed_at: crate::telemetry::now(),
         }
     }
 }

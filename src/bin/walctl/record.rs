@@ -42,6 +42,10 @@ pub struct RecordArgs {
     /// Print `appended <seq> durable <seq>` to stderr at least every 100 ms
     #[arg(long)]
     progress: bool,
+    /// Write metrics.prom (Prometheus text) and one <histogram>.hgrm per histogram (HdrHistogram
+    /// percentile distribution, microseconds) into this directory (needs fs1-metrics)
+    #[arg(long)]
+    metrics_dir: Option<PathBuf>,
 }
 
 fn counters(s: &MaintainerStats) -> serde_json::Value {
@@ -66,6 +70,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
     if two_cores {
         cfg.core = Some(1);
         core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+    }
+    if a.metrics_dir.is_some() && !cfg!(feature = "fs1-metrics") {
+        eprintln!("walctl: --metrics-dir needs a build with --features fs1-metrics");
+        return Ok(ExitCode::from(2));
     }
     let mut rec = Recorder::open(&a.dir, cfg)?;
     let first_seq = rec.last_seq() + 1;
@@ -101,6 +109,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
     rec.shutdown()?;
     let durable_at_end = rec.durable_seq();
     let maintainer_json = counters(rec.maintainer_stats());
+    let snapshot = rec.metrics();
+    if let Some(dir) = &a.metrics_dir {
+        write_metrics(dir, &snapshot)?;
+    }
     if a.progress {
         eprintln!("appended {last_seq} durable {durable_at_end}");
     }
@@ -121,6 +133,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
             "writer": { "rollovers": writer.rollovers, "stalls": writer.stalls,
                         "persist_ring_full": writer.persist_ring_full },
             "pinned": two_cores, "recovery": recovery, "health": health,
+            "histograms": histograms_json(&snapshot),
         });
         println!("{v}");
     } else {
@@ -161,4 +174,62 @@ pub fn run(a: RecordArgs) -> CmdResult {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `{"loop_latency_ns": {"p50", "p90", "p99", "p999", "max", "count"}, ...}`; empty without
+/// fs1-metrics.
+fn histograms_json(m: &wal_recorder::telemetry::MetricsSnapshot) -> serde_json::Value {
+    use wal_recorder::telemetry::{Hist, HISTOGRAMS};
+    let all = [
+        Hist::Loop,
+        Hist::Close,
+        Hist::Fdatasync,
+        Hist::Compress,
+        Hist::CompressThroughput,
+        Hist::Rollover,
+        Hist::PreparedWait,
+    ];
+    let mut map = serde_json::Map::new();
+    for h in all {
+        if let Some([p50, p90, p99, p999, max, count]) = m.percentiles(h) {
+            map.insert(
+                HISTOGRAMS[h as usize].0.to_string(),
+                json!({"p50": p50, "p90": p90, "p99": p99, "p999": p999, "max": max, "count": count}),
+            );
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+#[cfg(feature = "fs1-metrics")]
+fn write_metrics(
+    dir: &std::path::Path,
+    m: &wal_recorder::telemetry::MetricsSnapshot,
+) -> Result<(), wal_recorder::Error> {
+    use wal_recorder::telemetry::{Hist, HISTOGRAMS};
+    let io = |p: &std::path::Path, e| wal_recorder::Error::io("write", p, e);
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let prom = dir.join("metrics.prom");
+    std::fs::write(&prom, m.to_prometheus()).map_err(|e| io(&prom, e))?;
+    for h in [
+        Hist::Loop,
+        Hist::Close,
+        Hist::Fdatasync,
+        Hist::Compress,
+        Hist::Rollover,
+        Hist::PreparedWait,
+    ] {
+        let name = HISTOGRAMS[h as usize].0.trim_end_matches("_ns");
+        let p = dir.join(format!("{name}_us.hgrm"));
+        std::fs::write(&p, m.to_hgrm(h, 1000.0)).map_err(|e| io(&p, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "fs1-metrics"))]
+fn write_metrics(
+    _: &std::path::Path,
+    _: &wal_recorder::telemetry::MetricsSnapshot,
+) -> Result<(), wal_recorder::Error> {
+    Ok(())
 }
