@@ -72,6 +72,7 @@ impl Recorder {
         config.dir = dir.clone();
         let config = config.validated()?;
         let lock = crate::io::lock_dir(&dir)?;
+        telemetry::init();
         let recovered = recover(&dir)?;
         for a in &recovered.actions {
             log::warn!("recovery: {a}");
