@@ -35,18 +35,26 @@ fn main() {
         core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     }
     let base = std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into());
-    println!("writer latency: {records} appends of 64 B at {rate}/s, ns from the intended start");
+    println!(
+        "writer latency: {records} appends of 64 B at {rate}/s, ns from the intended start (fs1-metrics: {})",
+        cfg!(feature = "fs1-metrics")
+    );
     println!(
         "| variant | p50 | p99 | p99.9 | p99.99 | max | p99.9 / floor | p99.99 / floor | writer page faults |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut floor = None;
-    for variant in [
+    let all = [
         "no-timer-sync",
         "timer-sync",
         "idle-only-sync",
         "sync-every-1000",
-    ] {
+    ];
+    let chosen = std::env::var("BENCH_VARIANTS").unwrap_or_default();
+    for variant in all {
+        if !chosen.is_empty() && !chosen.split(',').any(|c| c == variant) {
+            continue;
+        }
         let dir = tempfile::tempdir_in(&base).expect("tempdir");
         let mut cfg = Config::new(dir.path());
         cfg.core = two.then_some(1);
