@@ -66,6 +66,22 @@ fn record_json_reports_throughput_latency_work_and_ratio() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["last_seq"], 200_000);
     assert_eq!((r["hot"].as_u64(), r["cold"].as_u64()), (Some(2), Some(3)));
+
+    let out = walctl()
+        .arg("stats")
+        .arg(&log)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (st["hot_segments"].as_u64(), st["cold_segments"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(st["cold_uncompressed_bytes"], 3 * 262_144);
+    assert!(st["compression_ratio"].as_f64().unwrap() > 1.5, "{st}");
+    assert_eq!(st["last_seq"], 200_000);
 }
 
 #[test]

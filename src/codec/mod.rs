@@ -36,6 +36,33 @@ pub fn open_cold(file: File, path: &Path) -> Result<Box<dyn Read + Send>> {
     }
 }
 
+/// The uncompressed size a cold file declares in its header (LZ4 frame content size, or the
+/// block container's content size), without decoding it. `None` if it declares none.
+pub fn cold_content_size(path: &Path) -> Result<Option<u64>> {
+    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut h = [0u8; 16];
+    let mut got = 0;
+    while got < h.len() {
+        match f.read(&mut h[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    if got >= 16 && h[..8] == block::BLOCK_MAGIC {
+        return Ok(Some(u64::from_le_bytes(
+            h[8..16].try_into().expect("8 bytes"),
+        )));
+    }
+    // LZ4 frame: magic, FLG (bit 3: content size present), BD, then 8 bytes of size.
+    if got >= 14 && h[..4] == LZ4_FRAME_MAGIC && h[4] & 0x08 != 0 {
+        return Ok(Some(u64::from_le_bytes(
+            h[6..14].try_into().expect("8 bytes"),
+        )));
+    }
+    Ok(None)
+}
+
 /// Opens a cold file that must be in the given encoding (the freeze's own check).
 pub fn open_cold_with(file: File, path: &Path, c: Compression) -> Result<Box<dyn Read + Send>> {
     let src = BufReader::with_capacity(COLD_READ_BUF, file);

@@ -250,6 +250,7 @@ fn to_hex(b: &[u8]) -> String {
 fn cmd_stats(dir: &Path, as_json: bool) -> CmdResult {
     let listing = list_dir(dir)?;
     let (mut hot, mut cold, mut hot_bytes, mut cold_bytes) = (0u64, 0u64, 0u64, 0u64);
+    let mut cold_content = 0u64;
     for s in &listing.segments {
         match s.tier {
             Tier::Hot => {
@@ -259,21 +260,30 @@ fn cmd_stats(dir: &Path, as_json: bool) -> CmdResult {
             Tier::Cold => {
                 cold += 1;
                 cold_bytes += s.file_len;
+                cold_content += wal_recorder::codec::cold_content_size(&s.path)?.unwrap_or(0);
             }
         }
     }
+    let ratio = (cold_bytes > 0).then(|| cold_content as f64 / cold_bytes as f64);
     let r = verify(dir)?;
     if as_json {
         let v = json!({
             "hot_segments": hot, "cold_segments": cold, "hot_bytes": hot_bytes,
-            "cold_bytes": cold_bytes, "records": r.records, "payload_bytes": r.payload_bytes,
+            "cold_bytes": cold_bytes, "cold_uncompressed_bytes": cold_content,
+            "compression_ratio": ratio, "records": r.records, "payload_bytes": r.payload_bytes,
             "first_seq": seq_json(r.first_seq), "last_seq": seq_json(r.last_seq),
             "tmp_files": listing.tmp.len(), "foreign_files": listing.foreign.len(), "ok": r.ok,
         });
         println!("{v}");
     } else {
         println!("hot segments:   {hot} ({hot_bytes} bytes on disk)");
-        println!("cold segments:  {cold} ({cold_bytes} bytes on disk)");
+        println!(
+            "cold segments:  {cold} ({cold_bytes} bytes on disk, {cold_content} uncompressed)"
+        );
+        match ratio {
+            Some(r) => println!("compression:    {r:.2}x"),
+            None => println!("compression:    (no cold segment)"),
+        }
         println!(
             "records:        {} ({} payload bytes)",
             r.records, r.payload_bytes
