@@ -79,7 +79,8 @@ fn record_json_reports_throughput_latency_work_and_ratio() {
         (st["hot_segments"].as_u64(), st["cold_segments"].as_u64()),
         (Some(2), Some(3))
     );
-    assert_eq!(st["cold_uncompressed_bytes"], 3 * 262_144);
+    let content = st["cold_uncompressed_bytes"].as_u64().unwrap();
+    assert!((3 * 260_000..=3 * 262_144).contains(&content), "{st}");
     assert!(st["compression_ratio"].as_f64().unwrap() > 1.5, "{st}");
     assert_eq!(st["last_seq"], 200_000);
 }
