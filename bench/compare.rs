@@ -32,8 +32,14 @@ use wal_recorder::segment::{AppendError, SealedSegment, SegmentWriter};
 const SEG: u64 = 16 << 20;
 const PERCENTILES: [f64; 9] = [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0, 0.0];
 
+/// CPUs of the machine (not of the calling thread's affinity mask, which pinning narrows).
+fn cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+}
+
 fn pin(core: usize) {
-    if core_affinity::get_core_ids().is_some_and(|c| c.len() > core) {
+    if cpus() > core {
         core_affinity::set_for_current(core_affinity::CoreId { id: core });
     }
 }
@@ -53,6 +59,8 @@ impl Appender for Rec {
             .expect("append");
     }
     fn finish(self: Box<Self>) {
+        let w = self.0.writer_stats();
+        eprintln!("recorder: {} rollovers, {} stalls", w.rollovers, w.stalls);
         self.0.close().expect("close");
     }
 }
@@ -205,8 +213,7 @@ fn make(variant: &str, dir: &Path) -> Box<dyn Appender> {
             cfg.segment_size = SEG;
             cfg.max_segments = 2;
             cfg.max_compressed_segments = 4;
-            cfg.core =
-                Some(1).filter(|_| core_affinity::get_core_ids().is_some_and(|c| c.len() > 1));
+            cfg.core = Some(1).filter(|_| cpus() > 1);
             let rec = Recorder::open(dir, cfg).expect("open");
             while rec.prepared_ready() < 2 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -288,14 +295,21 @@ fn main() {
         "script",
     ];
     let mut results = Vec::new();
+    let chosen = std::env::var("BENCH_VARIANTS").unwrap_or_default();
     for v in variants {
+        if !chosen.is_empty() && v != "floor" && !chosen.split(',').any(|c| c == v) {
+            continue;
+        }
         let dir = tempfile::tempdir_in(&base).expect("tempdir");
         let mut app = make(v, dir.path());
+        let (f0, p0) = (minor_faults(), preemptions());
         let lat = run(app.as_mut(), n, rate);
+        let faults = minor_faults() - f0;
+        eprintln!("{v}: {} preemptions of the writer", preemptions() - p0);
         app.finish();
-        results.push((v, lat));
+        results.push((v, lat, faults));
     }
-    let floor = &results[0].1;
+    let floor = &results[0].1.clone();
     println!(
         "\nwriter latency, {n} appends of 64 B, mode {mode}, ns{}:",
         if rate.is_some() {
@@ -304,9 +318,9 @@ fn main() {
             " per append"
         }
     );
-    println!("| variant | p50 | p99 | p99.9 | p99.99 | max | p99.9 / floor | p99.99 / floor |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (v, lat) in &results {
+    println!("| variant | p50 | p99 | p99.9 | p99.99 | max | p99.9 / floor | p99.99 / floor | writer page faults |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (v, lat, faults) in &results {
         let label = match *v {
             "recorder" => "(a) wal-recorder",
             "recorder-idle-sync" => "(a') wal-recorder, sync_while_busy = false",
@@ -315,7 +329,7 @@ fn main() {
             _ => "(d) floor: prefaulted memory",
         };
         println!(
-            "| {label} | {} | {} | {} | {} | {} | {:.2} | {:.2} |",
+            "| {label} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {faults} |",
             q(lat, 0.5),
             q(lat, 0.99),
             q(lat, 0.999),
@@ -328,7 +342,7 @@ fn main() {
     let csv = out.join(format!("{}.csv", mode.replace(':', "-")));
     let mut f = File::create(&csv).expect("csv");
     writeln!(f, "variant,percentile,ns").expect("write");
-    for (v, lat) in &results {
+    for (v, lat, _) in &results {
         for p in PERCENTILES.iter().filter(|p| **p > 0.0) {
             writeln!(f, "{v},{p},{}", q(lat, *p)).expect("write");
         }
@@ -341,4 +355,24 @@ fn main() {
         }
     }
     println!("(distribution written to {})", csv.display());
+}
+
+/// Minor page faults of the calling thread so far.
+fn minor_faults() -> i64 {
+    // SAFETY: getrusage fills the zeroed struct we pass.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru.ru_minflt
+    }
+}
+
+/// Involuntary context switches of the calling thread so far (preemptions).
+fn preemptions() -> i64 {
+    // SAFETY: getrusage fills the zeroed struct we pass.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru.ru_nivcsw
+    }
 }

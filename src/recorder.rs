@@ -84,7 +84,11 @@ impl Recorder {
             recovered.next_seq,
             recovered.prev_crc,
         )?;
-        let link = Arc::new(WriterLink::new(recovered.next_index, recovered.next_seq));
+        let link = Arc::new(WriterLink::new(
+            recovered.next_index,
+            recovered.next_seq,
+            active.mapping(),
+        ));
         let (prepared_tx, prepared) = rtrb::RingBuffer::new(config.prepared_segments);
         let mut maintainer = SegmentMaintainer::for_recorder(
             config.clone(),
@@ -177,8 +181,9 @@ impl Recorder {
         let (first_seq, crc) = (cur.next_seq(), cur.last_crc());
         self.hand_over(cur.into_sealed())?;
         let index = next.index();
+        let mapping = next.mapping();
         self.active = Some(SegmentWriter::activate(next, first_seq, crc));
-        self.link.begin_segment(index, first_seq);
+        self.link.begin_segment(index, first_seq, mapping);
         self.stats.rollovers += 1;
         self.hists.record_since(Hist::Rollover, started);
         Ok(())

@@ -268,13 +268,14 @@ pub fn open_backend(
     choice: BackendChoice,
     entries: u32,
     force_uring_error: Option<i32>,
+    core: Option<usize>,
 ) -> std::io::Result<(Box<dyn IoBackend>, bool)> {
     if choice == BackendChoice::Blocking {
         return Ok((Box::new(BlockingBackend::new()), false));
     }
     let uring = match force_uring_error {
         Some(errno) => Err(std::io::Error::from_raw_os_error(errno)),
-        None => UringBackend::new(entries),
+        None => UringBackend::new(entries, core),
     };
     match uring {
         Ok(b) => Ok((Box::new(b), false)),
@@ -332,7 +333,7 @@ mod tests {
 
     #[test]
     fn uring_chain_cancels_after_failure() {
-        chain_cancels_after_failure(Box::new(UringBackend::new(8).unwrap()));
+        chain_cancels_after_failure(Box::new(UringBackend::new(8, None).unwrap()));
     }
 
     #[test]

@@ -25,9 +25,23 @@ pub struct UringBackend {
 }
 
 impl UringBackend {
-    /// Sets up a ring of `entries` submission entries.
-    pub fn new(entries: u32) -> std::io::Result<Self> {
+    /// Sets up a ring of `entries` submission entries. With `core`, the kernel's io-wq
+    /// worker threads (which run the blocking operations: fsync, unlink, ...) are confined to
+    /// that core, so they never preempt a writer pinned elsewhere.
+    pub fn new(entries: u32, core: Option<usize>) -> std::io::Result<Self> {
         let ring = IoUring::new(entries)?;
+        if let Some(core) = core {
+            // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; `core` is checked against the set's size by CPU_SET.
+            unsafe {
+                libc::CPU_ZERO(&mut set);
+                libc::CPU_SET(core, &mut set);
+            }
+            if let Err(e) = ring.submitter().register_iowq_aff(&set) {
+                log::warn!("could not confine io_uring workers to core {core}: {e}");
+            }
+        }
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         Ok(UringBackend {

@@ -40,7 +40,15 @@ pub(crate) struct Durability {
     last_appended: Option<(u64, u64)>,
     /// Persisted segments above `persisted_end`, waiting for the ones before them.
     persisted: BTreeMap<u64, u64>,
+    /// Mappings of the segments prepared and not yet taken: (index, address, length).
+    prepared_maps: std::collections::VecDeque<(u64, usize, usize)>,
+    pretouch_next: Instant,
 }
+
+/// How far ahead of the writer the maintainer keeps pages faulted in writable.
+const PRETOUCH_AHEAD: usize = 4 << 20;
+/// How often it does so.
+const PRETOUCH_EVERY: Duration = Duration::from_millis(1);
 
 impl Durability {
     pub fn new(link: Arc<WriterLink>, prepared_tx: rtrb::Producer<PreparedSegment>) -> Self {
@@ -55,6 +63,8 @@ impl Durability {
             active_file: None,
             last_appended: None,
             persisted: BTreeMap::new(),
+            prepared_maps: std::collections::VecDeque::new(),
+            pretouch_next: Instant::now(),
         }
     }
 
@@ -84,6 +94,8 @@ impl Durability {
         }
         match PreparedSegment::create(cx.dir, index, cx.config.segment_size) {
             Ok(seg) => {
+                self.prepared_maps
+                    .push_back((index, seg.mapping().0, seg.mapping().1));
                 self.prepare_attempts = 0;
                 link.prepare_failing
                     .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -110,6 +122,41 @@ impl Durability {
             }
         }
         true
+    }
+
+    /// The pretoucher: every millisecond, faults in as writable again the next
+    /// `PRETOUCH_AHEAD` bytes of the active segment after the writer, and the start of the
+    /// next prepared segment. A journal commit (any fsync on the file system) may have
+    /// written back and write-protected those prefaulted pages; the writer's first store to
+    /// such a page would fault and could wait for the commit. Here the maintainer takes that
+    /// fault instead. Pages still writable cost a page-table walk.
+    pub fn pretouch(&mut self) {
+        let now = Instant::now();
+        if now < self.pretouch_next {
+            return;
+        }
+        self.pretouch_next = now + PRETOUCH_EVERY;
+        let Some((index, base, len, off)) = self.link.pretouch_snapshot() else {
+            return;
+        };
+        while self.prepared_maps.front().is_some_and(|m| m.0 <= index) {
+            self.prepared_maps.pop_front(); // taken by the writer
+        }
+        let page = crate::constants::PAGE_SIZE as usize;
+        let start = (off as usize / page) * page;
+        if base != 0 && start < len {
+            let n = PRETOUCH_AHEAD.min(len - start);
+            // SAFETY: the active segment's mapping is unmapped only by this thread (persist),
+            // after the writer handed it over; the range lies inside it.
+            let _ = unsafe { crate::segment::populate_write(base + start, n) };
+        }
+        if start >= len || len - start < PRETOUCH_AHEAD {
+            if let Some(&(_, nb, nl)) = self.prepared_maps.front() {
+                // SAFETY: a prepared segment's mapping is unmapped by the writer only at
+                // close, after this thread has stopped.
+                let _ = unsafe { crate::segment::populate_write(nb, PRETOUCH_AHEAD.min(nl)) };
+            }
+        }
     }
 
     /// Starts a sync of the active segment when the interval has passed. True if it did.

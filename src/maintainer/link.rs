@@ -4,7 +4,7 @@
 //! claimed through `next_index` so that the maintainer (preparing ahead) and the writer
 //! (preparing itself when nothing is ready) never create the same file or skip one.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -17,6 +17,9 @@ pub struct WriterLink {
     completed_off: AtomicU64,
     /// Last sequence number whose record ends at or below `completed_off`.
     completed_seq: AtomicU64,
+    /// Address and length of the active segment's mapping (for the maintainer's pretouch).
+    active_base: AtomicUsize,
+    active_len: AtomicUsize,
     /// Offset just past the last appended record of the active segment.
     appended_off: AtomicU64,
     /// Sequence number of the last appended record.
@@ -38,8 +41,10 @@ pub struct WriterLink {
 impl WriterLink {
     /// A link for a writer whose first active segment is `index`, continuing after
     /// `durable_seq` (everything recovered is durable).
-    pub fn new(index: u64, first_seq: u64) -> Self {
+    pub fn new(index: u64, first_seq: u64, mapping: (usize, usize)) -> Self {
         let link = WriterLink::default();
+        link.active_base.store(mapping.0, Ordering::Relaxed);
+        link.active_len.store(mapping.1, Ordering::Relaxed);
         link.active_index.store(index, Ordering::Relaxed);
         link.completed_seq.store(first_seq - 1, Ordering::Relaxed);
         link.appended_seq.store(first_seq - 1, Ordering::Relaxed);
@@ -50,9 +55,11 @@ impl WriterLink {
     }
 
     /// Writer: segment `index`, whose first record will be `first_seq`, is now active.
-    pub fn begin_segment(&self, index: u64, first_seq: u64) {
+    pub fn begin_segment(&self, index: u64, first_seq: u64, mapping: (usize, usize)) {
         self.gen.fetch_add(1, Ordering::AcqRel); // odd: switching
         self.active_index.store(index, Ordering::Relaxed);
+        self.active_base.store(mapping.0, Ordering::Relaxed);
+        self.active_len.store(mapping.1, Ordering::Relaxed);
         self.completed_off.store(0, Ordering::Relaxed);
         self.completed_seq.store(first_seq - 1, Ordering::Relaxed);
         self.appended_off.store(0, Ordering::Relaxed);
@@ -73,6 +80,20 @@ impl WriterLink {
     pub fn appended(&self, off: u64, seq: u64) {
         self.appended_off.store(off, Ordering::Relaxed);
         self.appended_seq.store(seq, Ordering::Release);
+    }
+
+    /// Maintainer: (active index, mapping address, mapping length, appended offset).
+    pub fn pretouch_snapshot(&self) -> Option<(u64, usize, usize, u64)> {
+        let g1 = self.gen.load(Ordering::Acquire);
+        if g1 % 2 == 1 {
+            return None;
+        }
+        let index = self.active_index.load(Ordering::Acquire);
+        let base = self.active_base.load(Ordering::Acquire);
+        let len = self.active_len.load(Ordering::Acquire);
+        let off = self.appended_off.load(Ordering::Acquire);
+        fence(Ordering::Acquire);
+        (self.gen.load(Ordering::Relaxed) == g1).then_some((index, base, len, off))
     }
 
     /// Maintainer: (active index, appended offset, appended seq), as [`Self::snapshot`].

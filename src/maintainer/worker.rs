@@ -164,6 +164,7 @@ impl Worker {
                     self.config.backend,
                     RING_ENTRIES,
                     self.config.simulate_uring_error,
+                    self.config.core,
                 )
                 .map_err(|e| Error::io("io_uring setup", &self.config.dir, e))?;
                 self.shared
@@ -351,6 +352,7 @@ impl Worker {
             did |= self.plan_persist_retries(now);
         }
         if let Some(mut d) = self.durability.take() {
+            d.pretouch();
             did |= d.plan_prepare(&self.ctx(), stopping);
             if !self.failed {
                 let (interval, busy) = (self.config.sync_interval, self.config.sync_while_busy);

@@ -106,6 +106,23 @@ impl SharedMap {
     }
 }
 
+/// Faults `[base, base + len)` in as writable again (`MADV_POPULATE_WRITE`) on the calling
+/// thread: the maintainer's "pretouch" of the pages the writer is about to fill, which a
+/// journal commit may have cleaned (and write-protected) since they were prepared.
+///
+/// # Safety
+/// The range must lie in a mapping of this process that no one unmaps concurrently. (The
+/// call changes no byte of memory; the kernel checks the range.)
+pub unsafe fn populate_write(base: usize, len: usize) -> std::io::Result<()> {
+    // SAFETY: per the caller; madvise validates the range and only takes write faults.
+    let rc = unsafe { libc::madvise(base as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: ptr/len are the mapping made in `map`, unmapped exactly once here.

@@ -9,7 +9,7 @@ pub mod names;
 pub mod reader;
 pub mod writer;
 
-pub use mmap::SharedMap;
+pub use mmap::{populate_write, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
 pub use writer::{
     seal_in_place, sync_dir, truncate_sealed, AppendError, PreparedSegment, SealedSegment,

@@ -96,6 +96,11 @@ impl PreparedSegment {
         self.index
     }
 
+    /// (address, length) of the mapping, for the maintainer's pretouch.
+    pub fn mapping(&self) -> (usize, usize) {
+        (self.map.as_ptr() as usize, self.map.len())
+    }
+
     /// The segment's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -268,6 +273,11 @@ impl SegmentWriter {
     pub fn sync(&self) -> Result<()> {
         let upto = self.write_off + if self.sealed.is_some() { SEAL_LEN } else { 0 };
         self.seg.map.sync_prefix(upto, &self.seg.path)
+    }
+
+    /// (address, length) of the mapping, for the maintainer's pretouch.
+    pub fn mapping(&self) -> (usize, usize) {
+        self.seg.mapping()
     }
 
     /// The segment's header.
