@@ -65,6 +65,35 @@ impl Appender for Rec {
     }
 }
 
+/// Appends record `seq`; when the segment is full, creates the next one on the writer thread
+/// (no prepared segment), appends there and returns the full one, sealed.
+#[inline]
+fn append_or_roll(
+    dir: &Path,
+    w: &mut Option<SegmentWriter>,
+    index: &mut u64,
+    seq: u64,
+) -> Option<SealedSegment> {
+    match w
+        .as_mut()
+        .expect("writer")
+        .append_with(64, |b| event::fill(seq, b))
+    {
+        Ok(_) => None,
+        Err(AppendError::Full) => {
+            let old = w.take().expect("writer");
+            *index += 1;
+            let mut next = SegmentWriter::create(dir, *index, SEG, old.next_seq(), old.last_crc())
+                .expect("segment");
+            next.append_with(64, |b| event::fill(seq, b))
+                .expect("append");
+            *w = Some(next);
+            Some(old.into_sealed())
+        }
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
 /// The segment writer with persistence done on the writer thread at each rollover.
 struct Inline {
     dir: PathBuf,
@@ -74,29 +103,10 @@ struct Inline {
 impl Appender for Inline {
     #[inline]
     fn append(&mut self, seq: u64) {
-        let w = self.w.as_mut().expect("writer");
-        match w.append_with(64, |b| event::fill(seq, b)) {
-            Ok(_) => {}
-            Err(AppendError::Full) => {
-                let old = self.w.take().expect("writer");
-                self.index += 1;
-                let mut next = SegmentWriter::create(
-                    &self.dir,
-                    self.index,
-                    SEG,
-                    old.next_seq(),
-                    old.last_crc(),
-                )
-                .expect("segment");
-                let sealed = old.into_sealed();
-                sealed.file.set_len(sealed.used).expect("truncate");
-                sealed.file.sync_data().expect("fdatasync");
-                drop(sealed); // munmap + close
-                next.append_with(64, |b| event::fill(seq, b))
-                    .expect("append");
-                self.w = Some(next);
-            }
-            Err(e) => panic!("{e:?}"),
+        if let Some(sealed) = append_or_roll(&self.dir, &mut self.w, &mut self.index, seq) {
+            sealed.file.set_len(sealed.used).expect("truncate");
+            sealed.file.sync_data().expect("fdatasync");
+            drop(sealed); // munmap + close, on the writer thread
         }
     }
     fn finish(self: Box<Self>) {}
@@ -148,30 +158,8 @@ impl Script {
 impl Appender for Script {
     #[inline]
     fn append(&mut self, seq: u64) {
-        let w = self.w.as_mut().expect("writer");
-        match w.append_with(64, |b| event::fill(seq, b)) {
-            Ok(_) => {}
-            Err(AppendError::Full) => {
-                let old = self.w.take().expect("writer");
-                self.index += 1;
-                let mut next = SegmentWriter::create(
-                    &self.dir,
-                    self.index,
-                    SEG,
-                    old.next_seq(),
-                    old.last_crc(),
-                )
-                .expect("segment");
-                self.tx
-                    .as_ref()
-                    .expect("tx")
-                    .send(old.into_sealed())
-                    .expect("send");
-                next.append_with(64, |b| event::fill(seq, b))
-                    .expect("append");
-                self.w = Some(next);
-            }
-            Err(e) => panic!("{e:?}"),
+        if let Some(sealed) = append_or_roll(&self.dir, &mut self.w, &mut self.index, seq) {
+            self.tx.as_ref().expect("tx").send(sealed).expect("send");
         }
     }
     fn finish(mut self: Box<Self>) {

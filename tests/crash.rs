@@ -6,39 +6,31 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::walctl;
+use common::{spawn_record, verify_json};
 use wal_recorder::config::Config;
 use wal_recorder::event;
 use wal_recorder::log::LogReader;
 use wal_recorder::recorder::Recorder;
 
-/// Last `appended <seq> durable <seq>` line of a child, read until it dies.
+/// Runs `walctl record` for `delay`, SIGKILLs it; returns its last progress line.
 fn run_and_kill(dir: &std::path::Path, delay: Duration) -> (u64, u64) {
-    let mut child = walctl()
-        .arg("record")
-        .arg(dir)
-        .args(["--records", "1000000000", "--segment-size", "131072"])
-        .args(["--max-segments", "2", "--max-compressed", "3"])
-        .args(["--sync-interval-ms", "1", "--progress"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn walctl record");
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut last = (0, 0);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if let ["appended", a, "durable", d] = f[..] {
-                last = (a.parse().unwrap(), d.parse().unwrap());
-            }
-        }
-        last
-    });
+    let (mut child, reader) = spawn_record(
+        dir,
+        &[
+            "--records",
+            "1000000000",
+            "--segment-size",
+            "131072",
+            "--max-segments",
+            "2",
+            "--max-compressed",
+            "3",
+            "--sync-interval-ms",
+            "1",
+        ],
+    );
     std::thread::sleep(delay);
     child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
     child.wait().unwrap();
@@ -58,14 +50,8 @@ fn sigkill_at_random_moments_never_loses_an_appended_record() {
         let (appended, durable) = run_and_kill(dir.path(), delay);
         assert!(durable <= appended);
 
-        let out = walctl()
-            .arg("verify")
-            .arg(dir.path())
-            .arg("--json")
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(out.status.code(), Some(0), "trial {trial}: {v}");
+        let (code, v) = verify_json(dir.path());
+        assert_eq!(code, Some(0), "trial {trial}: {v}");
         let last = v["last_seq"].as_u64().unwrap_or(0);
         assert!(
             last >= appended,

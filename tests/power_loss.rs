@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::walctl;
+use common::{spawn_record, verify_json};
 use wal_recorder::config::Config;
 use wal_recorder::recorder::Recorder;
 
@@ -75,43 +74,31 @@ fn records_up_to_durable_seq_survive_a_simulated_power_cut() {
     let mut last_durable = 0;
     for (trial, delay_ms) in [400u64, 700, 1000].into_iter().enumerate() {
         mount(&image, &mnt);
-        let mut child = walctl()
-            .arg("record")
-            .arg(&log)
-            .args(["--records", "1000000000", "--segment-size", "1048576"])
-            .args(["--max-segments", "4", "--max-compressed", "8"])
-            .args(["--sync-interval-ms", "2", "--progress"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut durable = 0u64;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                if let ["appended", _, "durable", d] = f[..] {
-                    durable = d.parse().unwrap();
-                }
-            }
-            durable
-        });
+        let (mut child, reader) = spawn_record(
+            &log,
+            &[
+                "--records",
+                "1000000000",
+                "--segment-size",
+                "1048576",
+                "--max-segments",
+                "4",
+                "--max-compressed",
+                "8",
+                "--sync-interval-ms",
+                "2",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(delay_ms));
         shutdown_fs(&mnt);
         child.kill().unwrap();
         child.wait().unwrap();
-        let durable = reader.join().unwrap();
+        let (_, durable) = reader.join().unwrap();
         umount(&mnt);
         mount(&image, &mnt);
 
-        let out = walctl()
-            .arg("verify")
-            .arg(&log)
-            .arg("--json")
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(out.status.code(), Some(0), "trial {trial}: {v}");
+        let (code, v) = verify_json(&log);
+        assert_eq!(code, Some(0), "trial {trial}: {v}");
         let last = v["last_seq"].as_u64().unwrap_or(0);
         assert!(
             durable > last_durable,

@@ -114,16 +114,7 @@ fn progress_lines_report_appended_and_durable() {
     let out = record(dir.path(), &["--records", "300000", "--progress"]);
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<(u64, u64)> = err
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            match f[..] {
-                ["appended", a, "durable", d] => Some((a.parse().ok()?, d.parse().ok()?)),
-                _ => None,
-            }
-        })
-        .collect();
+    let lines = common::progress_lines(&err);
     assert!(!lines.is_empty(), "{err}");
     assert!(lines.iter().all(|(a, d)| d <= a));
     assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0));

@@ -142,3 +142,52 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// `walctl verify PATH --json`: (exit code, the JSON object).
+pub fn verify_json(path: &Path) -> (Option<i32>, serde_json::Value) {
+    let out = walctl()
+        .arg("verify")
+        .arg(path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+/// The `(appended, durable)` pairs of `appended <seq> durable <seq>` progress lines.
+pub fn progress_lines(text: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["appended", a, "durable", d] => Some((a.parse().ok()?, d.parse().ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Spawns `walctl record DIR --progress ARGS...`; the thread returns the last progress line
+/// (appended, durable) once the child's stderr closes.
+pub fn spawn_record(
+    dir: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::thread::JoinHandle<(u64, u64)>) {
+    use std::io::Read;
+    let mut child = walctl()
+        .arg("record")
+        .arg(dir)
+        .args(args)
+        .arg("--progress")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn walctl record");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        progress_lines(&text).last().copied().unwrap_or((0, 0))
+    });
+    (child, reader)
+}
