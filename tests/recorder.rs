@@ -111,13 +111,7 @@ fn the_maintainer_advances_durable_seq_without_sync() {
 fn prepared_segments_make_rollover_stall_free() {
     let dir = tempfile::tempdir().unwrap();
     let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
-    wait_for("prepared segments", || {
-        file_names(dir.path())
-            .iter()
-            .filter(|n| n.ends_with(".wal"))
-            .count()
-            >= 3
-    });
+    wait_for("prepared segments", || rec.prepared_ready() == 2);
     append_events(&mut rec, 2000); // two rollovers of about 818 records each
     assert_eq!(rec.writer_stats().rollovers, 2);
     assert_eq!(rec.writer_stats().stalls, 0);

@@ -49,6 +49,8 @@ pub struct MaintainerStats {
     pub pending_retries: AtomicU64,
     /// The loop's current idle sleep in nanoseconds (gauge): grows while idle, resets on work.
     pub sleep_ns: AtomicU64,
+    /// Times the backoff went back to `min_sleep` after growing (work arrived while idle).
+    pub backoff_resets: AtomicU64,
     /// Turns of the loop that did work.
     pub busy_turns: AtomicU64,
     /// Turns of the loop that found nothing to do.

@@ -236,6 +236,9 @@ impl Worker {
     fn backoff(&mut self, did_work: bool) {
         let stats = &self.shared.stats;
         if did_work {
+            if self.sleep > self.config.min_sleep {
+                stats.backoff_resets.fetch_add(1, Ordering::Relaxed);
+            }
             self.sleep = self.config.min_sleep;
             stats.busy_turns.fetch_add(1, Ordering::Relaxed);
         } else {
