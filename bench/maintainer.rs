@@ -237,24 +237,15 @@ fn idle(dir: &Path) {
             if let Some(core) = second_core() {
                 core_affinity::set_for_current(core_affinity::CoreId { id: core });
             }
-            let (c0, t) = (thread_cpu_ns(), Instant::now());
+            let (c0, t) = (wal_recorder::telemetry::thread_cpu_ns(), Instant::now());
             while t.elapsed() < Duration::from_secs(3) {
                 std::thread::sleep(max);
             }
-            (thread_cpu_ns() - c0) as f64 / t.elapsed().as_nanos() as f64 * 100.0
+            (wal_recorder::telemetry::thread_cpu_ns() - c0) as f64 / t.elapsed().as_nanos() as f64
+                * 100.0
         })
         .join()
         .expect("floor thread");
         println!("| {max:?} | {pct:.3} | {floor:.3} |");
     }
-}
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

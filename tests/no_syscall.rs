@@ -40,25 +40,8 @@ fn append_and_rollover_into_a_prepared_segment_make_no_syscall() {
         }
         unreachable!();
     }
-    // SAFETY: closing our copy of the write end.
-    unsafe { libc::close(fds[1]) };
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status),
-        "child killed by signal {} (31 = SIGSYS: a system call was made)",
-        libc::WTERMSIG(status)
-    );
-    assert_eq!(
-        libc::WEXITSTATUS(status),
-        0,
-        "child could not install the seccomp filter"
-    );
     let mut buf = [0u8; 8];
-    // SAFETY: reading into a valid 8-byte buffer.
-    let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), 8) };
-    assert_eq!(n, 8);
+    wait_for_child(pid, fds, &mut buf);
     let rollovers = u64::from_le_bytes(buf);
     assert_eq!(
         rollovers, 1,
@@ -70,6 +53,29 @@ fn append_and_rollover_into_a_prepared_segment_make_no_syscall() {
     assert!(report.ok, "{:?}", report.errors);
     assert_eq!(report.records, RECORDS);
     assert_eq!(report.segments, 2);
+}
+
+/// Waits for the jailed child `pid`, asserts it exited normally (a system call would have
+/// killed it with SIGSYS), and reads its report from the pipe `fds` into `report`.
+fn wait_for_child(pid: libc::pid_t, fds: [libc::c_int; 2], report: &mut [u8]) {
+    // SAFETY: closing our copy of the write end; waiting for our own child.
+    unsafe { libc::close(fds[1]) };
+    let mut status = 0;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "child killed by signal {} (31 = SIGSYS: a system call was made)",
+        libc::WTERMSIG(status)
+    );
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "child could not install the seccomp filter"
+    );
+    // SAFETY: reading into a valid buffer of report.len() bytes.
+    let n = unsafe { libc::read(fds[0], report.as_mut_ptr().cast(), report.len()) };
+    assert_eq!(n, report.len() as isize);
 }
 
 /// Allows only write, _exit and rt_sigreturn from here on; any other system call kills the
@@ -205,23 +211,8 @@ fn recorder_append_and_rollover_make_no_syscall() {
         }
         unreachable!();
     }
-    // SAFETY: closing our write end; waiting for our child.
-    unsafe { libc::close(fds[1]) };
-    let mut status = 0;
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status),
-        "child killed by signal {} (31 = SIGSYS: a system call was made)",
-        libc::WTERMSIG(status)
-    );
-    assert_eq!(libc::WEXITSTATUS(status), 0);
     let mut report = [0u8; 3];
-    // SAFETY: reading into a valid buffer.
-    assert_eq!(
-        unsafe { libc::read(fds[0], report.as_mut_ptr().cast(), 3) },
-        3
-    );
+    wait_for_child(pid, fds, &mut report);
     assert_eq!(report, [1, 2, 0], "[appends ok, rollovers, stalls]");
     // The parent's recorder never saw the child's appends: it must not seal over them.
     std::mem::forget(rec);

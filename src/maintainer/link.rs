@@ -82,46 +82,48 @@ impl WriterLink {
         self.appended_seq.store(seq, Ordering::Release);
     }
 
-    /// Maintainer: (active index, mapping address, mapping length, appended offset).
-    pub fn pretouch_snapshot(&self) -> Option<(u64, usize, usize, u64)> {
+    /// Reads `read` under the seqlock: `None` while the writer is switching segments, or
+    /// if it switched during the read.
+    fn consistent<T>(&self, read: impl FnOnce() -> T) -> Option<T> {
         let g1 = self.gen.load(Ordering::Acquire);
         if g1 % 2 == 1 {
             return None;
         }
-        let index = self.active_index.load(Ordering::Acquire);
-        let base = self.active_base.load(Ordering::Acquire);
-        let len = self.active_len.load(Ordering::Acquire);
-        let off = self.appended_off.load(Ordering::Acquire);
+        let value = read();
         fence(Ordering::Acquire);
-        (self.gen.load(Ordering::Relaxed) == g1).then_some((index, base, len, off))
+        (self.gen.load(Ordering::Relaxed) == g1).then_some(value)
+    }
+
+    /// Maintainer: (active index, mapping address, mapping length, appended offset).
+    pub fn pretouch_snapshot(&self) -> Option<(u64, usize, usize, u64)> {
+        self.consistent(|| {
+            (
+                self.active_index.load(Ordering::Acquire),
+                self.active_base.load(Ordering::Acquire),
+                self.active_len.load(Ordering::Acquire),
+                self.appended_off.load(Ordering::Acquire),
+            )
+        })
     }
 
     /// Maintainer: (active index, appended offset, appended seq), as [`Self::snapshot`].
     pub fn appended_snapshot(&self) -> Option<(u64, u64, u64)> {
-        let g1 = self.gen.load(Ordering::Acquire);
-        if g1 % 2 == 1 {
-            return None;
-        }
-        let index = self.active_index.load(Ordering::Acquire);
-        let seq = self.appended_seq.load(Ordering::Acquire);
-        let off = self.appended_off.load(Ordering::Acquire);
-        fence(Ordering::Acquire);
-        (self.gen.load(Ordering::Relaxed) == g1).then_some((index, off, seq))
+        self.consistent(|| {
+            let index = self.active_index.load(Ordering::Acquire);
+            let seq = self.appended_seq.load(Ordering::Acquire);
+            (index, self.appended_off.load(Ordering::Acquire), seq)
+        })
     }
 
     /// Maintainer: a consistent (active index, completed offset, completed seq), or `None`
-    /// while the writer is switching segments. The offset read may be newer than the seq
-    /// (never older), which only makes a sync cover more.
+    /// while the writer is switching segments. The seq is read before the offset, so the
+    /// offset may be newer (never older), which only makes a sync cover more.
     pub fn snapshot(&self) -> Option<(u64, u64, u64)> {
-        let g1 = self.gen.load(Ordering::Acquire);
-        if g1 % 2 == 1 {
-            return None;
-        }
-        let index = self.active_index.load(Ordering::Acquire);
-        let seq = self.completed_seq.load(Ordering::Acquire);
-        let off = self.completed_off.load(Ordering::Acquire);
-        fence(Ordering::Acquire);
-        (self.gen.load(Ordering::Relaxed) == g1).then_some((index, off, seq))
+        self.consistent(|| {
+            let index = self.active_index.load(Ordering::Acquire);
+            let seq = self.completed_seq.load(Ordering::Acquire);
+            (index, self.completed_off.load(Ordering::Acquire), seq)
+        })
     }
 
     /// Durable sequence number.

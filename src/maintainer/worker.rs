@@ -218,7 +218,7 @@ impl Worker {
         self.shared
             .stats
             .cpu_ns
-            .store(thread_cpu_ns(), Ordering::Relaxed);
+            .store(telemetry::thread_cpu_ns(), Ordering::Relaxed);
         if !self.persist_retry.is_empty() || self.freeze_retry.is_some() {
             log::warn!("segment maintainer stopped with failed work left for recovery");
         }
@@ -731,15 +731,4 @@ impl Worker {
             + self.leftover_retry.len();
         s.pending_retries.store(pending as u64, Ordering::Relaxed);
     }
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -13,6 +13,17 @@ mod export;
 
 pub use export::{Counters, MetricsSnapshot};
 
+/// CPU time the calling thread has used, in ns (`CLOCK_THREAD_CPUTIME_ID`; a system call).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Names of the histograms, in export order: (key, help text).
 pub const HISTOGRAMS: [(&str, &str); 7] = [
     (
