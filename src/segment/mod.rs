@@ -1,4 +1,4 @@
-//! One segment file: its byte layout ([`format`]), its names ([`names`]), the writer that
+//! One segment file: its byte layout ([`format`](mod@format)), its names ([`names`]), the writer that
 //! fills it without system calls ([`writer`]) and the streaming reader that checks it
 //! ([`reader`]).
 

@@ -42,7 +42,7 @@ pub struct RecordArgs {
     /// Print `appended <seq> durable <seq>` to stderr at least every 100 ms
     #[arg(long)]
     progress: bool,
-    /// Write metrics.prom (Prometheus text) and one <histogram>.hgrm per histogram (HdrHistogram
+    /// Write metrics.prom (Prometheus text) and one `<histogram>_us.hgrm` per histogram (HdrHistogram
     /// percentile distribution, microseconds) into this directory (needs fs1-metrics)
     #[arg(long)]
     metrics_dir: Option<PathBuf>,
