@@ -148,14 +148,7 @@ impl<R: Read> BlockDecoder<R> {
     }
 
     fn invalid(&self, why: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: compressed offset {}: {why}",
-                self.path.display(),
-                self.consumed
-            ),
-        )
+        super::invalid_data(&self.path, self.consumed, why)
     }
 
     fn next_block(&mut self) -> io::Result<()> {

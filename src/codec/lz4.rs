@@ -233,14 +233,7 @@ impl<R: Read> FrameDecoder<R> {
     }
 
     fn invalid(&self, why: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: compressed offset {}: {why}",
-                self.path.display(),
-                self.consumed
-            ),
-        )
+        super::invalid_data(&self.path, self.consumed, why)
     }
 
     /// After the frame ends, the file must end too.

@@ -14,6 +14,18 @@ use crate::error::{Corruption, Error, Result};
 /// Input buffer of the cold-segment decoder.
 const COLD_READ_BUF: usize = 256 * 1024;
 
+/// The error both decoders return for damaged input: `InvalidData`, naming the file and the
+/// offset in the compressed bytes.
+pub(crate) fn invalid_data(path: &Path, compressed_offset: u64, why: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "{}: compressed offset {compressed_offset}: {why}",
+            path.display()
+        ),
+    )
+}
+
 /// Magic number of an LZ4 frame, little-endian on disk.
 const LZ4_FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 
