@@ -80,6 +80,10 @@ pub struct Config {
     pub fault_plan: Option<FaultPlan>,
     /// Test hook: make io_uring setup fail with this errno (to exercise the fallback).
     pub simulate_uring_error: Option<i32>,
+    /// Archive cold segments to object storage before retention deletes them (feature
+    /// `archive`). Default none.
+    #[cfg(feature = "archive")]
+    pub archive: Option<crate::archive::ArchiveConfig>,
 }
 
 impl Config {
@@ -104,6 +108,8 @@ impl Config {
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,
             simulate_uring_error: None,
+            #[cfg(feature = "archive")]
+            archive: None,
         }
     }
 

@@ -139,6 +139,16 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The archive (object store) refused or failed a request.
+    #[error("{target}: {op}: {message}")]
+    Archive {
+        /// The object or store URL.
+        target: String,
+        /// The operation (`probe`, `put`, `head`, `get`, `list`, ...).
+        op: &'static str,
+        /// What went wrong, with the store's own message.
+        message: String,
+    },
 }
 
 impl Error {

@@ -23,6 +23,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "archive")]
+pub mod archive;
 pub mod codec;
 pub mod config;
 pub mod constants;

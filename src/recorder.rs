@@ -61,6 +61,9 @@ pub struct Recorder {
     hists: LocalHists,
     /// Last sequence number once closed (the active segment is gone then).
     closed_last_seq: u64,
+    /// Uploads cold segments before retention deletes them.
+    #[cfg(feature = "archive")]
+    archiver: Option<crate::archive::Archiver>,
 }
 
 impl Recorder {
@@ -90,12 +93,24 @@ impl Recorder {
             active.mapping(),
         ));
         let (prepared_tx, prepared) = rtrb::RingBuffer::new(config.prepared_segments);
+        #[cfg(feature = "archive")]
+        let (gate, archiver) = match &config.archive {
+            Some(ac) => {
+                let (gate, link) = crate::maintainer::archive_gate::archive_gate();
+                let archiver = crate::archive::Archiver::start(&dir, ac.clone(), link)?;
+                (Some(gate), Some(archiver))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "archive"))]
+        let gate = None;
         let mut maintainer = SegmentMaintainer::for_recorder(
             config.clone(),
             recovered.hot.clone(),
             recovered.cold.clone(),
             link.clone(),
             prepared_tx,
+            gate,
         )?;
         let persist = maintainer
             .take_persist_queue()
@@ -116,6 +131,8 @@ impl Recorder {
             closed: false,
             hists: LocalHists::new(telemetry::shared()),
             closed_last_seq: 0,
+            #[cfg(feature = "archive")]
+            archiver,
         })
     }
 
@@ -321,7 +338,17 @@ impl Recorder {
         {
             return Health::Degraded;
         }
+        #[cfg(feature = "archive")]
+        if let Some(a) = &self.archiver {
+            return h.max(a.health());
+        }
         h
+    }
+
+    /// The archiver, when `config.archive` is set.
+    #[cfg(feature = "archive")]
+    pub fn archiver(&self) -> Option<&crate::archive::Archiver> {
+        self.archiver.as_ref()
     }
 
     /// Segments prepared and ready for the next rollovers.
@@ -337,6 +364,14 @@ impl Recorder {
         let g = MaintainerStats::get;
         let mut histograms = self.maintainer.histograms();
         histograms.add(self.hists.local());
+        #[allow(unused_mut)]
+        let mut archive = telemetry::ArchiveCounters::default();
+        #[cfg(feature = "archive")]
+        if let Some(a) = &self.archiver {
+            histograms.add(&a.histograms());
+            archive = telemetry::ArchiveCounters::from_stats(a.stats());
+        }
+        archive.waiting = g(&m.archive_waiting);
         MetricsSnapshot {
             counters: telemetry::Counters {
                 persisted: g(&m.persisted),
@@ -357,6 +392,7 @@ impl Recorder {
                 fell_back_to_blocking: u64::from(m.fell_back.load(Ordering::Relaxed)),
                 last_seq: self.last_seq(),
                 durable_seq: self.durable_seq(),
+                archive,
             },
             histograms,
         }
@@ -415,6 +451,11 @@ impl Recorder {
         // Drains: every handed-over segment is persisted (durable_seq follows).
         if let Err(e) = self.maintainer.stop() {
             result = result.and(Err(e));
+        }
+        // After the maintainer: the segments its last freezes made are offered by now.
+        #[cfg(feature = "archive")]
+        if let Some(a) = self.archiver.as_mut() {
+            a.stop();
         }
         let mut removed = false;
         while let Ok(seg) = self.prepared.pop() {

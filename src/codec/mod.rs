@@ -32,7 +32,15 @@ const LZ4_FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 /// Opens a `.wal.lz4` as the byte stream of the segment it holds; the first bytes tell an
 /// LZ4 frame from the block-mode container.
 pub fn open_cold(file: File, path: &Path) -> Result<Box<dyn Read + Send>> {
-    let mut src = BufReader::with_capacity(COLD_READ_BUF, file);
+    open_cold_reader(BufReader::with_capacity(COLD_READ_BUF, file), path)
+}
+
+/// As [`open_cold`], over any buffered source (an object downloaded from the archive);
+/// `path` names it in errors.
+pub fn open_cold_reader<'a, R: BufRead + Send + 'a>(
+    mut src: R,
+    path: &Path,
+) -> Result<Box<dyn Read + Send + 'a>> {
     let head = src.fill_buf().map_err(|e| Error::io("read", path, e))?;
     if head.starts_with(&block::BLOCK_MAGIC[..head.len().min(8)]) && head.len() >= 8 {
         Ok(Box::new(block::BlockDecoder::new(src, path)?))

@@ -42,6 +42,8 @@ pub enum Warning {
     ShadowedCold(PathBuf),
     /// A file that is not ours; ignored.
     Foreign(PathBuf),
+    /// An archived segment object that the archive's manifest does not list; not read.
+    NotInManifest(PathBuf),
 }
 
 impl std::fmt::Display for Warning {
@@ -61,6 +63,11 @@ impl std::fmt::Display for Warning {
                 p.display()
             ),
             Warning::Foreign(p) => write!(f, "{}: not a wal-recorder file, ignored", p.display()),
+            Warning::NotInManifest(p) => write!(
+                f,
+                "{}: archived segment not listed in the manifest, not read",
+                p.display()
+            ),
         }
     }
 }
@@ -72,6 +79,9 @@ struct ChainPoint {
     next_seq: u64,
     crc: u32,
 }
+
+/// Opens the byte stream of a segment that is not a local file (an archived object).
+pub type SourceOpener = Box<dyn FnMut(&SegmentEntry) -> Result<Box<dyn Read + Send>> + Send>;
 
 /// Reads a log directory as one verified stream of records.
 pub struct LogReader {
@@ -92,6 +102,8 @@ pub struct LogReader {
     segments_read: u64,
     hot_read: u64,
     cold_read: u64,
+    /// Where segments come from when they are not files.
+    opener: Option<SourceOpener>,
 }
 
 impl LogReader {
@@ -148,7 +160,20 @@ impl LogReader {
             segments_read: 0,
             hot_read: 0,
             cold_read: 0,
+            opener: None,
         }
+    }
+
+    /// Reads `segments` (cold, in index order) through `opener`: a log that lives in an
+    /// archive. `warnings` are reported as found.
+    pub fn from_sources(
+        segments: Vec<SegmentEntry>,
+        warnings: Vec<Warning>,
+        opener: SourceOpener,
+    ) -> Self {
+        let mut r = Self::new(segments, warnings);
+        r.opener = Some(opener);
+        r
     }
 
     /// The next record, its payload in `payload`; `Ok(None)` at the end of the log.
@@ -177,7 +202,10 @@ impl LogReader {
         while self.pos < self.segments.len() {
             let entry = self.segments[self.pos].clone();
             self.pos += 1;
-            let src = open_source(&entry)?;
+            let src = match self.opener.as_mut() {
+                Some(open) => open(&entry)?,
+                None => open_source(&entry)?,
+            };
             let reader = match SegmentReader::new(src, &entry.path) {
                 Ok(r) => r,
                 Err(Error::Corrupt {

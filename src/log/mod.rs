@@ -6,5 +6,5 @@ mod log_reader;
 mod verify;
 
 pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
-pub use log_reader::{LogReader, Warning};
-pub use verify::{verify, VerifyReport};
+pub use log_reader::{LogReader, SourceOpener, Warning};
+pub use verify::{verify, verify_reader, VerifyReport};

@@ -33,11 +33,16 @@ pub struct VerifyReport {
 /// Verifies `path`: a directory (the whole log) or a single segment file. An `Err` means the
 /// path could not be read at all; corruption is reported in the report.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
-    let mut reader = if path.is_dir() {
+    let reader = if path.is_dir() {
         LogReader::open_dir(path)?
     } else {
         LogReader::open_file(path)?
     };
+    Ok(verify_reader(reader))
+}
+
+/// Reads `reader` to its end (or its first break) and reports.
+pub fn verify_reader(mut reader: LogReader) -> VerifyReport {
     let mut report = VerifyReport::default();
     let mut buf = Vec::new();
     loop {
@@ -56,5 +61,5 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     report.last_seq = reader.last_seq();
     report.warnings = reader.warnings().iter().map(|w| w.to_string()).collect();
     report.ok = report.errors.is_empty();
-    Ok(report)
+    report
 }

@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg_attr(not(feature = "archive"), allow(dead_code))]
+pub(crate) mod archive_gate;
 mod durability;
 mod freeze;
 mod job;
@@ -141,10 +143,14 @@ impl SegmentMaintainer {
         cold: Vec<u64>,
         link: Arc<link::WriterLink>,
         prepared: rtrb::Producer<crate::segment::PreparedSegment>,
+        archive: Option<archive_gate::ArchiveGate>,
     ) -> Result<Self> {
         let mut m = Self::with_existing(config, hot, cold)?;
         if let Some(w) = m.worker.as_mut() {
             w.attach(durability::Durability::new(link, prepared));
+            if let Some(gate) = archive {
+                w.attach_archive(gate);
+            }
         }
         Ok(m)
     }

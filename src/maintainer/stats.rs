@@ -47,6 +47,9 @@ pub struct MaintainerStats {
     pub cold: AtomicU64,
     /// Work waiting for a retry (gauge); health is degraded while it is not zero.
     pub pending_retries: AtomicU64,
+    /// Cold segments kept beyond `max_compressed_segments` because their upload to the
+    /// archive is not confirmed yet (gauge; always 0 without an archive).
+    pub archive_waiting: AtomicU64,
     /// The loop's current idle sleep in nanoseconds (gauge): grows while idle, resets on work.
     pub sleep_ns: AtomicU64,
     /// Times the backoff went back to `min_sleep` after growing (work arrived while idle).

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::archive_gate::ArchiveGate;
 use super::durability::{Durability, SYNC_SLOT};
 use super::freeze::{FreezeJob, FreezeOutcome};
 use super::job::{split_ud, Ctx};
@@ -96,6 +97,8 @@ pub(crate) struct Worker {
     failed: bool,
     /// Present when the maintainer serves a recorder's writer.
     durability: Option<Durability>,
+    /// Present when cold segments must be archived before they are deleted.
+    archive: Option<ArchiveGate>,
     /// The maintainer's own histograms (compiled out without `fs1-metrics`).
     hists: LocalHists,
 }
@@ -143,6 +146,7 @@ impl Worker {
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             failed: false,
             durability: None,
+            archive: None,
             hists: LocalHists::new(hist_shared),
         })
     }
@@ -150,6 +154,15 @@ impl Worker {
     /// Serve a recorder's writer: prepare segments ahead and keep `durable_seq`.
     pub fn attach(&mut self, durability: Durability) {
         self.durability = Some(durability);
+    }
+
+    /// Delete cold segments only after the archiver confirms them; the cold segments already
+    /// here are offered first.
+    pub fn attach_archive(&mut self, mut gate: ArchiveGate) {
+        for &i in &self.cold {
+            gate.offer(i);
+        }
+        self.archive = Some(gate);
     }
 
     /// Sets up the backend chosen by the config (io_uring, falling back to blocking).
@@ -272,7 +285,7 @@ impl Worker {
 
     /// Takes sealed segments and operator requests off the rings.
     fn intake(&mut self) -> bool {
-        let mut did = false;
+        let mut did = self.archive.as_mut().is_some_and(ArchiveGate::poll);
         for _ in 0..BATCH_SIZE {
             let Some(slot) = self.free_slot() else { break };
             let Ok(seg) = self.persist_rx.pop() else {
@@ -516,6 +529,14 @@ impl Worker {
             if !self.cold.contains(&index) || self.freeing.contains(&index) {
                 continue;
             }
+            if !self.may_delete(index) {
+                if stopping {
+                    log::warn!("segment {index} not archived yet: its requested delete is dropped");
+                    continue;
+                }
+                self.explicit_free.push_front(index);
+                break;
+            }
             let Some(slot) = self.free_slot() else {
                 self.explicit_free.push_front(index);
                 break;
@@ -529,6 +550,9 @@ impl Worker {
             let Some(&index) = self.cold.iter().find(|i| !self.freeing.contains(i)) else {
                 break;
             };
+            if !self.may_delete(index) {
+                break; // oldest first: a newer segment waits too, so the log has no gap
+            }
             if let Some(r) = self.free_retry.iter().find(|r| r.index == index) {
                 if stopping || r.not_before > now {
                     break;
@@ -539,6 +563,14 @@ impl Worker {
             did = true;
         }
         did
+    }
+
+    /// False while the archive tier has not confirmed the upload of `index`.
+    fn may_delete(&self, index: u64) -> bool {
+        match &self.archive {
+            Some(g) => g.is_archived(index),
+            None => true,
+        }
     }
 
     fn start_free(&mut self, slot: usize, index: u64, leftover: bool) {
@@ -686,6 +718,9 @@ impl Worker {
         self.hot.retain(|&i| i != index);
         let pos = self.cold.partition_point(|&i| i < index);
         self.cold.insert(pos, index);
+        if let Some(g) = self.archive.as_mut() {
+            g.offer(index);
+        }
     }
 
     fn free_done(&mut self, job: FreeJob, outcome: FreeOutcome) {
@@ -695,6 +730,9 @@ impl Worker {
             FreeOutcome::Freed => {
                 self.cold.retain(|&i| i != job.index);
                 self.free_retry.retain(|r| r.index != job.index);
+                if let Some(g) = self.archive.as_mut() {
+                    g.forget(job.index);
+                }
                 self.shared.stats.freed.fetch_add(1, Ordering::Relaxed);
             }
             FreeOutcome::FsyncFailed(e) => self.fsync_failed(&e),
@@ -730,5 +768,10 @@ impl Worker {
             + self.free_retry.len()
             + self.leftover_retry.len();
         s.pending_retries.store(pending as u64, Ordering::Relaxed);
+        let over = self
+            .cold
+            .len()
+            .saturating_sub(self.config.max_compressed_segments);
+        s.archive_waiting.store(over as u64, Ordering::Relaxed);
     }
 }

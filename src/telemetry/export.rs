@@ -47,6 +47,50 @@ pub struct Counters {
     pub last_seq: u64,
     /// Durable sequence number.
     pub durable_seq: u64,
+    /// The archive tier's counters (all zero without an archive).
+    pub archive: ArchiveCounters,
+}
+
+/// Counters and gauges of the archive tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveCounters {
+    /// Segments uploaded and confirmed.
+    pub uploaded: u64,
+    /// Segments found already archived after a restart.
+    pub already_archived: u64,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Failed attempts (retried).
+    pub failures: u64,
+    /// Uploads found wrong in the store (redone).
+    pub corrupt_uploads: u64,
+    /// Local segments that could not be read for upload.
+    pub local_errors: u64,
+    /// Segments waiting for a confirmed upload (gauge).
+    pub backlog: u64,
+    /// Their bytes on disk (gauge).
+    pub backlog_bytes: u64,
+    /// Cold segments kept over the retention limit for the archive (gauge).
+    pub waiting: u64,
+}
+
+impl ArchiveCounters {
+    /// Reads the archiver's counters.
+    #[cfg(feature = "archive")]
+    pub fn from_stats(s: &crate::archive::ArchiveStats) -> Self {
+        let g = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        ArchiveCounters {
+            uploaded: g(&s.uploaded),
+            already_archived: g(&s.already_archived),
+            bytes: g(&s.bytes),
+            failures: g(&s.failures),
+            corrupt_uploads: g(&s.corrupt_uploads),
+            local_errors: g(&s.local_errors),
+            backlog: g(&s.backlog),
+            backlog_bytes: g(&s.backlog_bytes),
+            waiting: 0,
+        }
+    }
 }
 
 /// See the module docs.
@@ -59,8 +103,9 @@ pub struct MetricsSnapshot {
 }
 
 /// (name, help, value) of every counter and gauge, for the exports.
-fn counter_rows(c: &Counters) -> [(&'static str, &'static str, bool, u64); 18] {
-    [
+fn counter_rows(c: &Counters) -> Vec<(&'static str, &'static str, bool, u64)> {
+    let a = &c.archive;
+    vec![
         (
             "wal_segments_persisted_total",
             "segments made durable and closed",
@@ -158,6 +203,60 @@ fn counter_rows(c: &Counters) -> [(&'static str, &'static str, bool, u64); 18] {
             "every record up to here survives power loss",
             false,
             c.durable_seq,
+        ),
+        (
+            "wal_archive_uploaded_total",
+            "segments uploaded to the archive and checked",
+            true,
+            a.uploaded,
+        ),
+        (
+            "wal_archive_already_archived_total",
+            "segments found already archived after a restart",
+            true,
+            a.already_archived,
+        ),
+        (
+            "wal_archive_uploaded_bytes_total",
+            "bytes uploaded to the archive",
+            true,
+            a.bytes,
+        ),
+        (
+            "wal_archive_failures_total",
+            "failed archive requests, retried",
+            true,
+            a.failures,
+        ),
+        (
+            "wal_archive_corrupt_uploads_total",
+            "uploads found with the wrong size or checksum in the store, redone",
+            true,
+            a.corrupt_uploads,
+        ),
+        (
+            "wal_archive_local_errors_total",
+            "local segments that could not be read for upload",
+            true,
+            a.local_errors,
+        ),
+        (
+            "wal_archive_backlog_segments",
+            "segments waiting for a confirmed upload",
+            false,
+            a.backlog,
+        ),
+        (
+            "wal_archive_backlog_bytes",
+            "bytes on disk of the segments waiting for upload",
+            false,
+            a.backlog_bytes,
+        ),
+        (
+            "wal_archive_retention_waiting_segments",
+            "cold segments kept over the retention limit until archived",
+            false,
+            a.waiting,
         ),
     ]
 }

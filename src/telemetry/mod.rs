@@ -11,7 +11,7 @@
 
 mod export;
 
-pub use export::{Counters, MetricsSnapshot};
+pub use export::{ArchiveCounters, Counters, MetricsSnapshot};
 
 /// CPU time the calling thread has used, in ns (`CLOCK_THREAD_CPUTIME_ID`; a system call).
 pub fn thread_cpu_ns() -> u64 {
@@ -25,7 +25,7 @@ pub fn thread_cpu_ns() -> u64 {
 }
 
 /// Names of the histograms, in export order: (key, help text).
-pub const HISTOGRAMS: [(&str, &str); 7] = [
+pub const HISTOGRAMS: [(&str, &str); 8] = [
     (
         "loop_latency_ns",
         "one turn of the maintainer loop that did work",
@@ -54,6 +54,10 @@ pub const HISTOGRAMS: [(&str, &str); 7] = [
         "prepared_wait_ns",
         "writer: waiting for, or making, a segment when none was prepared",
     ),
+    (
+        "upload_latency_ns",
+        "archive: one segment's upload, from the first byte sent to its check in the store",
+    ),
 ];
 
 /// Index of a histogram in [`HISTOGRAMS`].
@@ -74,6 +78,8 @@ pub enum Hist {
     Rollover = 5,
     /// A writer stall.
     PreparedWait = 6,
+    /// One archive upload (put and check).
+    Upload = 7,
 }
 
 #[cfg(feature = "fs1-metrics")]

@@ -1,6 +1,8 @@
 //! `walctl`: inspect, verify and (with the recorder) write wal-recorder logs.
 //! Exit codes (contract 8): 0 success, 1 corruption or error, 2 bad usage.
 
+#[cfg(feature = "archive")]
+mod archive;
 mod latency;
 mod record;
 
@@ -32,7 +34,8 @@ enum Cmd {
     Record(record::RecordArgs),
     /// Read every segment in order and check checksums, chain and sequence
     Verify {
-        /// Log directory or one segment file
+        /// Log directory, one segment file, or an archive URL (s3://bucket/prefix,
+        /// file:///path; needs the `archive` feature)
         path: PathBuf,
         /// Print one JSON object
         #[arg(long)]
@@ -65,6 +68,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Upload every sealed segment of a closed log directory not archived yet
+    #[cfg(feature = "archive")]
+    Archive(archive::ArchiveArgs),
+    /// Download the archived segments covering a sequence range into an empty directory
+    #[cfg(feature = "archive")]
+    Restore(archive::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +94,10 @@ fn main() -> ExitCode {
             hex,
         } => cmd_cat(&path, from, to, hex),
         Cmd::Stats { dir, json } => cmd_stats(&dir, json),
+        #[cfg(feature = "archive")]
+        Cmd::Archive(a) => archive::cmd_archive(a),
+        #[cfg(feature = "archive")]
+        Cmd::Restore(a) => archive::cmd_restore(a),
     };
     match result {
         Ok(code) => code,
@@ -102,7 +115,20 @@ fn seq_json(s: Option<u64>) -> serde_json::Value {
 }
 
 fn cmd_verify(path: &Path, as_json: bool) -> CmdResult {
-    let r = verify(path)?;
+    let text = path.to_string_lossy();
+    if text.contains("://") {
+        #[cfg(feature = "archive")]
+        return print_verify(&archive::verify_url(&text)?, as_json);
+        #[cfg(not(feature = "archive"))]
+        {
+            eprintln!("walctl: verifying an archive URL needs a build with --features archive");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    print_verify(&verify(path)?, as_json)
+}
+
+pub(crate) fn print_verify(r: &wal_recorder::log::VerifyReport, as_json: bool) -> CmdResult {
     if as_json {
         let v = json!({
             "ok": r.ok, "segments": r.segments, "hot": r.hot, "cold": r.cold,

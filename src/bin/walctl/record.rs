@@ -46,6 +46,11 @@ pub struct RecordArgs {
     /// percentile distribution, microseconds) into this directory (needs fs1-metrics)
     #[arg(long)]
     metrics_dir: Option<PathBuf>,
+    /// Archive cold segments to this URL (s3://bucket/prefix or file:///path) before
+    /// retention deletes them; credentials and endpoint from the AWS_* environment
+    /// (needs the `archive` feature)
+    #[arg(long)]
+    archive: Option<String>,
 }
 
 fn counters(s: &MaintainerStats) -> serde_json::Value {
@@ -74,6 +79,17 @@ pub fn run(a: RecordArgs) -> CmdResult {
     if a.metrics_dir.is_some() && !cfg!(feature = "fs1-metrics") {
         eprintln!("walctl: --metrics-dir needs a build with --features fs1-metrics");
         return Ok(ExitCode::from(2));
+    }
+    if let Some(url) = &a.archive {
+        #[cfg(feature = "archive")]
+        {
+            cfg.archive = Some(wal_recorder::archive::ArchiveConfig::new(url));
+        }
+        #[cfg(not(feature = "archive"))]
+        {
+            eprintln!("walctl: --archive {url} needs a build with --features archive");
+            return Ok(ExitCode::from(2));
+        }
     }
     let mut rec = Recorder::open(&a.dir, cfg)?;
     let first_seq = rec.last_seq() + 1;
@@ -134,6 +150,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
                         "persist_ring_full": writer.persist_ring_full },
             "pinned": two_cores, "recovery": recovery, "health": health,
             "histograms": histograms_json(&snapshot),
+            "archive": archive_json(&snapshot.counters.archive, a.archive.as_deref()),
         });
         println!("{v}");
     } else {
@@ -172,8 +189,31 @@ pub fn run(a: RecordArgs) -> CmdResult {
             "writer: {} rollovers, {} stalls, {} persist-ring-full; durable_seq {durable_at_end}; health {health}; pinned {two_cores}",
             writer.rollovers, writer.stalls, writer.persist_ring_full
         );
+        if let Some(url) = &a.archive {
+            let c = &snapshot.counters.archive;
+            println!(
+                "archive {url}: uploaded {} ({} bytes), already there {}, failures {}, corrupt uploads {}, backlog {}",
+                c.uploaded, c.bytes, c.already_archived, c.failures, c.corrupt_uploads, c.backlog
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The archive counters, or null without an archive.
+fn archive_json(
+    c: &wal_recorder::telemetry::ArchiveCounters,
+    url: Option<&str>,
+) -> serde_json::Value {
+    let Some(url) = url else {
+        return serde_json::Value::Null;
+    };
+    json!({
+        "url": url, "uploaded": c.uploaded, "already_archived": c.already_archived,
+        "bytes": c.bytes, "failures": c.failures, "corrupt_uploads": c.corrupt_uploads,
+        "local_errors": c.local_errors, "backlog": c.backlog, "backlog_bytes": c.backlog_bytes,
+        "retention_waiting": c.waiting,
+    })
 }
 
 /// `{"loop_latency_ns": {"p50", "p90", "p99", "p999", "max", "count"}, ...}`; empty without
