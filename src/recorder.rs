@@ -80,6 +80,18 @@ impl Recorder {
         for a in &recovered.actions {
             log::warn!("recovery: {a}");
         }
+        // Before the active segment exists, so that a store refusing us leaves no file.
+        #[cfg(feature = "archive")]
+        let (gate, archiver) = match &config.archive {
+            Some(ac) => {
+                let (gate, link) = crate::maintainer::archive_gate::archive_gate();
+                let archiver = crate::archive::Archiver::start(&dir, ac.clone(), link)?;
+                (Some(gate), Some(archiver))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "archive"))]
+        let gate = None;
         let active = SegmentWriter::create(
             &dir,
             recovered.next_index,
@@ -93,17 +105,6 @@ impl Recorder {
             active.mapping(),
         ));
         let (prepared_tx, prepared) = rtrb::RingBuffer::new(config.prepared_segments);
-        #[cfg(feature = "archive")]
-        let (gate, archiver) = match &config.archive {
-            Some(ac) => {
-                let (gate, link) = crate::maintainer::archive_gate::archive_gate();
-                let archiver = crate::archive::Archiver::start(&dir, ac.clone(), link)?;
-                (Some(gate), Some(archiver))
-            }
-            None => (None, None),
-        };
-        #[cfg(not(feature = "archive"))]
-        let gate = None;
         let mut maintainer = SegmentMaintainer::for_recorder(
             config.clone(),
             recovered.hot.clone(),
@@ -447,6 +448,12 @@ impl Recorder {
                 self.flush_overflow();
                 std::thread::sleep(Duration::from_micros(100));
             }
+        }
+        // The archiver's close deadline starts now; the maintainer's drain waits for the
+        // confirmations retention needs (or for the archiver to give up).
+        #[cfg(feature = "archive")]
+        if let Some(a) = self.archiver.as_ref() {
+            a.request_stop();
         }
         // Drains: every handed-over segment is persisted (durable_seq follows).
         if let Err(e) = self.maintainer.stop() {

@@ -96,7 +96,21 @@ impl Store {
             if bucket.is_empty() {
                 return Err(config_err(&url, "no bucket"));
             }
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            // Timeouts first: `with_client_options` replaces every client option, so the
+            // environment (AWS_ALLOW_HTTP, ...) and the caller's options come after it.
+            let client = ClientOptions::new()
+                .with_timeout(cfg.request_timeout)
+                .with_connect_timeout(cfg.connect_timeout);
+            let mut b = AmazonS3Builder::new()
+                .with_client_options(client)
+                .with_bucket_name(bucket);
+            for (k, v) in std::env::vars() {
+                if k.starts_with("AWS_") {
+                    if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                        b = b.with_config(key, v);
+                    }
+                }
+            }
             for (k, v) in &cfg.options {
                 let key: AmazonS3ConfigKey = k
                     .parse()
@@ -122,12 +136,8 @@ impl Store {
                 max_retries: cfg.retry.request_retries,
                 retry_timeout: cfg.request_timeout * (cfg.retry.request_retries as u32 + 1),
             };
-            let client = ClientOptions::new()
-                .with_timeout(cfg.request_timeout)
-                .with_connect_timeout(cfg.connect_timeout);
             let s3 = b
                 .with_retry(retry)
-                .with_client_options(client)
                 .build()
                 .map_err(|e| store_err(&url, "open", e))?;
             Ok(Store {
@@ -165,28 +175,6 @@ impl Store {
 
     fn path(&self, name: &str) -> ObjPath {
         self.prefix.child(name)
-    }
-
-    /// One listing request: fails at once on wrong credentials or a missing bucket.
-    pub async fn probe(&self) -> Result<()> {
-        self.inner
-            .list_with_delimiter(Some(&self.prefix))
-            .await
-            .map(|_| ())
-            .map_err(|e| store_err(&self.url, "probe (list)", e))
-    }
-
-    /// Names and sizes of the objects directly under the prefix.
-    pub async fn list(&self) -> Result<Vec<(String, u64)>> {
-        let r = self
-            .inner
-            .list_with_delimiter(Some(&self.prefix))
-            .await
-            .map_err(|e| store_err(&self.url, "list", e))?;
-        Ok(r.objects
-            .into_iter()
-            .filter_map(|o| Some((o.location.filename()?.to_string(), o.size)))
-            .collect())
     }
 
     /// Uploads `data` as `name`; multipart from `cfg.multipart_threshold` bytes on.
@@ -277,11 +265,14 @@ impl Store {
         })
     }
 
-    /// The bytes of object `name`; `None` if there is none.
+    /// The bytes of object `name`; `None` if there is none. A missing bucket is an error.
     pub async fn get(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let target = self.target(name);
         let r = match self.inner.get(&self.path(name)).await {
             Ok(r) => r,
+            Err(e @ object_store::Error::NotFound { .. }) if e.to_string().contains("NoSuchBucket") => {
+                return Err(store_err(&target, "get", e))
+            }
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(store_err(&target, "get", e)),
         };

@@ -17,8 +17,7 @@ use super::store::{Store, MANIFEST};
 use super::uploader::{load_manifest, upload_segment, Done, Fail};
 use crate::codec::open_cold_reader;
 use crate::error::{Corruption, Error, Result};
-use crate::log::{list_dir, verify_reader, LogReader, SegmentEntry, Tier, VerifyReport, Warning};
-use crate::segment::names::{classify, FileKind};
+use crate::log::{list_dir, verify_reader, LogReader, SegmentEntry, Tier, VerifyReport};
 
 /// Attempts per segment before `walctl archive` gives up on it.
 const CLI_ATTEMPTS: u32 = 5;
@@ -64,7 +63,6 @@ fn runtime(what: &Path) -> Result<Runtime> {
 
 async fn open_checked(cfg: &ArchiveConfig) -> Result<(Store, Manifest)> {
     let store = Store::open(cfg)?;
-    store.probe().await?;
     let manifest = load_manifest(&store).await?;
     Ok((store, manifest))
 }
@@ -362,14 +360,6 @@ pub fn verify_url(cfg: ArchiveConfig) -> Result<VerifyReport> {
     let cfg = cfg.validated()?;
     let rt = Arc::new(runtime(Path::new(&cfg.url))?);
     let (store, manifest) = rt.block_on(open_checked(&cfg))?;
-    let mut warnings = Vec::new();
-    for (name, _) in rt.block_on(store.list())? {
-        if let FileKind::Cold(i) = classify(&name) {
-            if !manifest.segments.contains_key(&i) {
-                warnings.push(Warning::NotInManifest(PathBuf::from(store.target(&name))));
-            }
-        }
-    }
     if manifest.segments.is_empty() {
         return Err(Error::Archive {
             target: store.target(MANIFEST),
@@ -392,5 +382,9 @@ pub fn verify_url(cfg: ArchiveConfig) -> Result<VerifyReport> {
         let bytes = rt.block_on(fetch_checked(&store, &e))?;
         open_cold_reader(Cursor::new(bytes), &entry.path)
     });
-    Ok(verify_reader(LogReader::from_sources(entries, warnings, opener)))
+    Ok(verify_reader(LogReader::from_sources(
+        entries,
+        Vec::new(),
+        opener,
+    )))
 }

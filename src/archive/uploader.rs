@@ -150,7 +150,10 @@ pub(crate) async fn upload_segment(
     }
 }
 
-/// Reads the manifest; an empty one if the store has none yet.
+/// Reads the manifest; an empty one if the store has none yet. Being the first request, it
+/// is also the check that the store answers: wrong credentials or a missing bucket fail
+/// here. (Not a listing: S3 answers a missing object with 404 only to callers allowed to
+/// list, and moto's signature check rejects listings with a `/` in the prefix.)
 pub(crate) async fn load_manifest(store: &Store) -> Result<Manifest> {
     match store.get(MANIFEST).await? {
         None => Ok(Manifest::default()),
@@ -215,13 +218,23 @@ impl Loop {
             self.hists.maybe_publish(false);
             let stop_at = *self.shared.stop_at.lock().expect("stop lock");
             if let Some(at) = stop_at {
-                self.intake(); // offers made just before the stop request
-                let drained = self.queue.is_empty() && self.unlisted.is_empty();
+                // Drained once the maintainer has stopped (no more offers) and every offer
+                // is confirmed.
+                let maintainer_done = self.link.flags.maintainer_done.load(Ordering::Acquire);
+                self.intake();
+                let drained = maintainer_done
+                    && self.queue.is_empty()
+                    && self.unlisted.is_empty()
+                    && self.confirm_outbox.is_empty();
                 if drained || Instant::now() >= at {
                     break;
                 }
             }
         }
+        self.link
+            .flags
+            .archiver_done
+            .store(true, Ordering::Release);
         self.tasks.abort_all();
         if !self.queue.is_empty() {
             log::warn!(
@@ -412,10 +425,7 @@ impl Archiver {
             .enable_all()
             .build()
             .map_err(|e| Error::io("start the archive runtime", dir, e))?;
-        let manifest = rt.block_on(async {
-            store.probe().await?;
-            load_manifest(&store).await
-        })?;
+        let manifest = rt.block_on(load_manifest(&store))?;
         let shared = Arc::new(Shared {
             stats: ArchiveStats::default(),
             stop_at: Mutex::new(None),
@@ -489,13 +499,23 @@ impl Archiver {
         telemetry::HistSet::new()
     }
 
+    /// Starts the close: from now on the archiver works through its backlog for at most
+    /// `close_timeout`, and ends once the maintainer has stopped and everything it offered
+    /// is confirmed.
+    pub(crate) fn request_stop(&self) {
+        let mut at = self.shared.stop_at.lock().expect("stop lock");
+        if at.is_none() {
+            *at = Some(Instant::now() + self.close_timeout);
+        }
+    }
+
     /// Lets the backlog upload for up to the configured `close_timeout`, then stops. What
     /// is left stays on disk and is offered again after the next open.
     pub fn stop(&mut self) {
         if self.shared.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
-        *self.shared.stop_at.lock().expect("stop lock") = Some(Instant::now() + self.close_timeout);
+        self.request_stop();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 log::error!("the archiver thread panicked");

@@ -42,8 +42,6 @@ pub enum Warning {
     ShadowedCold(PathBuf),
     /// A file that is not ours; ignored.
     Foreign(PathBuf),
-    /// An archived segment object that the archive's manifest does not list; not read.
-    NotInManifest(PathBuf),
 }
 
 impl std::fmt::Display for Warning {
@@ -63,11 +61,6 @@ impl std::fmt::Display for Warning {
                 p.display()
             ),
             Warning::Foreign(p) => write!(f, "{}: not a wal-recorder file, ignored", p.display()),
-            Warning::NotInManifest(p) => write!(
-                f,
-                "{}: archived segment not listed in the manifest, not read",
-                p.display()
-            ),
         }
     }
 }

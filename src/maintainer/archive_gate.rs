@@ -3,12 +3,25 @@
 //! Both directions are SPSC rings, so neither thread ever waits for the other.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Capacity of each ring; offers that do not fit wait in the maintainer's outbox.
 pub const GATE_RING: usize = 1024;
 
+/// How the two threads tell each other they are done, so that closing a recorder lets
+/// the last uploads be confirmed and the last deletions happen before both stop.
+#[derive(Debug, Default)]
+pub struct GateFlags {
+    /// The maintainer's loop has ended: no more offers will come.
+    pub maintainer_done: AtomicBool,
+    /// The archiver's loop has ended: no more confirmations will come.
+    pub archiver_done: AtomicBool,
+}
+
 /// The maintainer's end.
 pub struct ArchiveGate {
+    flags: Arc<GateFlags>,
     offer: rtrb::Producer<u64>,
     confirmed: rtrb::Consumer<u64>,
     /// Offers that found the ring full, oldest first.
@@ -19,6 +32,8 @@ pub struct ArchiveGate {
 
 /// The archiver's end.
 pub struct ArchiverLink {
+    /// Shared with the maintainer's end.
+    pub flags: Arc<GateFlags>,
     /// Cold segments to upload, by index.
     pub offers: rtrb::Consumer<u64>,
     /// Indexes whose upload is confirmed (and listed in the manifest).
@@ -29,14 +44,17 @@ pub struct ArchiverLink {
 pub fn archive_gate() -> (ArchiveGate, ArchiverLink) {
     let (otx, orx) = rtrb::RingBuffer::new(GATE_RING);
     let (ctx, crx) = rtrb::RingBuffer::new(GATE_RING);
+    let flags = Arc::new(GateFlags::default());
     (
         ArchiveGate {
+            flags: flags.clone(),
             offer: otx,
             confirmed: crx,
             outbox: VecDeque::new(),
             archived: BTreeSet::new(),
         },
         ArchiverLink {
+            flags,
             offers: orx,
             confirmed: ctx,
         },
@@ -80,6 +98,22 @@ impl ArchiveGate {
     /// `index` was deleted.
     pub fn forget(&mut self, index: u64) {
         self.archived.remove(&index);
+    }
+
+    /// Offers not yet in the ring.
+    pub fn has_outbox(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// The archiver has stopped; nothing more will be confirmed.
+    pub fn archiver_done(&self) -> bool {
+        self.flags.archiver_done.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ArchiveGate {
+    fn drop(&mut self) {
+        self.flags.maintainer_done.store(true, Ordering::Release);
     }
 }
 

@@ -244,6 +244,20 @@ impl Worker {
             && self.persist_rx.is_empty()
             && self.explicit_freeze.is_empty()
             && self.explicit_free.is_empty()
+            && !self.waiting_for_archive()
+    }
+
+    /// While the archiver runs, a stopping maintainer waits for the confirmations that let
+    /// retention delete down to its limit (the archiver stops at its close deadline).
+    fn waiting_for_archive(&self) -> bool {
+        let Some(g) = &self.archive else {
+            return false;
+        };
+        if g.archiver_done() {
+            return false;
+        }
+        let over = self.cold.len() > self.config.max_compressed_segments;
+        g.has_outbox() || over && self.cold.front().is_some_and(|&i| !g.is_archived(i))
     }
 
     fn backoff(&mut self, did_work: bool) {
