@@ -365,14 +365,10 @@ impl Recorder {
         let g = MaintainerStats::get;
         let mut histograms = self.maintainer.histograms();
         histograms.add(self.hists.local());
-        #[allow(unused_mut)]
-        let mut archive = telemetry::ArchiveCounters::default();
-        #[cfg(feature = "archive")]
-        if let Some(a) = &self.archiver {
-            histograms.add(&a.histograms());
-            archive = telemetry::ArchiveCounters::from_stats(a.stats());
-        }
-        archive.waiting = g(&m.archive_waiting);
+        let archive = telemetry::ArchiveCounters {
+            waiting: g(&m.archive_waiting),
+            ..self.archive_counters(&mut histograms)
+        };
         MetricsSnapshot {
             counters: telemetry::Counters {
                 persisted: g(&m.persisted),
@@ -397,6 +393,21 @@ impl Recorder {
             },
             histograms,
         }
+    }
+
+    /// The archiver's counters, its histogram added to `histograms`.
+    #[cfg(feature = "archive")]
+    fn archive_counters(&self, histograms: &mut telemetry::HistSet) -> telemetry::ArchiveCounters {
+        let Some(a) = &self.archiver else {
+            return Default::default();
+        };
+        histograms.add(&a.histograms());
+        telemetry::ArchiveCounters::from_stats(a.stats())
+    }
+
+    #[cfg(not(feature = "archive"))]
+    fn archive_counters(&self, _: &mut telemetry::HistSet) -> telemetry::ArchiveCounters {
+        Default::default()
     }
 
     /// The maintainer's counters.

@@ -174,7 +174,11 @@ mod tests {
 
     #[test]
     fn foreign_json_is_a_typed_error() {
-        for bad in [&b"{}"[..], b"not json", br#"{"format":"wal-recorder-manifest","version":9}"#] {
+        for bad in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"format":"wal-recorder-manifest","version":9}"#,
+        ] {
             let e = Manifest::from_json(bad, "s3://b/manifest.json").unwrap_err();
             assert!(e.to_string().contains("s3://b/manifest.json"), "{e}");
         }

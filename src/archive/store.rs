@@ -65,15 +65,15 @@ impl std::fmt::Debug for Store {
 pub(crate) fn store_err(target: &str, op: &'static str, e: object_store::Error) -> Error {
     let text = e.to_string();
     let message = match &e {
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => format!(
-            "access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket \
-             policy): {text}"
-        ),
-        _ if text.contains("NoSuchBucket") => format!("the bucket does not exist: {text}"),
         _ if text.contains("InvalidAccessKeyId") || text.contains("SignatureDoesNotMatch") => {
             format!("wrong credentials (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): {text}")
         }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => format!(
+            "access denied (check the credentials in AWS_ACCESS_KEY_ID / \
+             AWS_SECRET_ACCESS_KEY and the bucket policy): {text}"
+        ),
+        _ if text.contains("NoSuchBucket") => format!("the bucket does not exist: {text}"),
         _ => text,
     };
     Error::Archive {
@@ -151,7 +151,8 @@ impl Store {
                 return Err(config_err(&url, "a file:// URL needs an absolute path"));
             }
             std::fs::create_dir_all(path).map_err(|e| Error::io("create archive dir", path, e))?;
-            let local = LocalFileSystem::new_with_prefix(path).map_err(|e| store_err(&url, "open", e))?;
+            let local =
+                LocalFileSystem::new_with_prefix(path).map_err(|e| store_err(&url, "open", e))?;
             Ok(Store {
                 inner: Arc::new(local),
                 prefix: ObjPath::default(),
@@ -270,7 +271,9 @@ impl Store {
         let target = self.target(name);
         let r = match self.inner.get(&self.path(name)).await {
             Ok(r) => r,
-            Err(e @ object_store::Error::NotFound { .. }) if e.to_string().contains("NoSuchBucket") => {
+            Err(e @ object_store::Error::NotFound { .. })
+                if e.to_string().contains("NoSuchBucket") =>
+            {
                 return Err(store_err(&target, "get", e))
             }
             Err(object_store::Error::NotFound { .. }) => return Ok(None),

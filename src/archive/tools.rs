@@ -95,7 +95,9 @@ fn is_tail(entry: &SegmentEntry) -> bool {
         .segments
         .iter()
         .filter(|s| s.index > entry.index)
-        .all(|s| s.tier == Tier::Hot && crate::segment::reader::is_unused_file(&s.path).unwrap_or(false))
+        .all(|s| {
+            s.tier == Tier::Hot && crate::segment::reader::is_unused_file(&s.path).unwrap_or(false)
+        })
 }
 
 async fn upload_with_retries(
@@ -245,7 +247,9 @@ pub fn restore(cfg: ArchiveConfig, dir: &Path, from: u64, to: u64) -> Result<Res
         return Err(Error::Archive {
             target,
             op: "restore",
-            message: format!("no archived record in {from}..={to} (the archive holds {first}..={last})"),
+            message: format!(
+                "no archived record in {from}..={to} (the archive holds {first}..={last})"
+            ),
         });
     }
     let mut report = RestoreReport::default();
@@ -254,7 +258,13 @@ pub fn restore(cfg: ArchiveConfig, dir: &Path, from: u64, to: u64) -> Result<Res
         let mut done = Vec::new();
         for e in entries {
             while tasks.len() >= cfg.concurrency {
-                done.push(tasks.join_next().await.expect("not empty").map_err(join_err)??);
+                done.push(
+                    tasks
+                        .join_next()
+                        .await
+                        .expect("not empty")
+                        .map_err(join_err)??,
+                );
             }
             let (store, dir) = (store.clone(), dir.to_path_buf());
             tasks.spawn(async move { fetch_segment(&store, e, &dir).await.map(|()| e) });
@@ -321,8 +331,10 @@ async fn fetch_segment(store: &Store, e: ManifestEntry, dir: &Path) -> Result<()
             .create_new(true)
             .open(&tmp)
             .map_err(|err| Error::io("create", &tmp, err))?;
-        f.write_all(&seg.data).map_err(|err| Error::io("write", &tmp, err))?;
-        f.sync_data().map_err(|err| Error::io("fdatasync", &tmp, err))?;
+        f.write_all(&seg.data)
+            .map_err(|err| Error::io("write", &tmp, err))?;
+        f.sync_data()
+            .map_err(|err| Error::io("fdatasync", &tmp, err))?;
         std::fs::rename(&tmp, &path).map_err(|err| Error::io("rename", &path, err))
     })
     .await

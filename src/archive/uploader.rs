@@ -231,10 +231,7 @@ impl Loop {
                 }
             }
         }
-        self.link
-            .flags
-            .archiver_done
-            .store(true, Ordering::Release);
+        self.link.flags.archiver_done.store(true, Ordering::Release);
         self.tasks.abort_all();
         if !self.queue.is_empty() {
             log::warn!(
