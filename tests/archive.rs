@@ -389,9 +389,8 @@ fn a_corrupted_upload_is_detected_and_redone() {
     assert!(v.ok, "{:?}", v.errors);
 }
 
-/// Writes an object behind the archive's back, with the test's own S3 client.
-fn put_raw(moto: &Moto, key: &str, data: Vec<u8>) {
-    use object_store::ObjectStore;
+/// The test's own S3 client (not the archive's), and a runtime to drive it.
+fn raw_client(moto: &Moto) -> (object_store::aws::AmazonS3, tokio::runtime::Runtime) {
     let s3 = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(&moto.endpoint)
         .with_allow_http(true)
@@ -405,6 +404,13 @@ fn put_raw(moto: &Moto, key: &str, data: Vec<u8>) {
         .enable_all()
         .build()
         .unwrap();
+    (s3, rt)
+}
+
+/// Writes an object behind the archive's back.
+fn put_raw(moto: &Moto, key: &str, data: Vec<u8>) {
+    use object_store::ObjectStore;
+    let (s3, rt) = raw_client(moto);
     rt.block_on(s3.put(&key.into(), data.into())).unwrap();
 }
 
@@ -475,19 +481,7 @@ fn large_segments_go_up_in_parts() {
 
 fn head_etag(moto: &Moto, key: &str) -> String {
     use object_store::ObjectStore;
-    let s3 = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&moto.endpoint)
-        .with_allow_http(true)
-        .with_bucket_name(&moto.bucket)
-        .with_region("us-east-1")
-        .with_access_key_id(&moto.key)
-        .with_secret_access_key(&moto.secret)
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (s3, rt) = raw_client(moto);
     rt.block_on(s3.head(&key.into())).unwrap().e_tag.unwrap()
 }
 
