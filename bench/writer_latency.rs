@@ -9,7 +9,12 @@
 //! - `sync-every-1000`: the writer calls `sync()` every 1000 appends, cleaning the page it is
 //!   filling; the next store to it takes a write-protect fault. The time spent inside
 //!   `sync()` itself is not counted, only the appends.
+//! - `idle-only-sync-archive` (with `--features archive`): `idle-only-sync` with every cold
+//!   segment uploaded to a `file://` archive by the archiver thread (on the maintainer's
+//!   core), to show what the archive tier costs the writer.
 //!
+//! `BENCH_SEGMENT_SIZE` overrides the segment size (default 64 MiB), so that a run freezes
+//! (and archives) many segments.
 //! Run: `scripts/bench-writer.sh [records] [rate/s]`.
 
 use std::time::{Duration, Instant};
@@ -49,6 +54,7 @@ fn main() {
         "timer-sync",
         "idle-only-sync",
         "sync-every-1000",
+        "idle-only-sync-archive",
     ];
     let chosen = std::env::var("BENCH_VARIANTS").unwrap_or_default();
     for variant in all {
@@ -60,8 +66,33 @@ fn main() {
         cfg.core = two.then_some(1);
         cfg.max_segments = 4;
         cfg.max_compressed_segments = 4;
-        if variant == "idle-only-sync" {
+        if let Some(size) = std::env::var("BENCH_SEGMENT_SIZE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            cfg.segment_size = size;
+        }
+        if variant.starts_with("idle-only-sync") {
             cfg.sync_while_busy = false;
+        }
+        // The archive's directory; unused by the other variants.
+        #[cfg_attr(not(feature = "archive"), allow(unused_variables))]
+        let store = tempfile::tempdir_in(&base).expect("tempdir");
+        if variant.ends_with("-archive") {
+            #[cfg(feature = "archive")]
+            {
+                let mut ac = wal_recorder::archive::ArchiveConfig::new(format!(
+                    "file://{}",
+                    store.path().display()
+                ));
+                ac.core = cfg.core;
+                cfg.archive = Some(ac);
+            }
+            #[cfg(not(feature = "archive"))]
+            {
+                println!("| {variant} | needs --features archive |");
+                continue;
+            }
         }
         if variant == "no-timer-sync" {
             cfg.sync_interval = Duration::from_secs(10);
@@ -91,7 +122,15 @@ fn main() {
             }
         }
         let faults = minor_faults() - faults_before;
+        let uploaded = rec.metrics().counters.archive.uploaded;
+        let stalls = rec.writer_stats().stalls;
         rec.close().expect("close");
+        if variant.ends_with("-archive") {
+            eprintln!("{variant}: {uploaded} segments uploaded during the run");
+        }
+        if stalls > 0 {
+            eprintln!("{variant}: {stalls} writer stalls (no prepared segment at rollover)");
+        }
         lat.sort_unstable();
         let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
         let (p999, p9999) = (q(0.999), q(0.9999));

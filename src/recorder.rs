@@ -85,7 +85,9 @@ impl Recorder {
         let (gate, archiver) = match &config.archive {
             Some(ac) => {
                 let (gate, link) = crate::maintainer::archive_gate::archive_gate();
-                let archiver = crate::archive::Archiver::start(&dir, ac.clone(), link)?;
+                let mut ac = ac.clone();
+                ac.core = ac.core.or(config.core);
+                let archiver = crate::archive::Archiver::start(&dir, ac, link)?;
                 (Some(gate), Some(archiver))
             }
             None => (None, None),

@@ -57,8 +57,12 @@ pub struct ArchiveConfig {
     /// How long closing a recorder waits for the backlog to upload before it leaves the
     /// rest to the next open. Default 10 s.
     pub close_timeout: Duration,
-    /// Pin the archiver thread to this core (best effort). Default none.
+    /// Pin the archiver thread (and its helper threads) to this core, best effort. Default
+    /// none: a recorder then uses its maintainer's core (`Config::core`).
     pub core: Option<usize>,
+    /// Run the archiver at `SCHED_IDLE`, so it only uses CPU its core would leave idle and
+    /// never delays the maintainer sharing that core. Default true.
+    pub idle_priority: bool,
     /// Test hook: the first `n` single-part uploads send half the bytes, as a broken proxy
     /// would; the size check after the upload must catch them.
     #[doc(hidden)]
@@ -80,6 +84,7 @@ impl ArchiveConfig {
             backlog_cap_bytes: 4 << 30,
             close_timeout: Duration::from_secs(10),
             core: None,
+            idle_priority: true,
             fault_truncate_uploads: 0,
         }
     }

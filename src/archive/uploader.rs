@@ -402,6 +402,24 @@ impl Loop {
     }
 }
 
+/// Pins and deprioritises the archiver thread (best effort), then builds its runtime.
+fn setup_thread(cfg: &ArchiveConfig, dir: &Path) -> Result<tokio::runtime::Runtime> {
+    if let Some(core) = cfg.core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            log::warn!("could not pin the archiver to core {core}");
+        }
+    }
+    if cfg.idle_priority {
+        if let Err(e) = crate::io::set_idle_priority() {
+            log::warn!("could not give the archiver idle priority: {e}");
+        }
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start the archive runtime", dir, e))
+}
+
 /// The archiver thread's handle. See the module docs.
 pub struct Archiver {
     shared: Arc<Shared>,
@@ -413,16 +431,13 @@ pub struct Archiver {
 }
 
 impl Archiver {
-    /// Opens the store, checks it answers (wrong credentials or a missing bucket fail here),
-    /// reads the manifest and starts the thread `wal-archiver`.
+    /// Starts the thread `wal-archiver`, which opens the store and reads the manifest (so
+    /// wrong credentials or a missing bucket fail here, returned to the caller), then works.
+    /// Everything runs on that thread and on helper threads it creates, which inherit its
+    /// core and priority, never the caller's.
     pub(crate) fn start(dir: &Path, cfg: ArchiveConfig, link: ArchiverLink) -> Result<Self> {
         let cfg = cfg.validated()?;
         let store = Store::open(&cfg)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("start the archive runtime", dir, e))?;
-        let manifest = rt.block_on(load_manifest(&store))?;
         let shared = Arc::new(Shared {
             stats: ArchiveStats::default(),
             stop_at: Mutex::new(None),
@@ -430,36 +445,51 @@ impl Archiver {
         });
         let hist_shared = telemetry::shared();
         let url = store.url().to_string();
-        let core = cfg.core;
         let close_timeout = cfg.close_timeout;
-        let faults_left = cfg.fault_truncate_uploads;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         #[allow(clippy::clone_on_copy)] // a ZST without fs1-metrics
-        let body = Loop {
-            store,
-            cfg: Arc::new(cfg),
-            dir: dir.to_path_buf(),
-            link,
-            shared: shared.clone(),
-            manifest,
-            unlisted: Vec::new(),
-            manifest_retry: None,
-            confirm_outbox: VecDeque::new(),
-            queue: BTreeMap::new(),
-            tasks: JoinSet::new(),
-            faults_left,
-            hists: LocalHists::new(hist_shared.clone()),
-        };
+        let hists = LocalHists::new(hist_shared.clone());
+        let (thread_shared, thread_dir) = (shared.clone(), dir.to_path_buf());
         let thread = std::thread::Builder::new()
             .name("wal-archiver".into())
             .spawn(move || {
-                if let Some(core) = core {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        log::warn!("could not pin the archiver to core {core}");
+                let started = setup_thread(&cfg, &thread_dir).and_then(|rt| {
+                    let manifest = rt.block_on(load_manifest(&store))?;
+                    Ok((rt, manifest))
+                });
+                let (rt, manifest) = match started {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
                     }
-                }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let body = Loop {
+                    store,
+                    faults_left: cfg.fault_truncate_uploads,
+                    cfg: Arc::new(cfg),
+                    dir: thread_dir,
+                    link,
+                    shared: thread_shared,
+                    manifest,
+                    unlisted: Vec::new(),
+                    manifest_retry: None,
+                    confirm_outbox: VecDeque::new(),
+                    queue: BTreeMap::new(),
+                    tasks: JoinSet::new(),
+                    hists,
+                };
                 rt.block_on(body.run());
             })
             .map_err(|e| Error::io("spawn archiver", dir, e))?;
+        let ready = ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Config("the archiver thread ended at start".into())));
+        if let Err(e) = ready {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(Archiver {
             shared,
             thread: Some(thread),

@@ -8,6 +8,7 @@
 mod blocking;
 pub mod fault;
 mod lock;
+mod sched;
 mod uring;
 
 use std::ffi::CStr;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use blocking::BlockingBackend;
 pub use lock::lock_dir;
+pub use sched::set_idle_priority;
 pub use uring::UringBackend;
 
 /// What an operation does. Mirrors the io_uring opcodes the maintainer uses.
