@@ -499,3 +499,51 @@ fn a_directory_target_works_without_a_server() {
     restore(ArchiveConfig::new(&url), out.path(), 0, u64::MAX).unwrap();
     assert_eq!(read_all(out.path()), (1, last, last));
 }
+
+#[test]
+fn closing_while_the_store_is_down_leaves_the_backlog_for_the_next_open() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ac = moto.config("restart");
+    ac.close_timeout = Duration::from_millis(500);
+    let mut rec = Recorder::open(dir.path(), config(dir.path(), ac.clone())).unwrap();
+    append_events(&mut rec, 5_000); // about 6 segments: some frozen and uploaded
+    wait_for("a first upload", || {
+        rec.metrics().counters.archive.uploaded >= 1
+    });
+    moto.pause();
+    let last = append_events(&mut rec, 10_000);
+    wait_for("failed uploads", || {
+        rec.metrics().counters.archive.failures >= 1
+    });
+    // Close gives up on the store after close_timeout; the backlog stays on disk.
+    rec.shutdown().unwrap();
+    assert!(rec.metrics().counters.archive.backlog > 0);
+    drop(rec);
+    let held = segment_files(dir.path());
+    assert!(
+        held.len() > 4,
+        "retention kept the unarchived segments: {held:?}"
+    );
+
+    moto.resume();
+    let rec = Recorder::open(dir.path(), config(dir.path(), ac)).unwrap();
+    wait_for("the backlog to upload after the reopen", || {
+        let c = rec.metrics().counters;
+        c.archive.backlog == 0 && c.archive.waiting == 0
+    });
+    rec.close().unwrap();
+    let (_, v) = verify_json(dir.path());
+    assert_eq!(v["cold"].as_u64(), Some(2), "{v}");
+    let url = moto.url("restart");
+    run_ok(
+        moto.walctl()
+            .arg("archive")
+            .arg(dir.path())
+            .arg(&url)
+            .arg("--json"),
+    );
+    let out = tempfile::tempdir().unwrap();
+    restore(moto.config("restart"), out.path(), 0, u64::MAX).unwrap();
+    assert_eq!(read_all(out.path()), (1, last, last));
+}
