@@ -319,6 +319,15 @@ impl Loop {
                 self.manifest.insert(entry);
                 self.unlisted.push(index);
             }
+            Err(Fail::Local(Error::Io { source, path, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                // Only retention deletes cold segments, and not before a confirmation: the
+                // file was removed by hand. Nothing left to archive.
+                log::error!("{}: gone before it was archived", path.display());
+                stats.local_errors.fetch_add(1, Ordering::Relaxed);
+                self.queue.remove(&index);
+            }
             Err(fail) => {
                 match &fail {
                     Fail::Local(_) => {
