@@ -164,6 +164,21 @@ fn segment_files(dir: &Path) -> Vec<u64> {
     v
 }
 
+/// After `walctl archive DIR` (the hot tail), the store alone gives back records 1..=last.
+fn assert_archive_holds_the_whole_log(moto: &Moto, dir: &Path, prefix: &str, last: u64) {
+    let url = moto.url(prefix);
+    run_ok(
+        moto.walctl()
+            .arg("archive")
+            .arg(dir)
+            .arg(&url)
+            .arg("--json"),
+    );
+    let out = tempfile::tempdir().unwrap();
+    restore(moto.config(prefix), out.path(), 0, u64::MAX).unwrap();
+    assert_eq!(read_all(out.path()), (1, last, last));
+}
+
 fn run_ok(cmd: &mut Command) -> serde_json::Value {
     let out = cmd.output().unwrap();
     assert!(
@@ -318,16 +333,7 @@ fn store_stopped_mid_run_delays_deletion_and_loses_nothing() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["first_seq"].as_u64(), Some(1), "{v}");
     assert!(v["segments"].as_u64().unwrap() > oldest_local, "{v}");
-    run_ok(
-        moto.walctl()
-            .arg("archive")
-            .arg(dir.path())
-            .arg(&url)
-            .arg("--json"),
-    );
-    let out = tempfile::tempdir().unwrap();
-    restore(moto.config("outage"), out.path(), 0, u64::MAX).unwrap();
-    assert_eq!(read_all(out.path()), (1, last, last));
+    assert_archive_holds_the_whole_log(&moto, dir.path(), "outage", last);
 }
 
 #[test]
@@ -528,22 +534,12 @@ fn closing_while_the_store_is_down_leaves_the_backlog_for_the_next_open() {
 
     moto.resume();
     let rec = Recorder::open(dir.path(), config(dir.path(), ac)).unwrap();
-    wait_for("the backlog to upload after the reopen", || {
+    wait_for("the backlog to upload and retention to catch up", || {
         let c = rec.metrics().counters;
-        c.archive.backlog == 0 && c.archive.waiting == 0
+        c.cold == 2 && c.archive.backlog == 0 && c.archive.waiting == 0
     });
     rec.close().unwrap();
     let (_, v) = verify_json(dir.path());
     assert_eq!(v["cold"].as_u64(), Some(2), "{v}");
-    let url = moto.url("restart");
-    run_ok(
-        moto.walctl()
-            .arg("archive")
-            .arg(dir.path())
-            .arg(&url)
-            .arg("--json"),
-    );
-    let out = tempfile::tempdir().unwrap();
-    restore(moto.config("restart"), out.path(), 0, u64::MAX).unwrap();
-    assert_eq!(read_all(out.path()), (1, last, last));
+    assert_archive_holds_the_whole_log(&moto, dir.path(), "restart", last);
 }

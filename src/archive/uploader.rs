@@ -435,7 +435,6 @@ pub struct Archiver {
     thread: Option<JoinHandle<()>>,
     close_timeout: Duration,
     url: String,
-    #[allow(dead_code)] // read only with fs1-metrics
     hist_shared: telemetry::Shared,
 }
 
@@ -525,14 +524,7 @@ impl Archiver {
 
     /// The upload latency histogram (empty without `fs1-metrics`).
     pub fn histograms(&self) -> telemetry::HistSet {
-        #[cfg(feature = "fs1-metrics")]
-        return self
-            .hist_shared
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default();
-        #[cfg(not(feature = "fs1-metrics"))]
-        telemetry::HistSet::new()
+        telemetry::published(&self.hist_shared)
     }
 
     /// Starts the close: from now on the archiver works through its backlog for at most

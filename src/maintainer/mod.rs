@@ -80,7 +80,6 @@ pub struct SegmentMaintainer {
     worker: Option<Worker>,
     thread: Option<JoinHandle<()>>,
     /// The maintainer's published histograms (compiled out without `fs1-metrics`).
-    #[allow(dead_code)] // read only with fs1-metrics
     hist_shared: telemetry::Shared,
 }
 
@@ -197,14 +196,7 @@ impl SegmentMaintainer {
     /// A copy of the histograms published so far (every 100 ms, and when it stops). Empty
     /// without `fs1-metrics`.
     pub fn histograms(&self) -> telemetry::HistSet {
-        #[cfg(feature = "fs1-metrics")]
-        return self
-            .hist_shared
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default();
-        #[cfg(not(feature = "fs1-metrics"))]
-        telemetry::HistSet::new()
+        telemetry::published(&self.hist_shared)
     }
 
     /// Current health.

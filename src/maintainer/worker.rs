@@ -163,6 +163,7 @@ impl Worker {
             gate.offer(i);
         }
         self.archive = Some(gate);
+        self.update_gauges();
     }
 
     /// Sets up the backend chosen by the config (io_uring, falling back to blocking).

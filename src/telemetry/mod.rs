@@ -221,6 +221,11 @@ mod imp {
     pub fn shared() -> Shared {
         Arc::new(Mutex::new(HistSet::new()))
     }
+
+    /// A copy of what has been published into `shared`.
+    pub fn published(shared: &Shared) -> HistSet {
+        shared.lock().map(|h| h.clone()).unwrap_or_default()
+    }
 }
 
 #[cfg(not(feature = "fs1-metrics"))]
@@ -298,6 +303,11 @@ mod imp {
     /// Compiled out.
     pub fn shared() -> Shared {
         Shared
+    }
+
+    /// The empty set.
+    pub fn published(_: &Shared) -> HistSet {
+        HistSet
     }
 }
 
