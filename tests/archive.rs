@@ -88,6 +88,11 @@ impl Moto {
         c
     }
 
+    /// `walctl archive DIR URL --json`, which must succeed.
+    fn archive(&self, dir: &Path, url: &str) -> serde_json::Value {
+        run_ok(self.walctl().arg("archive").arg(dir).arg(url).arg("--json"))
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
@@ -167,13 +172,7 @@ fn segment_files(dir: &Path) -> Vec<u64> {
 /// After `walctl archive DIR` (the hot tail), the store alone gives back records 1..=last.
 fn assert_archive_holds_the_whole_log(moto: &Moto, dir: &Path, prefix: &str, last: u64) {
     let url = moto.url(prefix);
-    run_ok(
-        moto.walctl()
-            .arg("archive")
-            .arg(dir)
-            .arg(&url)
-            .arg("--json"),
-    );
+    moto.archive(dir, &url);
     let out = tempfile::tempdir().unwrap();
     restore(moto.config(prefix), out.path(), 0, u64::MAX).unwrap();
     assert_eq!(read_all(out.path()), (1, last, last));
@@ -217,22 +216,10 @@ fn record_archive_delete_restore_verify() {
     // The hot tail goes up with walctl archive, compressed on the way; then the local copy
     // is gone and the store alone holds the log.
     let url = moto.url("rt");
-    let arch = run_ok(
-        moto.walctl()
-            .arg("archive")
-            .arg(dir.path())
-            .arg(&url)
-            .arg("--json"),
-    );
+    let arch = moto.archive(dir.path(), &url);
     assert_eq!(arch["uploaded"], 2, "{arch}");
     assert_eq!(arch["already_archived"], 2, "{arch}");
-    let again = run_ok(
-        moto.walctl()
-            .arg("archive")
-            .arg(dir.path())
-            .arg(&url)
-            .arg("--json"),
-    );
+    let again = moto.archive(dir.path(), &url);
     assert_eq!(
         (
             again["uploaded"].as_u64(),
@@ -350,13 +337,7 @@ fn a_corrupted_upload_is_detected_and_redone() {
     assert_eq!(a.backlog, 0, "{a:?}");
     drop(rec);
     let url = moto.url("corrupt");
-    run_ok(
-        moto.walctl()
-            .arg("archive")
-            .arg(dir.path())
-            .arg(&url)
-            .arg("--json"),
-    );
+    moto.archive(dir.path(), &url);
     let v = verify_url(moto.config("corrupt")).unwrap();
     assert!(v.ok, "{:?}", v.errors);
     assert_eq!(v.last_seq, Some(last));
@@ -383,13 +364,7 @@ fn a_corrupted_upload_is_detected_and_redone() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&name), "{err}");
-    let again = run_ok(
-        moto.walctl()
-            .arg("archive")
-            .arg(dir.path())
-            .arg(&url)
-            .arg("--json"),
-    );
+    let again = moto.archive(dir.path(), &url);
     assert_eq!(again["uploaded"], 1, "{again}");
     let v = verify_url(moto.config("corrupt")).unwrap();
     assert!(v.ok, "{:?}", v.errors);
