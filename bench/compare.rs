@@ -104,8 +104,9 @@ impl Appender for Inline {
     #[inline]
     fn append(&mut self, seq: u64) {
         if let Some(sealed) = append_or_roll(&self.dir, &mut self.w, &mut self.index, seq) {
-            sealed.file.set_len(sealed.used).expect("truncate");
-            sealed.file.sync_data().expect("fdatasync");
+            let file = sealed.file.as_ref().expect("a Direct segment has its file");
+            file.set_len(sealed.used).expect("truncate");
+            file.sync_data().expect("fdatasync");
             drop(sealed); // munmap + close, on the writer thread
         }
     }
@@ -127,8 +128,9 @@ impl Script {
             pin(1);
             let mut cold = std::collections::VecDeque::new();
             for seg in rx {
-                seg.file.set_len(seg.used).expect("truncate");
-                seg.file.sync_data().expect("fdatasync");
+                let file = seg.file.as_ref().expect("a Direct segment has its file");
+                file.set_len(seg.used).expect("truncate");
+                file.sync_data().expect("fdatasync");
                 let path = seg.path.clone();
                 drop(seg);
                 let cold_path = path.with_extension("wal.lz4");

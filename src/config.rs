@@ -24,6 +24,20 @@ pub enum Compression {
     },
 }
 
+/// Where the writer's mapping lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WritePath {
+    /// The writer appends into a staging buffer in tmpfs (`Config::staging_dir`); the
+    /// maintainer drains the new pages into the segment file on disk every `sync_interval`
+    /// and at rollover. tmpfs pages are never written back or write-protected, so the writer
+    /// never faults, and they outlive a process crash (the default).
+    #[default]
+    Staged,
+    /// The writer maps the segment file on disk itself (for systems without tmpfs or with
+    /// too little memory); the maintainer syncs its completed pages.
+    Direct,
+}
+
 impl Default for Compression {
     fn default() -> Self {
         Compression::Frame { level: 0 }
@@ -60,16 +74,32 @@ pub struct Config {
     /// Size of each segment file (recorder). Default 64 MiB,
     /// `MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE`.
     pub segment_size: u64,
-    /// How often the maintainer makes the completed pages of the active segment durable
-    /// (recorder). Default 5 ms; at most `MAX_SYNC_INTERVAL`.
+    /// How often the maintainer makes the newly appended records durable (recorder). Staged:
+    /// the new pages are drained to disk and fdatasynced; Direct: the completed pages are
+    /// synced. Default 1 ms; at most `MAX_SYNC_INTERVAL`.
     pub sync_interval: Duration,
-    /// Whether the timer also syncs the completed pages of the active segment while the
-    /// writer is busy (default true). Measured cost (README, `scripts/bench-writer.sh`): on
-    /// ext4 the writer's next stores fault on pages the sync cleaned and can wait for the
-    /// journal commit, milliseconds at p99. With false, the active segment is synced only
-    /// when the writer has been idle for a whole interval (and on `sync()`, and at rollover
-    /// by persist): no cost to a busy writer, a later `durable_seq`.
+    /// Direct mode only: whether the timer also syncs the completed pages of the active
+    /// segment while the writer is busy (default true). Measured cost (README): on ext4 the
+    /// writer's next stores fault on pages the sync cleaned, milliseconds at p99. With false,
+    /// the active segment is synced only when the writer has been idle for a whole interval
+    /// (and on `sync()`, and at rollover by persist). Staged mode ignores it.
     pub sync_while_busy: bool,
+    /// Staged (default) or Direct.
+    pub write_path: WritePath,
+    /// Staged mode: the tmpfs directory that holds the staging buffers, in a subdirectory
+    /// `wal-recorder-<uid>-<dev>-<ino>-<birth time>` named from the log directory's identity. Default
+    /// `/dev/shm`. Must be a tmpfs.
+    pub staging_dir: PathBuf,
+    /// Staged mode: the group that may read the staging buffers (live tailers in other
+    /// processes). `None` (default): owner only (directory `0700`, files `0600`).
+    pub staging_group: Option<u32>,
+    /// Staged mode: staging buffers of `segment_size` bytes each (tmpfs memory). Default 0:
+    /// `prepared_segments + 2` (the active one, the prepared ones, one draining).
+    /// `2..=MAX_STAGING_BUFFERS`.
+    pub staging_buffers: usize,
+    /// Staged mode: drain with `O_DIRECT` writes straight from the staging pages when the
+    /// file system accepts it (checked once at open; buffered writes otherwise). Default on.
+    pub direct_io: bool,
     /// Segments the maintainer keeps created, preallocated and prefaulted ahead of the
     /// writer (recorder). Default 2, 1..=`MAX_PREPARED_SEGMENTS`.
     pub prepared_segments: usize,
@@ -104,6 +134,11 @@ impl Config {
             segment_size: DEFAULT_SEGMENT_SIZE,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             sync_while_busy: true,
+            write_path: WritePath::Staged,
+            staging_dir: PathBuf::from(DEFAULT_STAGING_DIR),
+            staging_group: None,
+            staging_buffers: 0,
+            direct_io: true,
             prepared_segments: DEFAULT_PREPARED_SEGMENTS,
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,
@@ -149,6 +184,22 @@ impl Config {
             MAX_PERSIST_OVERFLOW,
         );
         clamp("sync_interval", &mut self.sync_interval, MAX_SYNC_INTERVAL);
+        if self.sync_interval.is_zero() {
+            return Err(Error::Config("sync_interval must be positive".into()));
+        }
+        if self.staging_buffers == 0 {
+            self.staging_buffers = self.prepared_segments + 2;
+        }
+        if self.staging_buffers < 2 {
+            return Err(Error::Config(
+                "staging_buffers must be at least 2 (the active one and the next)".into(),
+            ));
+        }
+        clamp(
+            "staging_buffers",
+            &mut self.staging_buffers,
+            MAX_STAGING_BUFFERS,
+        );
         if self.persist_queue == 0 || self.request_queue == 0 {
             return Err(Error::Config("queue capacities must be at least 1".into()));
         }

@@ -64,8 +64,13 @@ pub const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 /// Longest delay between retries.
 pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Default interval of the maintainer's sync of the active segment.
-pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+/// Default interval of the maintainer's drain (Staged) or sync (Direct) of the active
+/// segment: records are durable about this long plus one fdatasync after they are appended.
+pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+/// Default parent of the staging directories: tmpfs, outlives a process crash.
+pub const DEFAULT_STAGING_DIR: &str = "/dev/shm";
+/// Most staging buffers one recorder keeps (each `segment_size` bytes of tmpfs).
+pub const MAX_STAGING_BUFFERS: usize = 64;
 /// Longest sync interval.
 pub const MAX_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Default number of segments prepared ahead of the writer.

@@ -136,6 +136,15 @@ pub enum Error {
         /// What the writer waited for.
         what: &'static str,
     },
+    /// The staging directory or one of its buffers cannot be used safely (not a tmpfs, a
+    /// symlink, another owner, writable by others, or holding another log's data).
+    #[error("staging {}: {why}", path.display())]
+    Staging {
+        /// The staging directory or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -36,6 +36,7 @@ pub mod maintainer;
 pub mod recorder;
 pub mod recovery;
 pub mod segment;
+pub mod staging;
 pub mod telemetry;
 
 pub use error::{Corruption, Error, Result};

@@ -25,9 +25,10 @@ use crate::config::Config;
 use crate::constants::{PAGE_SIZE, WRITER_WAIT_LIMIT};
 use crate::error::{Error, Result};
 use crate::maintainer::link::WriterLink;
-use crate::maintainer::{Health, MaintainerStats, PersistQueue, SegmentMaintainer};
+use crate::maintainer::{Health, MaintainerStats, PersistQueue, SegmentMaintainer, StagedDrain};
 use crate::recovery::{recover, Recovered};
 use crate::segment::{AppendError, PreparedSegment, SealedSegment, SegmentWriter};
+use crate::staging::StagingRing;
 use crate::telemetry::{self, Hist, LocalHists, MetricsSnapshot};
 
 /// Counters of the writer side.
@@ -64,11 +65,14 @@ pub struct Recorder {
     /// Uploads cold segments before retention deletes them.
     #[cfg(feature = "archive")]
     archiver: Option<crate::archive::Archiver>,
+    /// Staged mode: the staging buffers (removed at a clean close).
+    staging: Option<Arc<StagingRing>>,
 }
 
 impl Recorder {
-    /// Locks `dir` (a second recorder gets [`Error::Locked`]), recovers it
-    /// (docs/RECOVERY.md), creates the active segment and starts the maintainer.
+    /// Locks `dir` (a second recorder gets [`Error::Locked`]), applies what a crashed
+    /// process left in its staging buffers, recovers it (docs/RECOVERY.md), creates the
+    /// staging ring (Staged mode) and the active segment, and starts the maintainer.
     /// `config.dir` is replaced by `dir`.
     pub fn open(dir: impl AsRef<Path>, mut config: Config) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
@@ -76,7 +80,21 @@ impl Recorder {
         let config = config.validated()?;
         let lock = crate::io::lock_dir(&dir)?;
         telemetry::init();
-        let recovered = recover(&dir)?;
+        let (staging_dir, replayed) = crate::staging::open_for(&dir, &config)?;
+        // Until the ring exists, a failure leaves nothing worth keeping in staging: what was
+        // replayed is on disk (fdatasynced), and no buffer exists yet.
+        let recovered = match recover(&dir) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(sd) = staging_dir {
+                    let _ = sd.remove_all();
+                }
+                return Err(e);
+            }
+        };
+        let mut recovered = recovered;
+        recovered.replayed_records = replayed.records;
+        recovered.actions.splice(0..0, replayed.actions);
         for a in &recovered.actions {
             log::warn!("recovery: {a}");
         }
@@ -94,13 +112,32 @@ impl Recorder {
         };
         #[cfg(not(feature = "archive"))]
         let gate = None;
-        let active = SegmentWriter::create(
-            &dir,
-            recovered.next_index,
-            config.segment_size,
-            recovered.next_seq,
-            recovered.prev_crc,
-        )?;
+        let mut staging = FailedOpenCleanup(match staging_dir {
+            Some(sd) => Some(StagingRing::create(
+                sd,
+                config.staging_buffers,
+                config.segment_size,
+            )?),
+            None => None,
+        });
+        let mut drain = staging
+            .0
+            .as_ref()
+            .map(|r| StagedDrain::new(r.clone(), dir.clone(), config.direct_io));
+        let active = match drain.as_mut() {
+            Some(d) => SegmentWriter::activate(
+                d.prepare(recovered.next_index)?,
+                recovered.next_seq,
+                recovered.prev_crc,
+            ),
+            None => SegmentWriter::create(
+                &dir,
+                recovered.next_index,
+                config.segment_size,
+                recovered.next_seq,
+                recovered.prev_crc,
+            )?,
+        };
         let link = Arc::new(WriterLink::new(
             recovered.next_index,
             recovered.next_seq,
@@ -114,6 +151,7 @@ impl Recorder {
             link.clone(),
             prepared_tx,
             gate,
+            drain,
         )?;
         let persist = maintainer
             .take_persist_queue()
@@ -136,6 +174,7 @@ impl Recorder {
             closed_last_seq: 0,
             #[cfg(feature = "archive")]
             archiver,
+            staging: staging.0.take(),
         })
     }
 
@@ -218,6 +257,9 @@ impl Recorder {
         }
         self.stats.stalls += 1;
         self.link.stalls.fetch_add(1, Ordering::Relaxed);
+        if self.staging.is_some() {
+            return self.wait_for_buffer();
+        }
         let start = Instant::now();
         let waited = telemetry::now();
         loop {
@@ -252,6 +294,46 @@ impl Recorder {
             }
             std::thread::sleep(Duration::from_micros(50));
         }
+    }
+
+    /// Staged mode: waits for the maintainer to prepare the next segment, which needs a
+    /// drained buffer (backpressure: the writer never overwrites undrained data). Health is
+    /// degraded while it waits.
+    #[cold]
+    fn wait_for_buffer(&mut self) -> Result<PreparedSegment> {
+        let start = Instant::now();
+        let waited = telemetry::now();
+        self.link.writer_waiting.store(true, Ordering::Relaxed);
+        let result = loop {
+            if let Ok(seg) = self.prepared.pop() {
+                break Ok(seg);
+            }
+            if self.maintainer.stats().is_failed() {
+                break Err(Error::Failed(self.dir.clone()));
+            }
+            let errno = self.link.prepare_errno.load(Ordering::Relaxed);
+            if errno != 0 {
+                // The maintainer cannot create the segment file (a full disk, say): say so
+                // now; it keeps retrying, and a later append may succeed.
+                let index = self.link.next_index.load(Ordering::Relaxed);
+                break Err(Error::io(
+                    "prepare segment (fallocate)",
+                    crate::segment::names::segment_path(&self.dir, index),
+                    std::io::Error::from_raw_os_error(errno),
+                ));
+            }
+            if start.elapsed() > WRITER_WAIT_LIMIT {
+                break Err(Error::Timeout {
+                    path: self.dir.clone(),
+                    what: "a drained staging buffer for the next segment",
+                });
+            }
+            self.flush_overflow();
+            std::thread::sleep(Duration::from_micros(50));
+        };
+        self.link.writer_waiting.store(false, Ordering::Relaxed);
+        self.hists.record_since(Hist::PreparedWait, waited);
+        result
     }
 
     /// Pushes a sealed segment to the persist ring, or keeps it in the overflow list.
@@ -298,6 +380,9 @@ impl Recorder {
             return Ok(()); // closed: everything was persisted by the drain
         };
         let (index, last) = (w.header().index, w.next_seq() - 1);
+        if w.is_staged() {
+            return self.wait_durable(last);
+        }
         w.sync()?;
         let start = Instant::now();
         loop {
@@ -320,6 +405,25 @@ impl Recorder {
         Ok(())
     }
 
+    /// Staged mode: waits until the maintainer's drains have made `last` durable.
+    fn wait_durable(&mut self, last: u64) -> Result<()> {
+        let start = Instant::now();
+        while self.link.durable() < last {
+            self.flush_overflow();
+            if self.maintainer.stats().health() == Health::Failed {
+                return Err(Error::Failed(self.dir.clone()));
+            }
+            if start.elapsed() > WRITER_WAIT_LIMIT {
+                return Err(Error::Timeout {
+                    path: self.dir.clone(),
+                    what: "draining the staging buffers",
+                });
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        Ok(())
+    }
+
     /// Every record up to this sequence number survives power loss.
     pub fn durable_seq(&self) -> u64 {
         self.link.durable()
@@ -337,7 +441,9 @@ impl Recorder {
     pub fn health(&self) -> Health {
         let h = self.maintainer.stats().health();
         if h == Health::Ok
-            && (self.link.prepare_failing.load(Ordering::Relaxed) || !self.overflow.is_empty())
+            && (self.link.prepare_failing.load(Ordering::Relaxed)
+                || self.link.writer_waiting.load(Ordering::Relaxed)
+                || !self.overflow.is_empty())
         {
             return Health::Degraded;
         }
@@ -488,9 +594,31 @@ impl Recorder {
             crate::segment::sync_dir(&self.dir)?;
         }
         if self.maintainer.stats().health() == Health::Failed {
+            // The staging buffers may hold records the disk lacks: kept for the next open.
+            self.staging = None;
             return result.and(Err(Error::Failed(self.dir.clone())));
         }
+        if let Some(ring) = self.staging.take() {
+            match Arc::try_unwrap(ring) {
+                Ok(ring) => ring.remove()?,
+                Err(_) => log::warn!("staging buffers still referenced at close; left in place"),
+            }
+        }
         result
+    }
+}
+
+/// Removes the staging ring of an open that failed after making it (it holds no record
+/// yet). Declared before everything else that holds the ring, so it drops last.
+struct FailedOpenCleanup(Option<Arc<StagingRing>>);
+
+impl Drop for FailedOpenCleanup {
+    fn drop(&mut self) {
+        if let Some(Ok(ring)) = self.0.take().map(Arc::try_unwrap) {
+            if let Err(e) = ring.remove() {
+                log::warn!("removing the staging of a failed open: {e}");
+            }
+        }
     }
 }
 

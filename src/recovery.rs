@@ -26,6 +26,9 @@ pub struct Recovered {
     pub prev_crc: u32,
     /// One line per action taken (for logs and `walctl record`).
     pub actions: Vec<String>,
+    /// Records a crashed process had left only in its staging buffers, written to disk by
+    /// the replay before recovery.
+    pub replayed_records: u64,
 }
 
 /// Recovers `dir` (see the module docs).
@@ -77,6 +80,7 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         next_seq,
         prev_crc,
         actions,
+        replayed_records: 0,
     })
 }
 

@@ -5,6 +5,8 @@
 //! segment. It reports through a pipe with write(2) and leaves with _exit(2). If any append
 //! made a system call, the child dies by SIGKILL and the test fails.
 
+mod common;
+
 use wal_recorder::event;
 use wal_recorder::log::verify;
 use wal_recorder::segment::{AppendError, PreparedSegment, SegmentWriter};
@@ -159,18 +161,32 @@ fn child_appends(active: &mut SegmentWriter, prepared: PreparedSegment) -> u64 {
     rollovers
 }
 
-/// The same through the `Recorder`: the child appends across two rollovers into segments the
-/// maintainer prepared, handing the sealed ones to the persist ring, under the seccomp filter.
+/// The same through the `Recorder`, in the default Staged mode: the child appends across two
+/// rollovers into staging buffers the maintainer prepared, handing the sealed ones to the
+/// persist ring, under the seccomp filter.
 #[test]
-fn recorder_append_and_rollover_make_no_syscall() {
+fn staged_recorder_append_and_rollover_make_no_syscall() {
+    recorder_append_and_rollover_make_no_syscall(wal_recorder::config::WritePath::Staged);
+}
+
+/// The same in Direct mode (the writer maps the segment files).
+#[test]
+fn direct_recorder_append_and_rollover_make_no_syscall() {
+    recorder_append_and_rollover_make_no_syscall(wal_recorder::config::WritePath::Direct);
+}
+
+fn recorder_append_and_rollover_make_no_syscall(path: wal_recorder::config::WritePath) {
     use std::time::{Duration, Instant};
-    use wal_recorder::config::Config;
+    use wal_recorder::config::{Config, WritePath};
     use wal_recorder::recorder::Recorder;
 
     let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
     let mut cfg = Config::new(dir.path());
     cfg.segment_size = 1 << 20;
     cfg.prepared_segments = 2;
+    cfg.write_path = path;
+    cfg.staging_dir = staging.path().to_path_buf();
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
     let start = Instant::now();
     while rec.prepared_ready() < 2 {
@@ -216,7 +232,42 @@ fn recorder_append_and_rollover_make_no_syscall() {
     assert_eq!(report, [1, 2, 0], "[appends ok, rollovers, stalls]");
     // The parent's recorder never saw the child's appends: it must not seal over them.
     std::mem::forget(rec);
-    let r = verify(dir.path()).unwrap();
+    let log = match path {
+        WritePath::Direct => dir.path().to_path_buf(),
+        // The child's records are in the shared staging buffers: read them as a log.
+        WritePath::Staged => staging_as_log(staging.path(), &dir.path().join("staged")),
+    };
+    let r = verify(&log).unwrap();
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(N));
+}
+
+/// Copies every staging buffer under `root` that holds a segment into `out` under its
+/// segment name, so the log reader can check what the writer put there.
+fn staging_as_log(root: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
+    use wal_recorder::segment::format::{SegmentHeader, HEADER_LEN};
+    std::fs::create_dir(out).unwrap();
+    let sub = std::fs::read_dir(root)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for e in std::fs::read_dir(&sub).unwrap() {
+        let p = e.unwrap().path();
+        if !p.file_name().unwrap().to_str().unwrap().starts_with("buf-") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        if bytes[..HEADER_LEN].iter().all(|&b| b == 0) {
+            continue;
+        }
+        let h = SegmentHeader::decode(&bytes[..HEADER_LEN]).unwrap();
+        std::fs::write(
+            out.join(wal_recorder::segment::names::hot_name(h.index)),
+            bytes,
+        )
+        .unwrap();
+    }
+    out.to_path_buf()
 }

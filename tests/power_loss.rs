@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{spawn_record, verify_json};
-use wal_recorder::config::Config;
+use common::{spawn_record, staging_root, verify_json};
+use wal_recorder::config::{Config, WritePath};
 use wal_recorder::recorder::Recorder;
 
 /// `_IOR('X', 125, __u32)`
@@ -63,7 +63,22 @@ fn shutdown_fs(at: &Path) {
 }
 
 #[test]
-fn records_up_to_durable_seq_survive_a_simulated_power_cut() {
+fn staged_records_up_to_durable_seq_survive_a_simulated_power_cut() {
+    power_cuts(WritePath::Staged);
+}
+
+#[test]
+fn direct_records_up_to_durable_seq_survive_a_simulated_power_cut() {
+    power_cuts(WritePath::Direct);
+}
+
+fn power_cuts(path: WritePath) {
+    let staging = staging_root();
+    let name = if path == WritePath::Staged {
+        "staged"
+    } else {
+        "direct"
+    };
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("fs.img");
     let mnt = work.path().join("mnt");
@@ -77,6 +92,10 @@ fn records_up_to_durable_seq_survive_a_simulated_power_cut() {
         let (mut child, reader) = spawn_record(
             &log,
             &[
+                "--write-path",
+                name,
+                "--staging-dir",
+                staging.path().to_str().unwrap(),
                 "--records",
                 "1000000000",
                 "--segment-size",
@@ -86,13 +105,17 @@ fn records_up_to_durable_seq_survive_a_simulated_power_cut() {
                 "--max-compressed",
                 "8",
                 "--sync-interval-ms",
-                "2",
+                "1",
             ],
         );
         std::thread::sleep(Duration::from_millis(delay_ms));
         shutdown_fs(&mnt);
         child.kill().unwrap();
         child.wait().unwrap();
+        // A power cut empties tmpfs too: the staging buffers are gone.
+        for e in std::fs::read_dir(staging.path()).unwrap() {
+            std::fs::remove_dir_all(e.unwrap().path()).unwrap();
+        }
         let (_, durable) = reader.join().unwrap();
         umount(&mnt);
         mount(&image, &mnt);
@@ -112,8 +135,12 @@ fn records_up_to_durable_seq_survive_a_simulated_power_cut() {
             "trial {trial}: durable {durable} last after power cut {last} warnings {}",
             v["warnings"]
         );
-        let rec = Recorder::open(&log, Config::new(&log)).unwrap();
+        let mut cfg = Config::new(&log);
+        cfg.write_path = path;
+        cfg.staging_dir = staging.path().to_path_buf();
+        let rec = Recorder::open(&log, cfg).unwrap();
         assert_eq!(rec.last_seq(), last);
+        assert_eq!(rec.recovered().replayed_records, 0);
         rec.close().unwrap();
         last_durable = durable;
         umount(&mnt);

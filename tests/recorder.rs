@@ -216,10 +216,12 @@ fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     use wal_recorder::io::fault::FaultPlan;
     use wal_recorder::io::{OpCode, Target};
     let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
     let plan = FaultPlan::new();
     plan.fail_always(OpCode::Fdatasync, Target::Segment, libc::EIO);
     let mut cfg = config(dir.path());
     cfg.fault_plan = Some(plan);
+    cfg.staging_dir = staging.path().to_path_buf();
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
     let durable_before = rec.durable_seq();
     // Appends go on until the maintainer's first fdatasync (of the active segment or of a
@@ -243,8 +245,18 @@ fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     assert_eq!(rec.durable_seq(), durable_before, "nothing became durable");
     let last = rec.last_seq();
     assert!(rec.close().is_err());
-    // Nothing was deleted: every appended record is still in the directory.
+    // Nothing was deleted: every appended record is still in the directory, and the staging
+    // buffers (which may hold what the disk lost) are kept for the next open.
     let r = verify(dir.path()).unwrap();
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(last));
+    let kept: Vec<_> = std::fs::read_dir(staging.path()).unwrap().collect();
+    assert_eq!(kept.len(), 1, "the failed log's staging directory is kept");
+    // The next open (the disk healthy again) takes them in and continues after `last`.
+    let mut cfg = config(dir.path());
+    cfg.staging_dir = staging.path().to_path_buf();
+    let rec = Recorder::open(dir.path(), cfg).unwrap();
+    assert_eq!(rec.last_seq(), last);
+    rec.close().unwrap();
+    assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
 }

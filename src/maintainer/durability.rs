@@ -1,6 +1,8 @@
 //! The maintainer's duties toward a recorder's writer: keep segments prepared ahead of it
-//! (created, preallocated, synced with the directory, mapped and prefaulted), make the active
-//! segment durable every `sync_interval`, and publish `durable_seq`.
+//! (created, preallocated, synced with the directory, and mapped and prefaulted, or given a
+//! staging buffer), make the active segment durable every `sync_interval`, and publish
+//! `durable_seq`. In Staged mode the [`Drain`] does the preparing and the timed writes; what
+//! follows is the Direct mode.
 //!
 //! The timer syncs only the completed pages of the active segment: a sync write-protects the
 //! pages it cleans, and the writer's next store to a cleaned page takes a fault (1–15 µs), so
@@ -13,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::drain::Drain;
 use super::job::{ud, Ctx};
 use super::link::WriterLink;
 use crate::constants::{RETRY_MAX, RETRY_MIN};
@@ -43,6 +46,8 @@ pub(crate) struct Durability {
     /// Mappings of the segments prepared and not yet taken: (index, address, length).
     prepared_maps: std::collections::VecDeque<(u64, usize, usize)>,
     pretouch_next: Instant,
+    /// Staged mode: the drain of the staging buffers.
+    pub drain: Option<Drain>,
 }
 
 /// How far ahead of the writer the maintainer keeps pages faulted in writable.
@@ -51,7 +56,11 @@ const PRETOUCH_AHEAD: usize = 4 << 20;
 const PRETOUCH_EVERY: Duration = Duration::from_millis(1);
 
 impl Durability {
-    pub fn new(link: Arc<WriterLink>, prepared_tx: rtrb::Producer<PreparedSegment>) -> Self {
+    pub fn new(
+        link: Arc<WriterLink>,
+        prepared_tx: rtrb::Producer<PreparedSegment>,
+        drain: Option<Drain>,
+    ) -> Self {
         Durability {
             link,
             prepared_tx,
@@ -65,18 +74,30 @@ impl Durability {
             persisted: BTreeMap::new(),
             prepared_maps: std::collections::VecDeque::new(),
             pretouch_next: Instant::now(),
+            drain,
         }
     }
 
-    /// True while a sync is in flight (its fd must stay open).
+    /// True while a sync or a drain is in flight (its fd must stay open).
     pub fn busy(&self) -> bool {
-        self.sync_in_flight.is_some()
+        self.sync_in_flight.is_some() || self.drain.as_ref().is_some_and(Drain::busy)
+    }
+
+    /// When the next timed sync or drain is due.
+    pub fn next_at(&self) -> Instant {
+        match &self.drain {
+            Some(d) => d.next_at(),
+            None => self.sync_next,
+        }
     }
 
     /// Prepares one segment if the ring has room. True if it did work.
     pub fn plan_prepare(&mut self, cx: &Ctx<'_>, stopping: bool) -> bool {
         if stopping || self.prepared_tx.slots() == 0 || Instant::now() < self.prepare_not_before {
             return false;
+        }
+        if self.drain.as_ref().is_some_and(|d| !d.has_free()) {
+            return false; // every buffer is in use: the disk is behind the writer
         }
         let link = &self.link;
         let index = link.next_index.load(std::sync::atomic::Ordering::Acquire);
@@ -92,13 +113,19 @@ impl Durability {
         {
             return false; // the writer claimed it meanwhile
         }
-        match PreparedSegment::create(cx.dir, index, cx.config.segment_size) {
+        let made = match self.drain.as_mut() {
+            Some(d) => d.prepare(index),
+            None => PreparedSegment::create(cx.dir, index, cx.config.segment_size),
+        };
+        match made {
             Ok(seg) => {
                 self.prepared_maps
                     .push_back((index, seg.mapping().0, seg.mapping().1));
                 self.prepare_attempts = 0;
                 link.prepare_failing
                     .store(false, std::sync::atomic::Ordering::Relaxed);
+                link.prepare_errno
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
                 if self.prepared_tx.push(seg).is_err() {
                     unreachable!("checked for room above; only this thread pushes");
                 }
@@ -114,6 +141,11 @@ impl Durability {
                 log::warn!("preparing segment {index}: {e}; will retry");
                 link.prepare_failing
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Error::Io { source, .. } = &e {
+                    let errno = source.raw_os_error().unwrap_or(libc::EIO);
+                    link.prepare_errno
+                        .store(errno, std::sync::atomic::Ordering::Relaxed);
+                }
                 let delay = RETRY_MIN
                     .saturating_mul(1 << self.prepare_attempts.min(16))
                     .min(RETRY_MAX);
@@ -132,7 +164,7 @@ impl Durability {
     /// fault instead. Pages still writable cost a page-table walk.
     pub fn pretouch(&mut self) {
         let now = Instant::now();
-        if now < self.pretouch_next {
+        if self.drain.is_some() || now < self.pretouch_next {
             return;
         }
         self.pretouch_next = now + PRETOUCH_EVERY;
@@ -166,6 +198,9 @@ impl Durability {
         interval: Duration,
         while_busy: bool,
     ) -> Result<bool> {
+        if let Some(d) = self.drain.as_mut() {
+            return d.plan(cx, &self.link, interval);
+        }
         let now = Instant::now();
         if self.sync_in_flight.is_some() || now < self.sync_next {
             return Ok(false);
@@ -222,6 +257,15 @@ impl Durability {
         check(result, "fdatasync", &cx.dir.join(hot_name(index)))?;
         self.link.advance_durable(seq);
         Ok(())
+    }
+
+    /// A completion of the drain (Staged mode). An error is an fsync failure (contract 5).
+    pub fn on_drain_complete(&mut self, tag: u32, result: i32, cx: &mut Ctx<'_>) -> Result<()> {
+        let d = self
+            .drain
+            .as_mut()
+            .expect("drain completions come from the drain");
+        d.on_complete(tag, result, cx, &self.link)
     }
 
     /// A segment was persisted: advance `persisted_end` and `durable_seq` over every

@@ -4,7 +4,7 @@
 //! claimed through `next_index` so that the maintainer (preparing ahead) and the writer
 //! (preparing itself when nothing is ready) never create the same file or skip one.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -36,6 +36,12 @@ pub struct WriterLink {
     pub persist_ring_full: AtomicU64,
     /// The maintainer failed to prepare a segment (health degraded until one succeeds).
     pub prepare_failing: AtomicBool,
+    /// The errno of the last failed preparation (0 after a success): a writer waiting for a
+    /// prepared segment reports it instead of waiting out its limit.
+    pub prepare_errno: AtomicI32,
+    /// The writer is waiting for a prepared segment (Staged: every buffer is full and not
+    /// yet drained; health degraded while it waits).
+    pub writer_waiting: AtomicBool,
 }
 
 impl WriterLink {

@@ -18,6 +18,7 @@
 
 #[cfg_attr(not(feature = "archive"), allow(dead_code))]
 pub(crate) mod archive_gate;
+mod drain;
 mod durability;
 mod freeze;
 mod job;
@@ -63,6 +64,22 @@ impl PersistQueue {
     /// Free places in the ring.
     pub fn slots(&self) -> usize {
         self.tx.slots()
+    }
+}
+
+/// The drain of a staged recorder, made at open (it prepares the first segment on the
+/// opening thread) and handed to the maintainer.
+pub struct StagedDrain(drain::Drain);
+
+impl StagedDrain {
+    /// A drain over `ring` for the segments of `dir`; `direct_io`: try `O_DIRECT`.
+    pub fn new(ring: Arc<crate::staging::StagingRing>, dir: PathBuf, direct_io: bool) -> Self {
+        StagedDrain(drain::Drain::new(ring, dir, direct_io))
+    }
+
+    /// Creates segment `index`'s file and gives it a zeroed staging buffer.
+    pub fn prepare(&mut self, index: u64) -> Result<crate::segment::PreparedSegment> {
+        self.0.prepare(index)
     }
 }
 
@@ -143,10 +160,15 @@ impl SegmentMaintainer {
         link: Arc<link::WriterLink>,
         prepared: rtrb::Producer<crate::segment::PreparedSegment>,
         archive: Option<archive_gate::ArchiveGate>,
+        drain: Option<StagedDrain>,
     ) -> Result<Self> {
         let mut m = Self::with_existing(config, hot, cold)?;
         if let Some(w) = m.worker.as_mut() {
-            w.attach(durability::Durability::new(link, prepared));
+            w.attach(durability::Durability::new(
+                link,
+                prepared,
+                drain.map(|d| d.0),
+            ));
             if let Some(gate) = archive {
                 w.attach_archive(gate);
             }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::archive_gate::ArchiveGate;
+use super::drain::DRAIN_SLOT;
 use super::durability::{Durability, SYNC_SLOT};
 use super::freeze::{FreezeJob, FreezeOutcome};
 use super::job::{split_ud, Ctx};
@@ -59,6 +60,8 @@ struct PersistRetry {
     path: PathBuf,
     used: u64,
     last_seq: u64,
+    /// Staged: the buffer to recycle once the retry succeeds.
+    slot: Option<usize>,
 }
 
 /// The consumer ends of the maintainer's three rings.
@@ -271,11 +274,18 @@ impl Worker {
             stats.busy_turns.fetch_add(1, Ordering::Relaxed);
         } else {
             stats.idle_turns.fetch_add(1, Ordering::Relaxed);
+            // Never sleep past the next timed drain or sync: that bounds the durability lag.
+            let nap = match &self.durability {
+                Some(d) => self
+                    .sleep
+                    .min(d.next_at().saturating_duration_since(Instant::now())),
+                None => self.sleep,
+            };
             let be = self.be.as_mut().expect("backend");
             if be.in_flight() > 0 {
-                let _ = be.wait(self.sleep);
-            } else {
-                std::thread::sleep(self.sleep);
+                let _ = be.wait(nap);
+            } else if !nap.is_zero() {
+                std::thread::sleep(nap);
             }
             self.sleep = (self.sleep * 2).min(self.config.max_sleep);
         }
@@ -303,10 +313,20 @@ impl Worker {
         let mut did = self.archive.as_mut().is_some_and(ArchiveGate::poll);
         for _ in 0..BATCH_SIZE {
             let Some(slot) = self.free_slot() else { break };
-            let Ok(seg) = self.persist_rx.pop() else {
+            let Ok(seg) = self.persist_rx.peek() else {
                 break;
             };
-            self.start_persist(slot, PersistJob::new(seg));
+            let drain = self.durability.as_mut().and_then(|d| d.drain.as_mut());
+            let tail = match (seg.staged.is_some(), drain) {
+                // Never two writes of one segment in flight: wait for its drain.
+                (true, Some(d)) if d.busy_with(seg.index) => break,
+                (true, Some(d)) => d.take_for_persist(seg.index),
+                _ => None,
+            };
+            let Ok(seg) = self.persist_rx.pop() else {
+                unreachable!("peeked above; only this thread pops");
+            };
+            self.start_persist(slot, PersistJob::new(seg, tail));
             did = true;
         }
         while let Ok(path) = self.freeze_rx.pop() {
@@ -371,6 +391,7 @@ impl Worker {
             path: job.path.clone(),
             used: job.used,
             last_seq: job.last_seq,
+            slot: job.slot,
         });
         self.update_gauges();
     }
@@ -415,10 +436,14 @@ impl Worker {
             let r = self.persist_retry.swap_remove(pos);
             did = true;
             match PersistJob::reopen(r.retry.index, r.path.clone(), r.used, r.last_seq) {
-                Ok(mut job) => match job.start(slot as u32, &mut self.ctx()) {
-                    Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
-                    Err(_) => self.retry_persist(&job, r.retry.attempts),
-                },
+                Ok(mut job) => {
+                    job.slot = r.slot;
+                    let started = job.start(slot as u32, &mut self.ctx());
+                    match started {
+                        Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
+                        Err(_) => self.retry_persist(&job, r.retry.attempts),
+                    }
+                }
                 Err(e) => {
                     log::error!("persist retry: {e}");
                     self.persist_retry.push(PersistRetry {
@@ -604,6 +629,17 @@ impl Worker {
     /// Routes a completion to its job; handles the job's end.
     fn dispatch(&mut self, c: Completion) {
         let (slot, tag) = split_ud(c.user_data);
+        if slot == DRAIN_SLOT {
+            let mut d = self
+                .durability
+                .take()
+                .expect("drain completions come from durability");
+            if let Err(e) = d.on_drain_complete(tag, c.result, &mut self.ctx()) {
+                self.fsync_failed(&e);
+            }
+            self.durability = Some(d);
+            return;
+        }
         if slot == SYNC_SLOT {
             let mut d = self
                 .durability
@@ -663,6 +699,9 @@ impl Worker {
                 self.hists.record(Hist::Fdatasync, job.fdatasync_ns);
                 if let Some(d) = self.durability.as_mut() {
                     d.on_persisted(job.index, job.last_seq);
+                    if let (Some(slot), Some(drain)) = (job.slot, d.drain.as_mut()) {
+                        drain.recycle(slot, job.used);
+                    }
                 }
                 let pos = self.hot.partition_point(|&i| i < job.index);
                 self.hot.insert(pos, job.index);

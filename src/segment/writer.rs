@@ -6,7 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::format::{
     record_crc, record_size, Seal, SegmentHeader, HEADER_LEN, RECORD_HEADER_LEN, REC_CRC_OFFSET,
@@ -16,6 +18,7 @@ use super::mmap::SharedMap;
 use super::names::segment_path;
 use crate::constants::{MAX_RECORD_LEN, MAX_SEGMENT_SIZE, MAX_SEQ, MIN_SEGMENT_SIZE};
 use crate::error::{Error, Result};
+use crate::staging::StagingRing;
 
 /// Why an append did not happen. Nothing was written in any of these cases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,33 +33,52 @@ pub enum AppendError {
     SeqExhausted,
 }
 
-/// A created, preallocated, synced and prefaulted segment file with no header yet.
+/// Where a segment's bytes live while the writer fills them.
+enum Backing {
+    /// Direct mode: the segment file itself, mapped shared.
+    Mapped {
+        file: File,
+        /// Kept for its `Drop` (munmap); the writer uses `PreparedSegment::base`.
+        map: SharedMap,
+    },
+    /// Staged mode: a staging buffer in tmpfs; the ring keeps the mapping alive and the
+    /// maintainer owns the segment file on disk.
+    Staged { ring: Arc<StagingRing>, slot: usize },
+}
+
+/// A segment ready to become the active one: its memory mapped and prefaulted, no header yet.
 /// Activating it ([`SegmentWriter::activate`]) writes the header into memory, so a prepared
 /// segment can become the active one without a system call.
 pub struct PreparedSegment {
     path: PathBuf,
-    file: File,
-    map: SharedMap,
     index: u64,
+    /// Start of the writable memory: the file mapping (Direct) or the staging buffer.
+    base: NonNull<u8>,
+    /// Bytes of memory at `base`: the segment's capacity.
+    len: usize,
+    backing: Backing,
 }
+
+// SAFETY: `base` points into memory owned by `backing` (a mapping, or a ring that outlives
+// every holder of a slot), which moves with the value; nothing else writes it meanwhile.
+unsafe impl Send for PreparedSegment {}
 
 impl PreparedSegment {
     /// Creates `<dir>/<index>.wal` with `O_EXCL`, preallocates `capacity` bytes with
     /// `fallocate` (a full disk fails here, never as a SIGBUS later), fsyncs the file and the
-    /// directory, then maps and prefaults it. On error the file is removed again.
+    /// directory, then maps and prefaults it (Direct mode). On error the file is removed.
     pub fn create(dir: &Path, index: u64, capacity: u64) -> Result<Self> {
-        let capacity = clamp_capacity(capacity)?;
         let path = segment_path(dir, index);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::io("create", &path, e))?;
-        match Self::preallocate_and_map(file, &path, dir, index, capacity) {
-            Ok(seg) => Ok(seg),
+        let file = create_segment_file(dir, index, capacity, false)?;
+        let capacity = clamp_capacity(capacity)?;
+        match SharedMap::map(&file, capacity as usize, &path) {
+            Ok(map) => Ok(PreparedSegment {
+                path,
+                index,
+                base: NonNull::new(map.as_ptr()).expect("a mapping is never null"),
+                len: map.len(),
+                backing: Backing::Mapped { file, map },
+            }),
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
                 Err(e)
@@ -64,31 +86,16 @@ impl PreparedSegment {
         }
     }
 
-    fn preallocate_and_map(
-        file: File,
-        path: &Path,
-        dir: &Path,
-        index: u64,
-        capacity: u64,
-    ) -> Result<Self> {
-        // SAFETY: plain syscall on an fd we own; mode 0 allocates and extends the file size.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, capacity as libc::off_t) };
-        if rc != 0 {
-            return Err(Error::io(
-                "fallocate",
-                path,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
-        sync_dir(dir)?;
-        let map = SharedMap::map(&file, capacity as usize, path)?;
-        Ok(PreparedSegment {
-            path: path.to_path_buf(),
-            file,
-            map,
+    /// A prepared segment staged in `slot` of `ring` (which the caller zeroed); the segment
+    /// file `<index>.wal` at `path` is the maintainer's.
+    pub fn staged(path: PathBuf, index: u64, ring: Arc<StagingRing>, slot: usize) -> Self {
+        PreparedSegment {
+            path,
             index,
-        })
+            base: ring.base(slot),
+            len: ring.capacity(),
+            backing: Backing::Staged { ring, slot },
+        }
     }
 
     /// The segment's index.
@@ -96,28 +103,77 @@ impl PreparedSegment {
         self.index
     }
 
-    /// (address, length) of the mapping, for the maintainer's pretouch.
+    /// (address, length) of the memory the writer fills.
     pub fn mapping(&self) -> (usize, usize) {
-        (self.map.as_ptr() as usize, self.map.len())
+        (self.base.as_ptr() as usize, self.len)
     }
 
     /// The segment's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The staging slot, in Staged mode.
+    pub fn staging_slot(&self) -> Option<usize> {
+        match &self.backing {
+            Backing::Staged { slot, .. } => Some(*slot),
+            Backing::Mapped { .. } => None,
+        }
+    }
 }
 
-/// A sealed segment on its way to the maintainer: still mapped and open; the maintainer
-/// unmaps it, truncates it to `used`, fdatasyncs and closes it.
+/// Creates `<dir>/<index>.wal` with `O_EXCL` (and `O_DIRECT` when `direct`), preallocates
+/// `capacity` bytes, fsyncs the file and the directory. On error the file is removed.
+pub fn create_segment_file(dir: &Path, index: u64, capacity: u64, direct: bool) -> Result<File> {
+    let capacity = clamp_capacity(capacity)?;
+    let path = segment_path(dir, index);
+    let flags = libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(flags)
+        .open(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
+    let done = preallocate(&file, &path, capacity).and_then(|()| sync_dir(dir));
+    match done {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+fn preallocate(file: &File, path: &Path, capacity: u64) -> Result<()> {
+    // SAFETY: plain syscall on an fd we own; mode 0 allocates and extends the file size.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, capacity as libc::off_t) };
+    if rc != 0 {
+        return Err(Error::io(
+            "fallocate",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    file.sync_all().map_err(|e| Error::io("fsync", path, e))
+}
+
+/// A sealed segment on its way to the maintainer. Direct: still mapped and open; the
+/// maintainer unmaps it, truncates it to `used`, fdatasyncs and closes it. Staged: the
+/// maintainer drains the rest of the buffer to its file first, then does the same and
+/// recycles the buffer.
 pub struct SealedSegment {
     /// Segment index.
     pub index: u64,
     /// Path of the `.wal`.
     pub path: PathBuf,
-    /// The open file.
-    pub file: File,
+    /// The open file (Direct mode; in Staged mode the maintainer holds it).
+    pub file: Option<File>,
     /// The writer's mapping (dropped = unmapped by the maintainer, off the writer thread).
     pub map: Option<SharedMap>,
+    /// The staging buffer (Staged mode): the ring and the slot.
+    pub staged: Option<(Arc<StagingRing>, usize)>,
     /// Used length: header, records and seal.
     pub used: u64,
     /// Sequence number of the last record (first_seq - 1 when empty).
@@ -162,7 +218,7 @@ impl SegmentWriter {
     /// Writes the header of a prepared segment; no system call.
     pub fn activate(seg: PreparedSegment, first_seq: u64, prev_crc: u32) -> Self {
         debug_assert!((1..=MAX_SEQ).contains(&first_seq));
-        let capacity = seg.map.len();
+        let capacity = seg.len;
         let header = SegmentHeader {
             index: seg.index,
             first_seq,
@@ -173,7 +229,7 @@ impl SegmentWriter {
         // SAFETY: the mapping is at least MIN_SEGMENT_SIZE > HEADER_LEN bytes and this writer
         // owns it exclusively.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), seg.map.as_ptr(), HEADER_LEN);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), seg.base.as_ptr(), HEADER_LEN);
         }
         SegmentWriter {
             seg,
@@ -220,7 +276,7 @@ impl SegmentWriter {
         // SAFETY: write_off + size <= limit <= map.len() - SEAL_LEN was checked above, the record lies
         // wholly inside the mapping, and no one else writes to it. The range was zero (fresh
         // fallocated file) and is not yet committed, so readers ignore it.
-        let rec = unsafe { self.seg.map.as_ptr().add(self.write_off) };
+        let rec = unsafe { self.seg.base.as_ptr().add(self.write_off) };
         // SAFETY: `payload` covers exactly the len bytes after the frame header, in bounds.
         let payload = unsafe { std::slice::from_raw_parts_mut(rec.add(RECORD_HEADER_LEN), len) };
         fill(payload);
@@ -260,7 +316,7 @@ impl SegmentWriter {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
-                self.seg.map.as_ptr().add(self.write_off),
+                self.seg.base.as_ptr().add(self.write_off),
                 SEAL_LEN,
             );
         }
@@ -269,10 +325,19 @@ impl SegmentWriter {
         seal
     }
 
-    /// Makes every record written so far durable (msync of the written range).
+    /// Direct mode: makes every record written so far durable (msync of the written range).
+    /// Staged mode: nothing to do here (the maintainer drains the buffer); returns Ok.
     pub fn sync(&self) -> Result<()> {
         let upto = self.write_off + if self.sealed.is_some() { SEAL_LEN } else { 0 };
-        self.seg.map.sync_prefix(upto, &self.seg.path)
+        match &self.seg.backing {
+            Backing::Mapped { map, .. } => map.sync_prefix(upto, &self.seg.path),
+            Backing::Staged { .. } => Ok(()),
+        }
+    }
+
+    /// Whether this segment is staged in tmpfs.
+    pub fn is_staged(&self) -> bool {
+        matches!(self.seg.backing, Backing::Staged { .. })
     }
 
     /// (address, length) of the mapping, for the maintainer's pretouch.
@@ -290,11 +355,6 @@ impl SegmentWriter {
         &self.seg.path
     }
 
-    /// The file itself (for the maintainer's persist step).
-    pub fn file(&self) -> &File {
-        &self.seg.file
-    }
-
     /// Whether a record of `len` payload bytes fits (seal space kept).
     #[inline]
     pub fn fits(&self, len: usize) -> bool {
@@ -303,7 +363,7 @@ impl SegmentWriter {
 
     /// Largest payload an empty segment of this capacity could hold.
     pub fn max_payload(&self) -> usize {
-        (self.seg.map.len() - HEADER_LEN - SEAL_LEN - RECORD_HEADER_LEN).min(MAX_RECORD_LEN)
+        (self.seg.len - HEADER_LEN - SEAL_LEN - RECORD_HEADER_LEN).min(MAX_RECORD_LEN)
     }
 
     /// Sequence number the next record would get.
@@ -336,11 +396,16 @@ impl SegmentWriter {
     pub fn into_sealed(mut self) -> SealedSegment {
         self.seal();
         let used = self.used_len();
+        let (file, map, staged) = match self.seg.backing {
+            Backing::Mapped { file, map } => (Some(file), Some(map), None),
+            Backing::Staged { ring, slot } => (None, None, Some((ring, slot))),
+        };
         SealedSegment {
             index: self.header.index,
             path: self.seg.path,
-            file: self.seg.file,
-            map: Some(self.seg.map),
+            file,
+            map,
+            staged,
             used,
             last_seq: self.next_seq - 1,
             sealed_at: crate::telemetry::now(),

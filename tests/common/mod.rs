@@ -191,3 +191,12 @@ pub fn spawn_record(
     });
     (child, reader)
 }
+
+/// A private parent for staging directories on the machine's tmpfs (`/dev/shm`), removed on
+/// drop, so that tests never share staging with each other. Fails loudly without a tmpfs.
+pub fn staging_root() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("walrec-test-")
+        .tempdir_in("/dev/shm")
+        .expect("this test needs a tmpfs at /dev/shm for the staging buffers")
+}

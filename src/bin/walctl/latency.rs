@@ -15,8 +15,15 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn new() -> Self {
+        // A zeroed box may be fresh, untouched pages (calloc): write every bucket once so
+        // recording never page-faults the writer.
+        let mut counts = Box::new([0; BUCKETS]);
+        for c in counts.iter_mut() {
+            // SAFETY: a valid, aligned reference; volatile only so the store is not elided.
+            unsafe { std::ptr::write_volatile(c, 0) };
+        }
         Histogram {
-            counts: Box::new([0; BUCKETS]),
+            counts,
             total: 0,
             max: 0,
         }

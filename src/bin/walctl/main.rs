@@ -3,6 +3,7 @@
 
 #[cfg(feature = "archive")]
 mod archive;
+mod lag;
 mod latency;
 mod record;
 

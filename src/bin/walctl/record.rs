@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::json;
-use wal_recorder::config::Config;
+use wal_recorder::config::{Config, WritePath};
 use wal_recorder::maintainer::MaintainerStats;
 use wal_recorder::recorder::Recorder;
 
+use super::lag::LagTracker;
 use super::latency::Histogram;
 use super::CmdResult;
 
@@ -33,9 +34,20 @@ pub struct RecordArgs {
     /// Compressed segments kept before the oldest is deleted
     #[arg(long, default_value_t = 64)]
     max_compressed: usize,
-    /// Milliseconds between syncs of the active segment by the maintainer
-    #[arg(long, default_value_t = 5)]
+    /// Milliseconds between drains (Staged) or syncs (Direct) of the active segment
+    #[arg(long, default_value_t = 1)]
     sync_interval_ms: u64,
+    /// Appends per second, paced; latency is measured from each append's intended start
+    /// (0: as fast as possible)
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Where the writer's memory lives: `staged` (tmpfs buffers drained to disk) or
+    /// `direct` (the segment file mapped)
+    #[arg(long, default_value = "staged", value_parser = ["staged", "direct"])]
+    write_path: String,
+    /// tmpfs directory for the staging buffers
+    #[arg(long, default_value = "/dev/shm")]
+    staging_dir: PathBuf,
     /// Print one JSON object
     #[arg(long)]
     json: bool,
@@ -72,6 +84,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
     cfg.max_segments = a.max_segments;
     cfg.max_compressed_segments = a.max_compressed;
     cfg.sync_interval = Duration::from_millis(a.sync_interval_ms);
+    cfg.staging_dir = a.staging_dir.clone();
+    if a.write_path == "direct" {
+        cfg.write_path = WritePath::Direct;
+    }
     if two_cores {
         cfg.core = Some(1);
         core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
@@ -95,16 +111,38 @@ pub fn run(a: RecordArgs) -> CmdResult {
     let first_seq = rec.last_seq() + 1;
     let clock = quanta::Clock::new();
     let mut hist = Histogram::new();
+    // Sample the lag of every record at low rates, of every 64th at high ones.
+    let mut lag = LagTracker::new(if a.rate > 0 && a.rate <= 100_000 {
+        1
+    } else {
+        64
+    });
     let progress_every = Duration::from_millis(50).as_nanos() as u64;
+    let period_ns = if a.rate > 0 { 1e9 / a.rate as f64 } else { 0.0 };
+    let faults_before = thread_faults();
     let start = clock.raw();
     let mut last_progress = start;
     let mut seq = first_seq;
     for i in 0..a.records {
         let t0 = clock.raw();
+        // Paced: wait for this append's intended start and measure from it, so a stall
+        // counts for every append it delayed (no coordinated omission).
+        let due = (i as f64 * period_ns) as u64;
+        let mut waited = clock.delta_as_nanos(start, t0);
+        while waited < due {
+            lag.durable(rec.durable_seq(), waited);
+            waited = clock.delta_as_nanos(start, clock.raw());
+        }
         let s = seq;
         rec.append_with(a.record_size, |b| wal_recorder::event::fill(s, b))?;
         let t1 = clock.raw();
-        hist.record(clock.delta_as_nanos(t0, t1));
+        let now = clock.delta_as_nanos(start, t1);
+        hist.record(match a.rate {
+            0 => clock.delta_as_nanos(t0, t1),
+            _ => now.saturating_sub(due),
+        });
+        lag.appended(s, now);
+        lag.durable(rec.durable_seq(), now);
         seq += 1;
         if a.progress && i % 1024 == 0 && clock.delta_as_nanos(last_progress, t1) >= progress_every
         {
@@ -113,7 +151,14 @@ pub fn run(a: RecordArgs) -> CmdResult {
         }
     }
     let secs = clock.delta(start, clock.raw()).as_secs_f64();
+    let faults = thread_faults() - faults_before;
     let last_seq = seq - 1;
+    // The lag of the last records: wait (bounded) for the drains to cover them.
+    let wait_from = std::time::Instant::now();
+    while lag.outstanding() > 0 && wait_from.elapsed() < Duration::from_secs(30) {
+        lag.durable(rec.durable_seq(), clock.delta_as_nanos(start, clock.raw()));
+        std::hint::spin_loop();
+    }
     if a.progress {
         eprintln!("appended {} durable {}", last_seq, rec.durable_seq());
     }
@@ -147,7 +192,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
                             "p9999": q(0.9999), "max": hist.max() },
             "maintainer": maintainer_json, "compression_ratio": ratio,
             "writer": { "rollovers": writer.rollovers, "stalls": writer.stalls,
-                        "persist_ring_full": writer.persist_ring_full },
+                        "persist_ring_full": writer.persist_ring_full, "page_faults": faults },
+            "rate": a.rate, "write_path": a.write_path,
+            "durability_lag_ns": { "p50": lag.hist.quantile(0.5), "p99": lag.hist.quantile(0.99),
+                                   "max": lag.hist.max(), "samples_dropped": lag.dropped },
             "pinned": two_cores, "recovery": recovery, "health": health,
             "histograms": histograms_json(&snapshot),
             "archive": archive_json(&snapshot.counters.archive, a.archive.as_deref()),
@@ -186,8 +234,15 @@ pub fn run(a: RecordArgs) -> CmdResult {
             None => println!("compression ratio: nothing compressed yet"),
         }
         println!(
-            "writer: {} rollovers, {} stalls, {} persist-ring-full; durable_seq {durable_at_end}; health {health}; pinned {two_cores}",
+            "writer: {} rollovers, {} stalls, {} persist-ring-full, {faults} page faults; durable_seq {durable_at_end}; health {health}; pinned {two_cores}",
             writer.rollovers, writer.stalls, writer.persist_ring_full
+        );
+        println!(
+            "durability lag ({} path) µs: p50 {:.0} p99 {:.0} max {:.0}",
+            a.write_path,
+            lag.hist.quantile(0.5) as f64 / 1e3,
+            lag.hist.quantile(0.99) as f64 / 1e3,
+            lag.hist.max() as f64 / 1e3
         );
         if let Some(url) = &a.archive {
             let c = &snapshot.counters.archive;
@@ -198,6 +253,15 @@ pub fn run(a: RecordArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Page faults (minor and major) of the calling thread so far.
+fn thread_faults() -> u64 {
+    // SAFETY: rusage is plain data that getrusage fills.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    (ru.ru_minflt + ru.ru_majflt) as u64
 }
 
 /// The archive counters, or null without an archive.

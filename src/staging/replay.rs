@@ -1,0 +1,205 @@
+//! Replay at open: the staging buffers a crashed process left behind may hold records the
+//! disk lacks (appended after the last drain). Before recovery reads the disk, each buffer is
+//! compared with the segment file of the same index and applied where it is ahead, so a
+//! process crash loses nothing. One decision per buffer (docs/RECOVERY.md, "Staging rows"):
+//!
+//! | buffer holds | disk holds | action |
+//! | --- | --- | --- |
+//! | a zero header | anything | nothing (an unused buffer) |
+//! | segment `i`, valid up to `E` | `<i>.wal` with the same header, valid up to `< E` | write the buffer's `[0, E)` over the file, fdatasync |
+//! | segment `i` | `<i>.wal` with the same header, valid as far or further | nothing (staging older than disk) |
+//! | segment `i` | `<i>.wal` whose header is zero (prepared, never drained) | write, as above |
+//! | segment `i` | `<i>.wal.lz4`, or `i` below the first segment on disk | nothing (older than disk) |
+//! | segment `i` | no file `i`, and `i` is the next index of the log | create `<i>.wal`, write, fdatasync, fsync the directory |
+//! | segment `i` | `<i>.wal` with another header, or no place for `i` | **refuse**: another log or another segment; nothing applied |
+//! | not a segment (bad magic, checksum) | — | **refuse** |
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use super::dir::StagingDir;
+use crate::error::{Error, Result};
+use crate::log::{list_dir, Tier};
+use crate::segment::format::{SegmentHeader, HEADER_LEN};
+use crate::segment::names::segment_path;
+use crate::segment::{sync_dir, SegmentEnd, SegmentReader};
+
+/// What replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// One line per buffer that held a segment.
+    pub actions: Vec<String>,
+    /// Records the disk lacked and got from staging.
+    pub records: u64,
+    /// Segments written from staging.
+    pub segments: u64,
+}
+
+/// A staging buffer that holds a segment.
+struct Staged {
+    name: String,
+    file: File,
+    header: SegmentHeader,
+    raw_header: [u8; HEADER_LEN],
+}
+
+/// Where the records of a segment stream end, and how many there are.
+fn valid_end(src: impl Read, path: &Path) -> Result<(u64, u64)> {
+    let mut r = SegmentReader::new(BufReader::with_capacity(1 << 20, src), path)?;
+    let end = match r.skip_to_end()? {
+        SegmentEnd::Sealed(seal) => seal.end,
+        SegmentEnd::Open { offset } | SegmentEnd::Broken { offset, .. } => offset,
+    };
+    Ok((end, r.count()))
+}
+
+/// Applies every buffer of `dir` that is ahead of the log in `log_dir` (see the module
+/// docs). Refuses, before writing anything, a buffer that belongs elsewhere.
+pub fn replay(dir: &StagingDir, log_dir: &Path) -> Result<Replay> {
+    let mut staged = Vec::new();
+    for name in dir.buffer_names()? {
+        let path = dir.path().join(&name);
+        let mut file = dir.open_buffer(&name)?;
+        let mut raw = [0u8; HEADER_LEN];
+        let got = file
+            .read(&mut raw)
+            .map_err(|e| Error::io("read", &path, e))?;
+        if got < HEADER_LEN || raw.iter().all(|&b| b == 0) {
+            continue;
+        }
+        let header = SegmentHeader::decode(&raw).map_err(|kind| Error::Staging {
+            path: path.clone(),
+            why: format!("not a segment of this log ({kind}); refused, nothing applied"),
+        })?;
+        staged.push(Staged {
+            name,
+            file,
+            header,
+            raw_header: raw,
+        });
+    }
+    staged.sort_by_key(|s| s.header.index);
+    let listing = list_dir(log_dir)?;
+    let first = listing.segments.first().map(|s| s.index);
+    let mut next = listing.segments.last().map_or(0, |s| s.index + 1);
+    // Decide everything first: a refusal must leave the disk untouched.
+    let mut plan = Vec::new();
+    for s in staged {
+        let i = s.header.index;
+        let entry = listing.segments.iter().find(|e| e.index == i);
+        let spath = dir.path().join(&s.name);
+        match entry {
+            Some(e) if e.tier == Tier::Cold => plan.push((s, None)),
+            None if first.is_some_and(|f| i < f) => plan.push((s, None)),
+            Some(e) => {
+                let mut disk_head = [0u8; HEADER_LEN];
+                let f = File::open(&e.path).map_err(|err| Error::io("open", &e.path, err))?;
+                let got = f
+                    .read_at(&mut disk_head, 0)
+                    .map_err(|err| Error::io("read", &e.path, err))?;
+                let zero = disk_head[..got].iter().all(|&b| b == 0);
+                if !zero && disk_head != s.raw_header {
+                    return Err(Error::Staging {
+                        path: spath,
+                        why: format!(
+                            "holds segment {i} with a header other than {}'s: staging from another log or another segment; refused, nothing applied",
+                            e.path.display()
+                        ),
+                    });
+                }
+                let disk_end = if zero {
+                    (0, 0)
+                } else {
+                    valid_end(f, &e.path)?
+                };
+                plan.push((s, Some((false, disk_end))));
+            }
+            None if i == next => {
+                next += 1;
+                plan.push((s, Some((true, (0, 0)))));
+            }
+            None => {
+                return Err(Error::Staging {
+                    path: spath,
+                    why: format!(
+                        "holds segment {i}, but the log's next segment is {next}: staging from another log; refused, nothing applied"
+                    ),
+                })
+            }
+        }
+    }
+    let mut out = Replay::default();
+    let mut created = false;
+    for (mut s, disk) in plan {
+        let i = s.header.index;
+        let spath = dir.path().join(&s.name);
+        let Some((create, (disk_end, disk_count))) = disk else {
+            out.actions.push(format!(
+                "{}: segment {i} is older than the disk's copy; discarded",
+                spath.display()
+            ));
+            continue;
+        };
+        s.file
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("seek", &spath, e))?;
+        let (end, count) = valid_end(&mut s.file, &spath)?;
+        if end <= disk_end {
+            out.actions.push(format!(
+                "{}: segment {i} holds nothing the disk lacks; discarded",
+                spath.display()
+            ));
+            continue;
+        }
+        let target = segment_path(log_dir, i);
+        write_ahead(&s.file, &spath, &target, end, s.header.capacity, create)?;
+        created |= create;
+        out.records += count - disk_count;
+        out.segments += 1;
+        out.actions.push(format!(
+            "{}: {} records of segment {i} the disk lacked applied from {} (process crash before the drain)",
+            target.display(),
+            count - disk_count,
+            spath.display()
+        ));
+    }
+    if created {
+        sync_dir(log_dir)?;
+    }
+    Ok(out)
+}
+
+/// Copies `[0, end)` of the buffer over the segment file (creating it at its full capacity
+/// when `create`), then fdatasyncs it.
+fn write_ahead(
+    src: &File,
+    spath: &Path,
+    target: &Path,
+    end: u64,
+    capacity: u64,
+    create: bool,
+) -> Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(create)
+        .mode(0o644)
+        .open(target)
+        .map_err(|e| Error::io(if create { "create" } else { "open" }, target, e))?;
+    if create {
+        f.set_len(capacity)
+            .map_err(|e| Error::io("ftruncate", target, e))?;
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < end {
+        let n = (end - off).min(buf.len() as u64) as usize;
+        src.read_exact_at(&mut buf[..n], off)
+            .map_err(|e| Error::io("read", spath, e))?;
+        f.write_all_at(&buf[..n], off)
+            .map_err(|e| Error::io("write", target, e))?;
+        off += n as u64;
+    }
+    f.sync_data().map_err(|e| Error::io("fdatasync", target, e))
+}

@@ -1,0 +1,101 @@
+//! The ring of staging buffers: `count` files of `capacity` bytes in the staging directory,
+//! each mapped once and prefaulted once at open, and unmapped only when the last holder of
+//! the ring (recorder or maintainer) drops it. Buffers circulate by slot number: the
+//! maintainer prepares a zeroed one for the next segment, the writer fills it, the
+//! maintainer drains it to disk, zeroes its used part and prepares it again. Ownership of a
+//! slot is handed over through the SPSC rings between them, never shared.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::dir::StagingDir;
+use crate::error::Result;
+use crate::segment::SharedMap;
+
+/// See the module docs.
+pub struct StagingRing {
+    dir: StagingDir,
+    /// One mapping per slot, each `capacity` bytes; never unmapped while the ring lives.
+    maps: Vec<SharedMap>,
+    capacity: usize,
+}
+
+// SAFETY: the ring hands out raw pointers to its mappings; which thread may write a slot is
+// decided by who holds that slot's token (passed through the SPSC rings), and the mappings
+// themselves live as long as the ring. `&StagingRing` exposes no other shared mutable state.
+unsafe impl Sync for StagingRing {}
+
+/// Name of the buffer file of `slot`.
+fn buffer_name(slot: usize) -> String {
+    format!("buf-{slot:02}")
+}
+
+impl StagingRing {
+    /// Creates `count` buffers of `capacity` bytes in `dir` (which must hold none: replay
+    /// removes what it applied), maps them and prefaults them. Costs `count * capacity`
+    /// bytes of tmpfs memory for as long as the recorder is open.
+    pub fn create(dir: StagingDir, count: usize, capacity: u64) -> Result<Arc<Self>> {
+        let mut maps = Vec::with_capacity(count);
+        for slot in 0..count {
+            let name = buffer_name(slot);
+            let made = dir
+                .create_buffer(&name, capacity)
+                .and_then(|file| SharedMap::map(&file, capacity as usize, &dir.path().join(&name)));
+            match made {
+                Ok(map) => maps.push(map),
+                Err(e) => {
+                    drop(maps);
+                    let _ = dir.remove_all();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Arc::new(StagingRing {
+            dir,
+            maps,
+            capacity: capacity as usize,
+        }))
+    }
+
+    /// Number of buffers.
+    pub fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    /// Always false: a ring has at least two buffers.
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+
+    /// Bytes per buffer.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Start of the mapping of `slot`.
+    pub fn base(&self, slot: usize) -> NonNull<u8> {
+        NonNull::new(self.maps[slot].as_ptr()).expect("a mapping is never null")
+    }
+
+    /// Zeroes `[0, upto)` of `slot` so it can stage the next segment (the writer relies on
+    /// zeros after its last record). Only the holder of the slot's token may call this.
+    pub fn zero(&self, slot: usize, upto: usize) {
+        let upto = upto.min(self.capacity);
+        // SAFETY: the range lies inside the slot's mapping, and the caller holds the slot:
+        // nobody else writes it now.
+        unsafe { std::ptr::write_bytes(self.maps[slot].as_ptr(), 0, upto) };
+    }
+
+    /// The staging directory.
+    pub fn dir(&self) -> &StagingDir {
+        &self.dir
+    }
+
+    /// Unmaps and removes every buffer and the directory: a clean close, once everything
+    /// staged is durable on disk.
+    pub fn remove(self) -> Result<()> {
+        let StagingRing { dir, maps, .. } = self;
+        drop(maps);
+        dir.remove_all()
+    }
+}
