@@ -123,7 +123,7 @@ impl Recorder {
         let mut drain = staging
             .0
             .as_ref()
-            .map(|r| StagedDrain::new(r.clone(), dir.clone(), config.direct_io));
+            .map(|r| StagedDrain::new(r.clone(), &config));
         let active = match drain.as_mut() {
             Some(d) => SegmentWriter::activate(
                 d.prepare(recovered.next_index)?,

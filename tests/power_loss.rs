@@ -83,11 +83,11 @@ fn power_cuts(path: WritePath) {
     let image = work.path().join("fs.img");
     let mnt = work.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    sh(Command::new("truncate").arg("-s").arg("256M").arg(&image));
+    sh(Command::new("truncate").arg("-s").arg("1G").arg(&image));
     sh(Command::new("mkfs.ext4").arg("-q").arg("-F").arg(&image));
     let log = mnt.join("log");
     let mut last_durable = 0;
-    for (trial, delay_ms) in [400u64, 700, 1000].into_iter().enumerate() {
+    for (trial, delay_ms) in [300u64, 450, 600, 750, 900, 1050].into_iter().enumerate() {
         mount(&image, &mnt);
         let (mut child, reader) = spawn_record(
             &log,
@@ -136,6 +136,7 @@ fn power_cuts(path: WritePath) {
             v["warnings"]
         );
         let mut cfg = Config::new(&log);
+        cfg.segment_size = 1 << 20;
         cfg.write_path = path;
         cfg.staging_dir = staging.path().to_path_buf();
         let rec = Recorder::open(&log, cfg).unwrap();

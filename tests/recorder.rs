@@ -260,3 +260,81 @@ fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     rec.close().unwrap();
     assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_slow_disk_makes_the_writer_wait_and_never_overwrites_undrained_data() {
+    use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    // Every write to a segment file takes 30 ms: the writer fills its two buffers long
+    // before the first one is drained, persisted and free again.
+    let plan = FaultPlan::new();
+    plan.add(Rule {
+        code: OpCode::Write,
+        target: Target::Segment,
+        nth: 0,
+        count: u32::MAX,
+        effect: Effect::DelayMs(30),
+    });
+    let mut cfg = config(dir.path());
+    cfg.fault_plan = Some(plan.clone());
+    cfg.staging_dir = staging.path().to_path_buf();
+    cfg.prepared_segments = 1;
+    cfg.staging_buffers = 2;
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    let n = 6 * 818; // six segments of 64 KiB
+    for seq in 1..=n {
+        assert_eq!(rec.append_with(64, |b| event::fill(seq, b)).unwrap(), seq);
+    }
+    let stalls = rec.writer_stats().stalls;
+    assert!(
+        stalls >= 3,
+        "the writer never waited for a buffer: {stalls} stalls"
+    );
+    assert!(plan.fired() > 0);
+    rec.close().unwrap();
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!((r.first_seq, r.last_seq), (Some(1), Some(n)));
+    let mut reader = LogReader::open_dir(dir.path()).unwrap();
+    let mut buf = Vec::new();
+    while let Some(info) = reader.next_record(&mut buf).unwrap() {
+        assert!(
+            event::matches(info.seq, &buf),
+            "record {} overwritten",
+            info.seq
+        );
+    }
+}
+
+#[test]
+fn zero_filled_segments_are_written_in_steps_before_the_writer_gets_them() {
+    use wal_recorder::io::fault::FaultPlan;
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let plan = FaultPlan::new(); // no rules: counts the operations
+    let mut cfg = config(dir.path());
+    cfg.segment_size = 3 << 20; // three 1 MiB zero steps per segment
+    cfg.zero_fill = true;
+    cfg.prepared_segments = 2;
+    cfg.fault_plan = Some(plan.clone());
+    cfg.staging_dir = staging.path().to_path_buf();
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    wait_for("two prepared segments", || rec.prepared_ready() == 2);
+    // Nothing appended yet: every write so far is a zero step of a prepared segment.
+    assert_eq!(plan.seen(OpCode::Write, Target::Segment), 2 * 3);
+    for i in 0..2u64 {
+        let seg = dir.path().join(format!("{:020}.wal", i + 1));
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 3 << 20);
+    }
+    let n = 100_000; // about 2.6 segments of 80-byte records
+    for seq in 1..=n {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.close().unwrap();
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(n));
+}

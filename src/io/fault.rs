@@ -17,6 +17,8 @@ pub enum Effect {
     Fail(i32),
     /// Runs with the length cut to at most this many bytes (reads and writes).
     Short(u32),
+    /// Runs after this many milliseconds: a slow device (the maintainer's thread waits).
+    DelayMs(u32),
 }
 
 /// One fault: the `nth` (0-based) operation with this opcode and target, and `count`
@@ -151,6 +153,11 @@ impl IoBackend for FaultBackend {
                 // SAFETY: push's contract keeps the pointers valid until the completion is
                 // reaped; the shortened range lies inside the original one.
                 unsafe { run(&short) }
+            }
+            Some(Effect::DelayMs(ms)) => {
+                std::thread::sleep(Duration::from_millis(u64::from(ms)));
+                // SAFETY: as above.
+                unsafe { run(op) }
             }
             // SAFETY: as above.
             None => unsafe { run(op) },

@@ -5,6 +5,7 @@
 //! completes "inline"; the caller pushes operations, submits once, then reaps completions
 //! and matches them by `user_data`.
 
+mod aligned;
 mod blocking;
 pub mod fault;
 mod lock;
@@ -15,6 +16,7 @@ use std::ffi::CStr;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+pub use aligned::AlignedBuf;
 pub use blocking::BlockingBackend;
 pub use lock::lock_dir;
 pub use sched::set_idle_priority;

@@ -30,8 +30,31 @@ use crate::telemetry::{self, Hist, Stamp};
 
 /// Job slot reserved for the drain of the active segment.
 pub(crate) const DRAIN_SLOT: u32 = u32::MAX - 1;
+/// Job slot reserved for the preparation of the next segment.
+pub(crate) const PREPARE_SLOT: u32 = u32::MAX - 2;
 const WRITE: u32 = 0;
 const SYNC: u32 = 1;
+const DIR_SYNC: u32 = 2;
+/// The drain's second write: the partial last page, from the bounce page.
+const WRITE_LAST: u32 = 3;
+
+/// Bytes of zeros written per step of a prepare: one step in flight at a time, so that a
+/// drain's write and fdatasync never queue behind more than this in the device.
+const ZERO_STEP: u64 = 1 << 20;
+
+/// A segment file being prepared: zero-filled step by step (optionally), then fdatasynced
+/// and its directory fsynced.
+struct Preparing {
+    index: u64,
+    slot: usize,
+    file: File,
+    /// Offset of the next zero step; `capacity` once the zeros are all written.
+    zero_next: u64,
+    /// Length of the zero step in flight.
+    zero_len: u32,
+    /// Results of the last zero step, the fdatasync and the directory fsync.
+    results: [Option<i32>; 3],
+}
 
 /// A segment file the maintainer prepared, and how much of its buffer is on disk.
 struct DiskTarget {
@@ -40,6 +63,8 @@ struct DiskTarget {
     /// Page-aligned offset: the buffer's bytes below it were written (and synced) to disk.
     /// The page at this offset may be partial on disk; the next drain starts here.
     drained: u64,
+    /// Last sequence number a drain made durable in this segment (0: none yet).
+    drained_seq: u64,
 }
 
 /// The drain of the active segment in flight.
@@ -49,9 +74,13 @@ struct InFlight {
     seq: u64,
     /// `drained` once it succeeds: the page holding the writer's position.
     next_drained: u64,
+    /// Results of the write of the whole pages, the write of the last page, the fdatasync.
     write: Option<i32>,
+    write_last: Option<i32>,
     sync: Option<i32>,
+    /// Lengths of the two writes (0: none).
     len: u32,
+    len_last: u32,
     started: Stamp,
 }
 
@@ -76,6 +105,11 @@ pub(crate) struct Drain {
     targets: BTreeMap<u64, DiskTarget>,
     in_flight: Option<InFlight>,
     next_at: Instant,
+    /// Write zeros over each new segment file before the writer gets it (see Config).
+    zero_fill: bool,
+    preparing: Option<Preparing>,
+    /// The partial last page of a drain, copied: only complete records and zeros.
+    bounce: crate::io::AlignedBuf,
     /// Counters for the report: drains done, bytes written.
     pub drains: u64,
     pub bytes: u64,
@@ -83,7 +117,7 @@ pub(crate) struct Drain {
 
 impl Drain {
     /// A drain over `ring` (all slots free) for segments of `dir`.
-    pub fn new(ring: Arc<StagingRing>, dir: PathBuf, direct_io: bool) -> Self {
+    pub fn new(ring: Arc<StagingRing>, dir: PathBuf, direct_io: bool, zero_fill: bool) -> Self {
         Drain {
             free: (0..ring.len()).collect(),
             capacity: ring.capacity() as u64,
@@ -93,6 +127,9 @@ impl Drain {
             targets: BTreeMap::new(),
             in_flight: None,
             next_at: Instant::now(),
+            zero_fill,
+            preparing: None,
+            bounce: crate::io::AlignedBuf::new(PAGE_SIZE as usize),
             drains: 0,
             bytes: 0,
         }
@@ -103,50 +140,175 @@ impl Drain {
         !self.free.is_empty()
     }
 
-    /// Creates and preallocates `<index>.wal` and gives it a zeroed buffer. `O_DIRECT` is
-    /// tried first; a file system that refuses it (EINVAL) gets buffered writes from then on.
+    /// Creates and preallocates `<index>.wal` (fsynced with its directory, on this thread)
+    /// and gives it a zeroed buffer: the first segment, at open.
     pub fn prepare(&mut self, index: u64) -> Result<PreparedSegment> {
-        let Some(slot) = self.free.pop_front() else {
-            return Err(Error::Timeout {
-                path: self.dir.clone(),
-                what: "a free staging buffer",
-            });
-        };
-        let made = match create_segment_file(&self.dir, index, self.capacity, self.direct) {
+        let slot = self.take_free()?;
+        match self.create_file(index, true) {
+            Ok(file) => Ok(self.ready(index, slot, file)),
+            Err(e) => {
+                self.free.push_front(slot);
+                Err(e)
+            }
+        }
+    }
+
+    fn take_free(&mut self) -> Result<usize> {
+        self.free.pop_front().ok_or_else(|| Error::Timeout {
+            path: self.dir.clone(),
+            what: "a free staging buffer",
+        })
+    }
+
+    /// `O_DIRECT` is tried first; a file system that refuses it (EINVAL) gets buffered writes
+    /// from then on.
+    fn create_file(&mut self, index: u64, sync: bool) -> Result<File> {
+        let (dir, cap) = (&self.dir, self.capacity);
+        match create_segment_file(dir, index, cap, self.direct, sync) {
             Err(Error::Io { source, .. })
                 if self.direct && source.raw_os_error() == Some(libc::EINVAL) =>
             {
                 log::info!(
-                    "{}: O_DIRECT refused; the drain uses buffered writes",
-                    self.dir.display()
+                    "{}: O_DIRECT refused; drains use buffered writes",
+                    dir.display()
                 );
                 self.direct = false;
-                create_segment_file(&self.dir, index, self.capacity, false)
+                create_segment_file(dir, index, cap, false, sync)
             }
             other => other,
-        };
-        let file = match made {
-            Ok(f) => f,
-            Err(e) => {
-                self.free.push_front(slot);
-                return Err(e);
-            }
-        };
+        }
+    }
+
+    /// Registers a prepared file and hands out its buffer.
+    fn ready(&mut self, index: u64, slot: usize, file: File) -> PreparedSegment {
         self.targets.insert(
             index,
             DiskTarget {
                 file,
                 slot,
                 drained: 0,
+                drained_seq: 0,
             },
         );
         let path = segment_path(&self.dir, index);
-        Ok(PreparedSegment::staged(
-            path,
+        PreparedSegment::staged(path, index, self.ring.clone(), slot)
+    }
+
+    /// True while a prepare is in flight.
+    pub fn preparing(&self) -> bool {
+        self.preparing.is_some()
+    }
+
+    /// Starts preparing `<index>.wal` without blocking the loop: create and fallocate here,
+    /// then write zeros over it in `ZERO_STEP` steps through the ring (the zeros come from
+    /// the free buffer itself: zeroed, page-aligned, as long as the file), then one chain
+    /// `fdatasync → fsync(dir)`. Zero-filled files have written extents, so a drain's
+    /// fdatasync on a journaled ext4 needs no journal commit to convert them
+    /// (`Config::zero_fill`).
+    pub fn start_prepare(&mut self, index: u64, cx: &mut Ctx<'_>) -> Result<()> {
+        let slot = self.take_free()?;
+        let file = match self.create_file(index, false) {
+            Ok(f) => f,
+            Err(e) => {
+                self.free.push_front(slot);
+                return Err(e);
+            }
+        };
+        self.preparing = Some(Preparing {
             index,
-            self.ring.clone(),
             slot,
-        ))
+            file,
+            zero_next: if self.zero_fill { 0 } else { self.capacity },
+            zero_len: 0,
+            results: [None; 3],
+        });
+        self.prepare_step(cx).map_err(|e| self.abandon_prepare(e))
+    }
+
+    /// Pushes the next step of the prepare in flight: a zero write, or the final syncs.
+    fn prepare_step(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
+        let p = self.preparing.as_mut().expect("a prepare in flight");
+        let fd = p.file.as_raw_fd();
+        p.results = [None; 3];
+        let pushed = if p.zero_next < self.capacity {
+            let len = ZERO_STEP.min(self.capacity - p.zero_next) as usize;
+            // SAFETY: a range of the free slot's mapping, alive as long as the ring and
+            // written by nobody until the prepared segment is handed out, after the chain.
+            let zeros = unsafe { std::slice::from_raw_parts(self.ring.base(p.slot).as_ptr(), len) };
+            p.zero_len = len as u32;
+            let op = Op::write(
+                IoTarget::Segment,
+                fd,
+                zeros,
+                p.zero_next,
+                ud(PREPARE_SLOT, WRITE),
+            );
+            // SAFETY: as above; the file stays open in `preparing` until the completion.
+            unsafe { push_chain(cx.be, &[op]) }
+        } else {
+            p.results[WRITE as usize] = Some(0);
+            let ops = [
+                Op::fdatasync(IoTarget::Segment, fd, ud(PREPARE_SLOT, SYNC)),
+                Op::fsync(IoTarget::Dir, cx.dirfd, ud(PREPARE_SLOT, DIR_SYNC)),
+            ];
+            // SAFETY: no buffers or paths; the fds stay open until the completions.
+            unsafe { push_chain(cx.be, &ops) }
+        };
+        pushed.map_err(|e| Error::io("submit", segment_path(&self.dir, p.index), e))
+    }
+
+    /// Gives up the prepare in flight (nothing of it in flight any more): removes the file,
+    /// frees the buffer, returns `e`.
+    fn abandon_prepare(&mut self, e: Error) -> Error {
+        if let Some(p) = self.preparing.take() {
+            drop(p.file);
+            let _ = std::fs::remove_file(segment_path(&self.dir, p.index));
+            self.free.push_front(p.slot);
+        }
+        e
+    }
+
+    /// A completion of the prepare in flight: pushes the next step, or, once the syncs are
+    /// in, returns the prepared segment (or why not: the file is removed and the buffer
+    /// freed, to be tried again later).
+    pub fn on_prepare_complete(
+        &mut self,
+        tag: u32,
+        result: i32,
+        cx: &mut Ctx<'_>,
+    ) -> Option<(u64, Result<PreparedSegment>)> {
+        let p = self.preparing.as_mut().expect("a prepare was in flight");
+        let (index, path) = (p.index, segment_path(&self.dir, p.index));
+        p.results[tag as usize] = Some(result);
+        if tag == WRITE && p.results[SYNC as usize].is_none() {
+            let wrote = check(result, "write zeros", &path).and_then(|n| {
+                if n < p.zero_len {
+                    return Err(Error::io(
+                        "write zeros",
+                        &path,
+                        std::io::Error::other("short"),
+                    ));
+                }
+                p.zero_next += u64::from(n);
+                Ok(())
+            });
+            let stepped = wrote.and_then(|()| self.prepare_step(cx));
+            return match stepped {
+                Ok(()) => None,
+                Err(e) => Some((index, Err(self.abandon_prepare(e)))),
+            };
+        }
+        let [Some(_), Some(s), Some(d)] = p.results else {
+            return None;
+        };
+        let synced = check(s, "fdatasync", &path).and_then(|_| check(d, "fsync dir", &self.dir));
+        match synced {
+            Ok(_) => {
+                let p = self.preparing.take().expect("checked above");
+                Some((index, Ok(self.ready(index, p.slot, p.file))))
+            }
+            Err(e) => Some((index, Err(self.abandon_prepare(e)))),
+        }
     }
 
     /// True while a drain is in flight.
@@ -180,44 +342,71 @@ impl Drain {
         let Some((index, off, seq)) = link.appended_snapshot() else {
             return Ok(false);
         };
-        if seq <= link.durable() || index != link.persisted_end.load(Ordering::Acquire) {
-            return Ok(false); // nothing new, or earlier segments are not persisted yet
-        }
         let Some(t) = self.targets.get(&index) else {
             return Ok(false);
         };
-        let upto = off.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let upto = upto.min(self.capacity);
-        if upto <= t.drained {
-            return Ok(false);
+        if seq <= t.drained_seq.max(link.durable()) {
+            return Ok(false); // nothing new since the last drain
         }
-        let len = (upto - t.drained) as u32;
-        // SAFETY: [drained, upto) lies inside the slot's mapping, which the ring keeps alive
-        // for as long as this maintainer holds it.
-        let buf = unsafe {
-            std::slice::from_raw_parts(
-                self.ring.base(t.slot).as_ptr().add(t.drained as usize),
-                len as usize,
-            )
-        };
+        // Only bytes that can no longer change reach the device: the whole pages below the
+        // writer's position straight from the buffer, and the partial last page copied (on
+        // this thread, after the acquire above) into the bounce page with zeros after the
+        // last complete record. An O_DIRECT write's DMA reads memory whenever it likes; from
+        // the live page it could take a record's committed sequence number with a payload
+        // the writer had not finished, and a power cut would leave that on disk.
+        let whole_end = (off / PAGE_SIZE * PAGE_SIZE).min(self.capacity);
+        let last_len = (off - whole_end) as usize;
+        let base = self.ring.base(t.slot).as_ptr();
         let fd = t.file.as_raw_fd();
-        let ops = [
-            Op::write(IoTarget::Segment, fd, buf, t.drained, ud(DRAIN_SLOT, WRITE)),
-            Op::fdatasync(IoTarget::Segment, fd, ud(DRAIN_SLOT, SYNC)),
-        ];
-        // SAFETY: the buffer is staging memory that outlives the operation (the ring lives
-        // as long as this drain, and the target's file stays open until the completion: persist
-        // waits for it through `busy_with`). The writer only adds bytes past `off`; the
-        // bytes the write may see change only past the records it claims durable.
+        let mut ops = Vec::with_capacity(3);
+        let (mut len, mut len_last) = (0u32, 0u32);
+        if whole_end > t.drained {
+            len = (whole_end - t.drained) as u32;
+            // SAFETY: [drained, whole_end) lies inside the slot's mapping, which the ring
+            // keeps alive as long as this drain; the writer never changes bytes below `off`.
+            let buf =
+                unsafe { std::slice::from_raw_parts(base.add(t.drained as usize), len as usize) };
+            ops.push(Op::write(
+                IoTarget::Segment,
+                fd,
+                buf,
+                t.drained,
+                ud(DRAIN_SLOT, WRITE),
+            ));
+        }
+        if last_len > 0 {
+            let page = self.bounce.as_mut_slice();
+            // SAFETY: [whole_end, off) lies inside the mapping and holds complete records.
+            let done =
+                unsafe { std::slice::from_raw_parts(base.add(whole_end as usize), last_len) };
+            page[..last_len].copy_from_slice(done);
+            page[last_len..].fill(0);
+            len_last = PAGE_SIZE as u32;
+            let op = Op::write(
+                IoTarget::Segment,
+                fd,
+                self.bounce.as_slice(),
+                whole_end,
+                ud(DRAIN_SLOT, WRITE_LAST),
+            );
+            ops.push(op);
+        }
+        ops.push(Op::fdatasync(IoTarget::Segment, fd, ud(DRAIN_SLOT, SYNC)));
+        // SAFETY: the staging range and the bounce page outlive the operations (one drain in
+        // flight at a time; the bounce page is touched again only after its completion), and
+        // the target's file stays open until the completions: persist waits for them through
+        // `busy_with`.
         unsafe { push_chain(cx.be, &ops) }
             .map_err(|e| Error::io("submit", segment_path(&self.dir, index), e))?;
         self.in_flight = Some(InFlight {
             index,
             seq,
-            next_drained: off / PAGE_SIZE * PAGE_SIZE,
-            write: None,
+            next_drained: whole_end,
+            write: (len == 0).then_some(0),
+            write_last: (len_last == 0).then_some(0),
             sync: None,
             len,
+            len_last,
             started: telemetry::now(),
         });
         Ok(true)
@@ -236,31 +425,49 @@ impl Drain {
         let f = self.in_flight.as_mut().expect("a drain was in flight");
         match tag {
             WRITE => f.write = Some(result),
+            WRITE_LAST => f.write_last = Some(result),
             _ => f.sync = Some(result),
         }
-        let (Some(w), Some(s)) = (f.write, f.sync) else {
+        let (Some(w), Some(wl), Some(s)) = (f.write, f.write_last, f.sync) else {
             return Ok(());
         };
         let f = self.in_flight.take().expect("checked above");
         let path = segment_path(&self.dir, f.index);
-        check(w, "write (drain)", &path)?;
-        if (w as u32) < f.len {
-            log::warn!(
-                "{}: short drain write ({w} of {}); retried",
-                path.display(),
-                f.len
-            );
-            return Ok(());
+        for (got, want) in [(w, f.len), (wl, f.len_last)] {
+            if got == -libc::ECANCELED {
+                return Ok(()); // after a short write earlier in the chain: drained again
+            }
+            check(got, "write (drain)", &path)?;
+            if (got as u32) < want {
+                log::warn!(
+                    "{}: short drain write ({got} of {want}); retried",
+                    path.display()
+                );
+                return Ok(());
+            }
         }
         check(s, "fdatasync", &path)?;
         cx.hists.record_since(Hist::Fdatasync, f.started);
         if let Some(t) = self.targets.get_mut(&f.index) {
             t.drained = f.next_drained;
+            t.drained_seq = f.seq;
         }
         self.drains += 1;
-        self.bytes += u64::from(f.len);
-        link.advance_durable(f.seq);
+        self.bytes += u64::from(f.len + f.len_last);
+        // A prefix claim: only once every earlier segment is durable (else `on_persisted`
+        // credits it when they are).
+        if f.index == link.persisted_end.load(Ordering::Acquire) {
+            link.advance_durable(f.seq);
+        }
         Ok(())
+    }
+
+    /// Last sequence number drained durably in segment `index`, if any.
+    pub fn drained_seq(&self, index: u64) -> Option<u64> {
+        self.targets
+            .get(&index)
+            .map(|t| t.drained_seq)
+            .filter(|&s| s > 0)
     }
 
     /// Hands the file of a sealed segment to persist, with what is left to write.

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,9 +79,13 @@ impl Durability {
         }
     }
 
-    /// True while a sync or a drain is in flight (its fd must stay open).
+    /// True while a sync, a drain or a prepare is in flight (its fd must stay open).
     pub fn busy(&self) -> bool {
-        self.sync_in_flight.is_some() || self.drain.as_ref().is_some_and(Drain::busy)
+        self.sync_in_flight.is_some()
+            || self
+                .drain
+                .as_ref()
+                .is_some_and(|d| d.busy() || d.preparing())
     }
 
     /// When the next timed sync or drain is due.
@@ -91,43 +96,65 @@ impl Durability {
         }
     }
 
-    /// Prepares one segment if the ring has room. True if it did work.
-    pub fn plan_prepare(&mut self, cx: &Ctx<'_>, stopping: bool) -> bool {
+    /// Prepares one segment if the ring has room. True if it did work. Direct mode creates
+    /// and maps it here; Staged mode starts the drain's asynchronous prepare (completed in
+    /// [`Self::on_prepare_complete`]).
+    pub fn plan_prepare(&mut self, cx: &mut Ctx<'_>, stopping: bool) -> bool {
         if stopping || self.prepared_tx.slots() == 0 || Instant::now() < self.prepare_not_before {
             return false;
         }
-        if self.drain.as_ref().is_some_and(|d| !d.has_free()) {
-            return false; // every buffer is in use: the disk is behind the writer
+        if self
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.preparing() || !d.has_free())
+        {
+            return false; // one at a time; or every buffer is in use (the disk is behind)
         }
         let link = &self.link;
-        let index = link.next_index.load(std::sync::atomic::Ordering::Acquire);
+        let index = link.next_index.load(Ordering::Acquire);
         if link
             .next_index
-            .compare_exchange(
-                index,
-                index + 1,
-                std::sync::atomic::Ordering::AcqRel,
-                std::sync::atomic::Ordering::Acquire,
-            )
+            .compare_exchange(index, index + 1, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             return false; // the writer claimed it meanwhile
         }
         let made = match self.drain.as_mut() {
-            Some(d) => d.prepare(index),
+            Some(d) => match d.start_prepare(index, cx) {
+                Ok(()) => return true,
+                Err(e) => Err(e),
+            },
             None => PreparedSegment::create(cx.dir, index, cx.config.segment_size),
         };
+        self.prepared(index, made);
+        true
+    }
+
+    /// A completion of the drain's prepare (Staged mode).
+    pub fn on_prepare_complete(&mut self, tag: u32, result: i32, cx: &mut Ctx<'_>) {
+        let d = self
+            .drain
+            .as_mut()
+            .expect("prepare completions come from the drain");
+        if let Some((index, made)) = d.on_prepare_complete(tag, result, cx) {
+            self.prepared(index, made);
+        }
+    }
+
+    /// Hands a prepared segment to the writer, or notes the failure and when to retry.
+    fn prepared(&mut self, index: u64, made: Result<PreparedSegment>) {
+        let link = &self.link;
         match made {
             Ok(seg) => {
-                self.prepared_maps
-                    .push_back((index, seg.mapping().0, seg.mapping().1));
+                if seg.staging_slot().is_none() {
+                    self.prepared_maps
+                        .push_back((index, seg.mapping().0, seg.mapping().1));
+                }
                 self.prepare_attempts = 0;
-                link.prepare_failing
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
-                link.prepare_errno
-                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                link.prepare_failing.store(false, Ordering::Relaxed);
+                link.prepare_errno.store(0, Ordering::Relaxed);
                 if self.prepared_tx.push(seg).is_err() {
-                    unreachable!("checked for room above; only this thread pushes");
+                    unreachable!("checked for room before preparing; only this thread pushes");
                 }
             }
             Err(e) => {
@@ -135,16 +162,14 @@ impl Durability {
                 let _ = link.next_index.compare_exchange(
                     index + 1,
                     index,
-                    std::sync::atomic::Ordering::AcqRel,
-                    std::sync::atomic::Ordering::Acquire,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
                 );
                 log::warn!("preparing segment {index}: {e}; will retry");
-                link.prepare_failing
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                link.prepare_failing.store(true, Ordering::Relaxed);
                 if let Error::Io { source, .. } = &e {
                     let errno = source.raw_os_error().unwrap_or(libc::EIO);
-                    link.prepare_errno
-                        .store(errno, std::sync::atomic::Ordering::Relaxed);
+                    link.prepare_errno.store(errno, Ordering::Relaxed);
                 }
                 let delay = RETRY_MIN
                     .saturating_mul(1 << self.prepare_attempts.min(16))
@@ -153,7 +178,6 @@ impl Durability {
                 self.prepare_not_before = Instant::now() + delay;
             }
         }
-        true
     }
 
     /// The pretoucher: every millisecond, faults in as writable again the next
@@ -284,6 +308,10 @@ impl Durability {
         }
         self.link.persisted_end.store(end, Ordering::Release);
         if let Some(seq) = durable {
+            self.link.advance_durable(seq);
+        }
+        // What the drain already made durable of the segment after them (the active one).
+        if let Some(seq) = self.drain.as_ref().and_then(|d| d.drained_seq(end)) {
             self.link.advance_durable(seq);
         }
         if self.active_file.as_ref().is_some_and(|(i, _)| *i < end) && self.sync_in_flight.is_none()

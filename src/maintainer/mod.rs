@@ -72,9 +72,15 @@ impl PersistQueue {
 pub struct StagedDrain(drain::Drain);
 
 impl StagedDrain {
-    /// A drain over `ring` for the segments of `dir`; `direct_io`: try `O_DIRECT`.
-    pub fn new(ring: Arc<crate::staging::StagingRing>, dir: PathBuf, direct_io: bool) -> Self {
-        StagedDrain(drain::Drain::new(ring, dir, direct_io))
+    /// A drain over `ring` for the segments of `config.dir`, as configured (`direct_io`,
+    /// `zero_fill`).
+    pub fn new(ring: Arc<crate::staging::StagingRing>, config: &Config) -> Self {
+        StagedDrain(drain::Drain::new(
+            ring,
+            config.dir.clone(),
+            config.direct_io,
+            config.zero_fill,
+        ))
     }
 
     /// Creates segment `index`'s file and gives it a zeroed staging buffer.

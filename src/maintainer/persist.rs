@@ -1,7 +1,10 @@
-//! Persist: the writer's sealed segment is unmapped (Direct), or the rest of its staging
-//! buffer is written to its file (Staged), then one linked chain
-//! `[write →] ftruncate(used) → fdatasync → close` makes it durable at its used length. It
-//! joins the hot list only when all of them succeeded; a staged buffer is recycled then.
+//! Persist: the writer's sealed segment is unmapped, then one linked chain
+//! `ftruncate(used) → fdatasync → close` makes it durable at its used length (Direct). A
+//! staged segment's chain is `write(rest of the buffer) → fdatasync → ftruncate(used) →
+//! fdatasync → close`: its records are durable at the first fdatasync, which is when
+//! `durable_seq` may pass them ([`PersistJob::durable`]), without waiting for the truncation's
+//! metadata commit. It joins the hot list only when all of them succeeded; a staged buffer
+//! is recycled then.
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ const TRUNCATE: u32 = 0;
 const SYNC: u32 = 1;
 const CLOSE: u32 = 2;
 const WRITE: u32 = 3;
+const TAIL_SYNC: u32 = 4;
 
 /// How a persist ended.
 pub(crate) enum PersistOutcome {
@@ -44,7 +48,9 @@ pub(crate) struct PersistJob {
     pub used: u64,
     pub last_seq: u64,
     fd: RawFd,
-    results: [Option<i32>; 4],
+    results: [Option<i32>; 5],
+    /// `durable_seq` was told about this segment (at its first successful fdatasync).
+    pub credited: bool,
     /// Staged: the buffer's tail still to write, and the ring that keeps it mapped.
     tail: Option<BufferTail>,
     /// Length of the tail write pushed (0: none).
@@ -83,7 +89,8 @@ impl PersistJob {
             used: seg.used,
             last_seq: seg.last_seq,
             fd,
-            results: [None; 4],
+            results: [None; 5],
+            credited: false,
             tail,
             write_len: 0,
             slot,
@@ -107,7 +114,8 @@ impl PersistJob {
             used,
             last_seq,
             fd,
-            results: [None; 4],
+            results: [None; 5],
+            credited: false,
             tail: None,
             write_len: 0,
             slot: None,
@@ -145,6 +153,11 @@ impl PersistJob {
         if self.write_len == 0 {
             self.results[WRITE as usize] = Some(0);
         }
+        if self.tail.is_some() {
+            ops.push(Op::fdatasync(Target::Segment, self.fd, ud(slot, TAIL_SYNC)));
+        } else {
+            self.results[TAIL_SYNC as usize] = Some(0);
+        }
         ops.push(Op::ftruncate(
             Target::Segment,
             self.fd,
@@ -157,13 +170,24 @@ impl PersistJob {
         unsafe { push_chain(cx.be, &ops) }
     }
 
-    /// Records a completion; returns the outcome once all three are in.
+    /// Whether the segment's records are durable: the write of the staged tail and its
+    /// fdatasync succeeded (Staged), or the truncate and the fdatasync (Direct).
+    pub fn durable(&self) -> bool {
+        let ok = |tag: u32| self.results[tag as usize].is_some_and(|r| r >= 0);
+        let wrote = self.results[WRITE as usize].is_some_and(|r| r as u32 >= self.write_len);
+        match self.tail.is_some() {
+            true => wrote && ok(TAIL_SYNC),
+            false => ok(TRUNCATE) && ok(SYNC),
+        }
+    }
+
+    /// Records a completion; returns the outcome once all are in.
     pub fn complete(&mut self, tag: u32, result: i32) -> Option<PersistOutcome> {
         self.results[tag as usize] = Some(result);
-        if tag == SYNC {
+        if tag == SYNC || tag == TAIL_SYNC {
             self.fdatasync_ns = telemetry::since_ns(self.started);
         }
-        let [Some(t), Some(s), Some(c), Some(w)] = self.results else {
+        let [Some(t), Some(s), Some(c), Some(w), Some(ts)] = self.results else {
             return None;
         };
         if c < 0 {
@@ -181,6 +205,9 @@ impl PersistJob {
                 &self.path,
                 short,
             )));
+        }
+        if let Err(e) = check(ts, "fdatasync", &self.path) {
+            return Some(PersistOutcome::FsyncFailed(e));
         }
         if let Err(e) = check(t, "ftruncate", &self.path) {
             return Some(PersistOutcome::Retry(e));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::archive_gate::ArchiveGate;
-use super::drain::DRAIN_SLOT;
+use super::drain::{DRAIN_SLOT, PREPARE_SLOT};
 use super::durability::{Durability, SYNC_SLOT};
 use super::freeze::{FreezeJob, FreezeOutcome};
 use super::job::{split_ud, Ctx};
@@ -405,7 +405,7 @@ impl Worker {
         }
         if let Some(mut d) = self.durability.take() {
             d.pretouch();
-            did |= d.plan_prepare(&self.ctx(), stopping);
+            did |= d.plan_prepare(&mut self.ctx(), stopping);
             if !self.failed {
                 let (interval, busy) = (self.config.sync_interval, self.config.sync_while_busy);
                 match d.plan_sync(&mut self.ctx(), interval, busy) {
@@ -629,6 +629,13 @@ impl Worker {
     /// Routes a completion to its job; handles the job's end.
     fn dispatch(&mut self, c: Completion) {
         let (slot, tag) = split_ud(c.user_data);
+        if slot == PREPARE_SLOT {
+            if let Some(mut d) = self.durability.take() {
+                d.on_prepare_complete(tag, c.result, &mut self.ctx());
+                self.durability = Some(d);
+            }
+            return;
+        }
         if slot == DRAIN_SLOT {
             let mut d = self
                 .durability
@@ -657,10 +664,14 @@ impl Worker {
             return;
         };
         match job {
-            Job::Persist(mut j) => match j.complete(tag, c.result) {
-                None => self.slots[slot] = Some(Job::Persist(j)),
-                Some(o) => self.persist_done(j, o),
-            },
+            Job::Persist(mut j) => {
+                let outcome = j.complete(tag, c.result);
+                self.credit_durable(&mut j);
+                match outcome {
+                    None => self.slots[slot] = Some(Job::Persist(j)),
+                    Some(o) => self.persist_done(j, o),
+                }
+            }
             Job::Freeze(mut j) => {
                 let index = j.index;
                 let outcome = j.complete(slot as u32, tag, c.result, &mut self.ctx());
@@ -697,8 +708,9 @@ impl Worker {
             PersistOutcome::Persisted => {
                 self.hists.record_since(Hist::Close, job.sealed_at);
                 self.hists.record(Hist::Fdatasync, job.fdatasync_ns);
+                let mut job = job;
+                self.credit_durable(&mut job);
                 if let Some(d) = self.durability.as_mut() {
-                    d.on_persisted(job.index, job.last_seq);
                     if let (Some(slot), Some(drain)) = (job.slot, d.drain.as_mut()) {
                         drain.recycle(slot, job.used);
                     }
@@ -714,6 +726,18 @@ impl Worker {
             }
         }
         self.update_gauges();
+    }
+
+    /// Tells `durable_seq` about a persisted segment as soon as its records are durable
+    /// (once per job).
+    fn credit_durable(&mut self, job: &mut PersistJob) {
+        if job.credited || !job.durable() {
+            return;
+        }
+        job.credited = true;
+        if let Some(d) = self.durability.as_mut() {
+            d.on_persisted(job.index, job.last_seq);
+        }
     }
 
     fn freeze_failed(&mut self, index: u64, e: Error, enospc: bool) {

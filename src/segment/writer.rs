@@ -69,7 +69,7 @@ impl PreparedSegment {
     /// directory, then maps and prefaults it (Direct mode). On error the file is removed.
     pub fn create(dir: &Path, index: u64, capacity: u64) -> Result<Self> {
         let path = segment_path(dir, index);
-        let file = create_segment_file(dir, index, capacity, false)?;
+        let file = create_segment_file(dir, index, capacity, false, true)?;
         let capacity = clamp_capacity(capacity)?;
         match SharedMap::map(&file, capacity as usize, &path) {
             Ok(map) => Ok(PreparedSegment {
@@ -123,8 +123,15 @@ impl PreparedSegment {
 }
 
 /// Creates `<dir>/<index>.wal` with `O_EXCL` (and `O_DIRECT` when `direct`), preallocates
-/// `capacity` bytes, fsyncs the file and the directory. On error the file is removed.
-pub fn create_segment_file(dir: &Path, index: u64, capacity: u64, direct: bool) -> Result<File> {
+/// `capacity` bytes, and with `sync` fsyncs the file and the directory (without, the caller
+/// does, as the maintainer does through io_uring). On error the file is removed.
+pub fn create_segment_file(
+    dir: &Path,
+    index: u64,
+    capacity: u64,
+    direct: bool,
+    sync: bool,
+) -> Result<File> {
     let capacity = clamp_capacity(capacity)?;
     let path = segment_path(dir, index);
     let flags = libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
@@ -136,7 +143,10 @@ pub fn create_segment_file(dir: &Path, index: u64, capacity: u64, direct: bool) 
         .custom_flags(flags)
         .open(&path)
         .map_err(|e| Error::io("create", &path, e))?;
-    let done = preallocate(&file, &path, capacity).and_then(|()| sync_dir(dir));
+    let done = preallocate(&file, &path, capacity, sync).and_then(|()| match sync {
+        true => sync_dir(dir),
+        false => Ok(()),
+    });
     match done {
         Ok(()) => Ok(file),
         Err(e) => {
@@ -146,7 +156,7 @@ pub fn create_segment_file(dir: &Path, index: u64, capacity: u64, direct: bool) 
     }
 }
 
-fn preallocate(file: &File, path: &Path, capacity: u64) -> Result<()> {
+fn preallocate(file: &File, path: &Path, capacity: u64, sync: bool) -> Result<()> {
     // SAFETY: plain syscall on an fd we own; mode 0 allocates and extends the file size.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, capacity as libc::off_t) };
     if rc != 0 {
@@ -155,6 +165,9 @@ fn preallocate(file: &File, path: &Path, capacity: u64) -> Result<()> {
             path,
             std::io::Error::last_os_error(),
         ));
+    }
+    if !sync {
+        return Ok(());
     }
     file.sync_all().map_err(|e| Error::io("fsync", path, e))
 }

@@ -45,6 +45,9 @@ pub struct RecordArgs {
     /// `direct` (the segment file mapped)
     #[arg(long, default_value = "staged", value_parser = ["staged", "direct"])]
     write_path: String,
+    /// Staged: write zeros over each new segment file before use (`false`: fallocate only)
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    zero_fill: bool,
     /// tmpfs directory for the staging buffers
     #[arg(long, default_value = "/dev/shm")]
     staging_dir: PathBuf,
@@ -85,6 +88,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
     cfg.max_compressed_segments = a.max_compressed;
     cfg.sync_interval = Duration::from_millis(a.sync_interval_ms);
     cfg.staging_dir = a.staging_dir.clone();
+    cfg.zero_fill = a.zero_fill;
     if a.write_path == "direct" {
         cfg.write_path = WritePath::Direct;
     }
