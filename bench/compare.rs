@@ -2,8 +2,13 @@
 //! do, same stream (64-byte trading events), same run, writer pinned to core 0 and every
 //! background thread to core 1:
 //!
-//! - `recorder`: wal-recorder as shipped (`Recorder`, maintainer with small retention limits);
-//! - `recorder-idle-sync`: the same with `sync_while_busy = false`;
+//! - `staged`: wal-recorder as shipped (`Recorder` with the default configuration: staging
+//!   buffers in tmpfs drained to disk every millisecond);
+//! - `staged-buffered`: the same with `direct_io = false` (buffered writes instead of
+//!   `O_DIRECT` from the staging pages);
+//! - `direct`: the same with `WritePath::Direct` (the writer maps the segment file; the
+//!   maintainer syncs its completed pages every millisecond);
+//! - `direct-idle-sync`: Direct with `sync_while_busy = false`;
 //! - `inline`: the same segment writer, but at each rollover the writer itself creates the
 //!   next segment and fdatasyncs and closes the full one (what naive loggers do);
 //! - `script`: the writer creates the next segment itself and hands the full one to a
@@ -13,8 +18,13 @@
 //!
 //! Modes: `fast` (as fast as possible, each append timed) and `paced:<rate>` (appends at a
 //! fixed rate, latency from the intended start time: coordinated omission corrected).
-//! Prints a markdown table with ratios to the floor and writes `<out>/<mode>.csv` with the
-//! percentile distribution of every variant for scripts/plot.py.
+//! Variants run in `BENCH_ROUNDS` rounds (default 3), each round in another order, so the
+//! machine's noise hits all alike; every figure is the median over the rounds. Prints a
+//! markdown table with ratios to the floor of the same run, the writer's page faults, the
+//! durability lag the writer observes through `durable_seq()` (every 64th record sampled, or
+//! every one at 100 k/s and less) and the maintainer's CPU, and writes `<out>/<mode>.csv`
+//! with the percentile distribution of every variant (first round) for scripts/plot.py.
+//! Segments are `BENCH_SEGMENT` bytes (default 64 MiB, the default configuration).
 //!
 //! Run: `scripts/bench.sh` (or `cargo bench --bench compare -- <records> <mode> <out dir>`).
 
@@ -24,12 +34,18 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use wal_recorder::config::Config;
+use wal_recorder::config::{Config, WritePath};
 use wal_recorder::event;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::{AppendError, SealedSegment, SegmentWriter};
 
-const SEG: u64 = 16 << 20;
+/// Segment size of every variant: `BENCH_SEGMENT`, default 64 MiB (the default config).
+fn seg() -> u64 {
+    std::env::var("BENCH_SEGMENT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64 << 20)
+}
 const PERCENTILES: [f64; 9] = [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0, 0.0];
 
 /// CPUs of the machine (not of the calling thread's affinity mask, which pinning narrows).
@@ -45,9 +61,14 @@ fn pin(core: usize) {
 }
 
 /// One way of appending record `seq`.
-trait Appender {
+trait Appender: Send {
     fn append(&mut self, seq: u64);
-    fn finish(self: Box<Self>);
+    /// Every record up to this is durable (None: the variant has no such notion).
+    fn durable(&self) -> Option<u64> {
+        None
+    }
+    /// Ends the run; returns the background thread's CPU nanoseconds, where known.
+    fn finish(self: Box<Self>) -> Option<u64>;
 }
 
 struct Rec(Recorder);
@@ -58,10 +79,17 @@ impl Appender for Rec {
             .append_with(64, |b| event::fill(seq, b))
             .expect("append");
     }
-    fn finish(self: Box<Self>) {
+    #[inline]
+    fn durable(&self) -> Option<u64> {
+        Some(self.0.durable_seq())
+    }
+    fn finish(mut self: Box<Self>) -> Option<u64> {
         let w = self.0.writer_stats();
         eprintln!("recorder: {} rollovers, {} stalls", w.rollovers, w.stalls);
-        self.0.close().expect("close");
+        self.0.shutdown().expect("close");
+        Some(wal_recorder::maintainer::MaintainerStats::get(
+            &self.0.maintainer_stats().cpu_ns,
+        ))
     }
 }
 
@@ -83,8 +111,9 @@ fn append_or_roll(
         Err(AppendError::Full) => {
             let old = w.take().expect("writer");
             *index += 1;
-            let mut next = SegmentWriter::create(dir, *index, SEG, old.next_seq(), old.last_crc())
-                .expect("segment");
+            let mut next =
+                SegmentWriter::create(dir, *index, seg(), old.next_seq(), old.last_crc())
+                    .expect("segment");
             next.append_with(64, |b| event::fill(seq, b))
                 .expect("append");
             *w = Some(next);
@@ -110,7 +139,9 @@ impl Appender for Inline {
             drop(sealed); // munmap + close, on the writer thread
         }
     }
-    fn finish(self: Box<Self>) {}
+    fn finish(self: Box<Self>) -> Option<u64> {
+        None
+    }
 }
 
 /// The writer rolls over itself; a background thread persists with std::fs and runs `lz4`.
@@ -147,7 +178,7 @@ impl Script {
                 }
             }
         });
-        let w = SegmentWriter::create(&dir, 0, SEG, 1, 0).expect("segment");
+        let w = SegmentWriter::create(&dir, 0, seg(), 1, 0).expect("segment");
         Script {
             dir,
             w: Some(w),
@@ -164,9 +195,10 @@ impl Appender for Script {
             self.tx.as_ref().expect("tx").send(sealed).expect("send");
         }
     }
-    fn finish(mut self: Box<Self>) {
+    fn finish(mut self: Box<Self>) -> Option<u64> {
         drop(self.tx.take());
         self.worker.take().expect("worker").join().expect("join");
+        None
     }
 }
 
@@ -190,19 +222,22 @@ impl Appender for Floor {
         rec[0..8].copy_from_slice(&seq.to_le_bytes());
         self.off += 80;
     }
-    fn finish(self: Box<Self>) {
+    fn finish(self: Box<Self>) -> Option<u64> {
         std::hint::black_box(&self.buf);
+        None
     }
 }
 
 fn make(variant: &str, dir: &Path) -> Box<dyn Appender> {
     match variant {
-        "recorder" | "recorder-idle-sync" => {
+        "staged" | "staged-buffered" | "direct" | "direct-idle-sync" => {
             let mut cfg = Config::new(dir);
-            cfg.sync_while_busy = variant == "recorder";
-            cfg.segment_size = SEG;
-            cfg.max_segments = 2;
-            cfg.max_compressed_segments = 4;
+            if variant.starts_with("direct") {
+                cfg.write_path = WritePath::Direct;
+            }
+            cfg.direct_io = variant != "staged-buffered";
+            cfg.sync_while_busy = variant != "direct-idle-sync";
+            cfg.segment_size = seg();
             cfg.core = Some(1).filter(|_| cpus() > 1);
             let rec = Recorder::open(dir, cfg).expect("open");
             while rec.prepared_ready() < 2 {
@@ -212,7 +247,7 @@ fn make(variant: &str, dir: &Path) -> Box<dyn Appender> {
         }
         "inline" => Box::new(Inline {
             dir: dir.to_path_buf(),
-            w: Some(SegmentWriter::create(dir, 0, SEG, 1, 0).expect("segment")),
+            w: Some(SegmentWriter::create(dir, 0, seg(), 1, 0).expect("segment")),
             index: 0,
         }),
         "script" => Box::new(Script::new(dir.to_path_buf())),
@@ -224,33 +259,79 @@ fn make(variant: &str, dir: &Path) -> Box<dyn Appender> {
     }
 }
 
-/// Runs `n` appends; returns sorted latencies in ns.
-fn run(app: &mut dyn Appender, n: u64, rate: Option<u64>) -> Vec<u64> {
+/// What one run of one variant measured.
+struct Outcome {
+    /// Sorted latencies, ns.
+    lat: Vec<u64>,
+    /// Sorted durability lags, ns (empty without a notion of durable).
+    lag: Vec<u64>,
+    faults: i64,
+    /// Background CPU as a share of one core over the run, where known.
+    cpu: Option<f64>,
+    secs: f64,
+}
+
+/// Runs `n` appends; returns sorted latencies and durability lags in ns, and the writer's
+/// page faults during the appends (after its own arrays were allocated and touched).
+fn run(app: &mut dyn Appender, n: u64, rate: Option<u64>) -> (Vec<u64>, Vec<u64>, i64) {
     let mut lat = vec![1u64; n as usize];
     lat.clear();
-    match rate {
-        None => {
-            for seq in 1..=n {
-                let t = Instant::now();
-                app.append(seq);
-                lat.push(t.elapsed().as_nanos() as u64);
+    // Samples (seq, append time): prefaulted here so that sampling never faults the writer.
+    let step = if rate.is_some_and(|r| r <= 100_000) {
+        1
+    } else {
+        64
+    };
+    let mut pending = std::collections::VecDeque::with_capacity(1 << 16);
+    pending.extend((0..1u64 << 16).map(|i| (i, 0u64)));
+    pending.clear();
+    let mut lag = vec![1u64; (n / step + 1) as usize];
+    lag.clear();
+    let faults_before = minor_faults();
+    let start = Instant::now();
+    let track = app.durable().is_some();
+    let mut observe = |app: &dyn Appender, pending: &mut std::collections::VecDeque<(u64, u64)>| {
+        let d = app.durable().unwrap_or(0);
+        let now = start.elapsed().as_nanos() as u64;
+        while let Some(&(s, t)) = pending.front() {
+            if s > d {
+                break;
             }
+            lag.push(now - t);
+            pending.pop_front();
         }
-        Some(r) => {
-            let period = Duration::from_nanos(1_000_000_000 / r);
-            let mut intended = Instant::now();
-            for seq in 1..=n {
+    };
+    let mut intended = Instant::now();
+    let period = rate.map(|r| Duration::from_nanos(1_000_000_000 / r));
+    for seq in 1..=n {
+        let t = match period {
+            Some(p) => {
                 while Instant::now() < intended {
                     std::hint::spin_loop();
                 }
-                app.append(seq);
-                lat.push(intended.elapsed().as_nanos() as u64);
-                intended += period;
+                let t = intended;
+                intended += p;
+                t
             }
+            None => Instant::now(),
+        };
+        app.append(seq);
+        lat.push(t.elapsed().as_nanos() as u64);
+        if track {
+            if seq % step == 0 && pending.len() < pending.capacity() {
+                pending.push_back((seq, start.elapsed().as_nanos() as u64));
+            }
+            observe(&*app, &mut pending);
         }
     }
+    let waited = Instant::now();
+    while track && !pending.is_empty() && waited.elapsed() < Duration::from_secs(30) {
+        observe(&*app, &mut pending);
+    }
+    let faults = minor_faults() - faults_before;
     lat.sort_unstable();
-    lat
+    lag.sort_unstable();
+    (lat, lag, faults)
 }
 
 fn q(lat: &[u64], p: f64) -> u64 {
@@ -258,6 +339,35 @@ fn q(lat: &[u64], p: f64) -> u64 {
         return lat[lat.len() - 1];
     }
     lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]
+}
+
+/// Runs `f` on a thread pinned to core 1 and returns what it returns.
+fn on_core_1<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(1);
+            f()
+        })
+        .join()
+        .expect("setup thread")
+    })
+}
+
+fn label(v: &str) -> &'static str {
+    match v {
+        "staged" => "(a) wal-recorder (default: Staged)",
+        "staged-buffered" => "(a1) wal-recorder, Staged, buffered drain",
+        "direct" => "(a') wal-recorder, Direct",
+        "direct-idle-sync" => "(a'') wal-recorder, Direct, sync_while_busy = false",
+        "inline" => "(b) inline fdatasync+close at rollover",
+        "script" => "(c) std::fs thread + lz4 CLI",
+        _ => "(d) floor: prefaulted memory",
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() {
@@ -275,64 +385,105 @@ fn main() {
     let rate = mode
         .strip_prefix("paced:")
         .map(|r| r.parse::<u64>().expect("rate"));
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     pin(0);
     let base = std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into());
-    let variants = [
+    let chosen = std::env::var("BENCH_VARIANTS").unwrap_or_default();
+    let variants: Vec<&str> = [
         "floor",
-        "recorder",
-        "recorder-idle-sync",
+        "staged",
+        "staged-buffered",
+        "direct",
+        "direct-idle-sync",
         "inline",
         "script",
-    ];
-    let mut results = Vec::new();
-    let chosen = std::env::var("BENCH_VARIANTS").unwrap_or_default();
-    for v in variants {
-        if !chosen.is_empty() && v != "floor" && !chosen.split(',').any(|c| c == v) {
-            continue;
+    ]
+    .into_iter()
+    .filter(|v| chosen.is_empty() || *v == "floor" || chosen.split(',').any(|c| c == *v))
+    .collect();
+    let mut results: Vec<Vec<Outcome>> = variants.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for k in 0..variants.len() {
+            let i = (k + round) % variants.len(); // another order each round
+            let v = variants[i];
+            let dir = tempfile::tempdir_in(&base).expect("tempdir");
+            // Setup and teardown run on core 1: the writer's core sees only the appends (large
+            // frees make the VM report free pages on the freeing CPU seconds later).
+            let mut app = on_core_1(|| make(v, dir.path()));
+            std::thread::sleep(Duration::from_millis(300));
+            let p0 = preemptions();
+            let started = Instant::now();
+            let (lat, lag, faults) = run(app.as_mut(), n, rate);
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "round {round} {v}: {} preemptions of the writer",
+                preemptions() - p0
+            );
+            let cpu = on_core_1(move || app.finish()).map(|ns| ns as f64 / 1e9 / secs);
+            drop(dir);
+            std::thread::sleep(Duration::from_secs(1));
+            results[i].push(Outcome {
+                lat,
+                lag,
+                faults,
+                cpu,
+                secs,
+            });
         }
-        let dir = tempfile::tempdir_in(&base).expect("tempdir");
-        let mut app = make(v, dir.path());
-        let (f0, p0) = (minor_faults(), preemptions());
-        let lat = run(app.as_mut(), n, rate);
-        let faults = minor_faults() - f0;
-        eprintln!("{v}: {} preemptions of the writer", preemptions() - p0);
-        app.finish();
-        results.push((v, lat, faults));
     }
-    let floor = &results[0].1.clone();
+    let med = |i: usize, f: &dyn Fn(&Outcome) -> f64| median(results[i].iter().map(f).collect());
+    let floor999 = med(0, &|o| q(&o.lat, 0.999) as f64).max(1.0);
+    let floor9999 = med(0, &|o| q(&o.lat, 0.9999) as f64).max(1.0);
     println!(
-        "\nwriter latency, {n} appends of 64 B, mode {mode}, ns{}:",
+        "\nwriter latency, {n} appends of 64 B, mode {mode}, {} MiB segments, medians of {rounds} rounds, ns{}:",
+        seg() >> 20,
         if rate.is_some() {
             " from the intended start"
         } else {
             " per append"
         }
     );
-    println!("| variant | p50 | p99 | p99.9 | p99.99 | max | p99.9 / floor | p99.99 / floor | writer page faults |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (v, lat, faults) in &results {
-        let label = match *v {
-            "recorder" => "(a) wal-recorder",
-            "recorder-idle-sync" => "(a') wal-recorder, sync_while_busy = false",
-            "inline" => "(b) inline fdatasync+close at rollover",
-            "script" => "(c) std::fs thread + lz4 CLI",
-            _ => "(d) floor: prefaulted memory",
+    println!("| variant | p50 | p99 | p99.9 | p99.99 | max | p99.9 / floor | p99.99 / floor | writer page faults | durability lag p50 / p99 / max µs | maintainer CPU % | Mrec/s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, v) in variants.iter().enumerate() {
+        let p = |x: f64| med(i, &|o| q(&o.lat, x) as f64);
+        let lag = |x: f64| {
+            med(i, &|o| match o.lag.is_empty() {
+                true => f64::NAN,
+                false => q(&o.lag, x) as f64 / 1e3,
+            })
+        };
+        let lags = match lag(0.5).is_nan() {
+            true => "-".to_string(),
+            false => format!("{:.0} / {:.0} / {:.0}", lag(0.5), lag(0.99), lag(1.0)),
+        };
+        let cpu = match results[i][0].cpu {
+            Some(_) => format!("{:.1}", med(i, &|o| o.cpu.unwrap_or(0.0) * 100.0)),
+            None => "-".into(),
         };
         println!(
-            "| {label} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {faults} |",
-            q(lat, 0.5),
-            q(lat, 0.99),
-            q(lat, 0.999),
-            q(lat, 0.9999),
-            q(lat, 1.0),
-            q(lat, 0.999) as f64 / q(floor, 0.999).max(1) as f64,
-            q(lat, 0.9999) as f64 / q(floor, 0.9999).max(1) as f64,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {lags} | {cpu} | {:.2} |",
+            label(v),
+            p(0.5),
+            p(0.99),
+            p(0.999),
+            p(0.9999),
+            p(1.0),
+            p(0.999) / floor999,
+            p(0.9999) / floor9999,
+            med(i, &|o| o.faults as f64),
+            med(i, &|o| n as f64 / o.secs / 1e6),
         );
     }
     let csv = out.join(format!("{}.csv", mode.replace(':', "-")));
     let mut f = File::create(&csv).expect("csv");
     writeln!(f, "variant,percentile,ns").expect("write");
-    for (v, lat, _) in &results {
+    for (v, runs) in variants.iter().zip(&results) {
+        let lat = &runs[0].lat;
         for p in PERCENTILES.iter().filter(|p| **p > 0.0) {
             writeln!(f, "{v},{p},{}", q(lat, *p)).expect("write");
         }
@@ -344,7 +495,7 @@ fn main() {
             }
         }
     }
-    println!("(distribution written to {})", csv.display());
+    println!("(distribution of round 1 written to {})", csv.display());
 }
 
 /// Minor page faults of the calling thread so far.

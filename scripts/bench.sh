@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the benchmarks one at a time, the writer pinned to core 0 and background threads to
 # core 1, and writes results/<date>/ (markdown tables, CSV distributions, PNG/SVG plots).
-#   scripts/bench.sh --quick   the headline comparison in about a minute; prints the table
-#   scripts/bench.sh           everything (about 10 minutes)
+# Each comparison alternates its variants over BENCH_ROUNDS rounds (default 3) and reports
+# medians.
+#   scripts/bench.sh --quick   the headline comparison (1 M/s, 1 000/s, as fast as possible)
+#                              in about six minutes; prints the tables
+#   scripts/bench.sh           everything (about 30 minutes)
 # Plots use python matplotlib (installed with pip if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +30,7 @@ cargo build --release --benches --bin walctl -q
 if [ $quick = 1 ]; then
   { machine
     cargo bench -q --bench compare -- 2000000 paced:1000000 "$out"
+    BENCH_VARIANTS=staged,direct cargo bench -q --bench compare -- 3000 paced:1000 "$out"
     cargo bench -q --bench compare -- 2000000 fast "$out"; } | tee "$out/table.md"
   plot
   exit 0
@@ -37,6 +41,7 @@ fi
   cargo bench -q --bench compare -- 20000000 fast "$out"
   cargo bench -q --bench compare -- 2000000 paced:100000 "$out"
   cargo bench -q --bench compare -- 20000000 paced:1000000 "$out"
+  BENCH_VARIANTS=staged,direct cargo bench -q --bench compare -- 5000 paced:1000 "$out"
   cargo bench -q --bench append -- 256 5
   cargo bench -q --bench maintainer -- all 4
   cargo bench -q --bench writer_latency -- 2000000 1000000

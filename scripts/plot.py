@@ -14,8 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {
     "floor": "(d) floor: prefaulted memory",
-    "recorder": "(a) wal-recorder",
-    "recorder-idle-sync": "(a') wal-recorder, sync_while_busy = false",
+    "staged": "(a) wal-recorder (default: Staged)",
+    "staged-buffered": "(a1) Staged, buffered drain",
+    "direct": "(a') wal-recorder, Direct",
+    "direct-idle-sync": "(a'') Direct, sync_while_busy = false",
     "inline": "(b) inline fdatasync+close",
     "script": "(c) std::fs thread + lz4 CLI",
 }

@@ -88,6 +88,20 @@ fn sigkill_loop(path: WritePath, trials: u32) {
             "trial {trial}: child reported {durable} durable, {appended} appended; the disk ends at {on_disk}: {v}"
         );
 
+        if path == WritePath::Staged {
+            let out = common::walctl()
+                .args(["verify", "--json", "--staging-dir"])
+                .arg(staging.path())
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("staging buffers of this log exist"),
+                "trial {trial}: verify does not point at the staging buffers: {text}"
+            );
+        }
+
         // Reopen: staging replay and recovery; every appended record is there, and the
         // sequence continues right after the last one.
         let mut cfg = Config::new(dir.path());

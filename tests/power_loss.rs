@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{spawn_record, staging_root, verify_json};
+use common::{spawn_record_watched, staging_root, verify_json, wait_for};
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::recorder::Recorder;
 
@@ -89,7 +89,7 @@ fn power_cuts(path: WritePath) {
     let mut last_durable = 0;
     for (trial, delay_ms) in [300u64, 450, 600, 750, 900, 1050].into_iter().enumerate() {
         mount(&image, &mnt);
-        let (mut child, reader) = spawn_record(
+        let (mut child, progress, reader) = spawn_record_watched(
             &log,
             &[
                 "--write-path",
@@ -108,6 +108,11 @@ fn power_cuts(path: WritePath) {
                 "1",
             ],
         );
+        // Cut the power while records are being made durable: once the child has made some
+        // durable past the last trial (its open may take a while), then after the delay.
+        wait_for("the child making records durable", || {
+            progress.lock().unwrap().1 > last_durable
+        });
         std::thread::sleep(Duration::from_millis(delay_ms));
         shutdown_fs(&mnt);
         child.kill().unwrap();

@@ -108,6 +108,8 @@ pub(crate) struct Drain {
     /// Write zeros over each new segment file before the writer gets it (see Config).
     zero_fill: bool,
     preparing: Option<Preparing>,
+    /// Recycled buffers being zeroed: (slot, next offset, end).
+    zeroing: VecDeque<(usize, u64, u64)>,
     /// The partial last page of a drain, copied: only complete records and zeros.
     bounce: crate::io::AlignedBuf,
     /// Counters for the report: drains done, bytes written.
@@ -129,6 +131,7 @@ impl Drain {
             next_at: Instant::now(),
             zero_fill,
             preparing: None,
+            zeroing: VecDeque::new(),
             bounce: crate::io::AlignedBuf::new(PAGE_SIZE as usize),
             drains: 0,
             bytes: 0,
@@ -348,6 +351,13 @@ impl Drain {
         if seq <= t.drained_seq.max(link.durable()) {
             return Ok(false); // nothing new since the last drain
         }
+        // Never a byte of a segment on disk before every earlier one is durable: a power cut
+        // must not leave segment N unwritten (a zero header) before a written N + 1, which
+        // recovery cannot tell from a lost segment. Persist makes N durable at its first
+        // fdatasync, so this waits about one fdatasync after a rollover.
+        if index != link.persisted_end.load(Ordering::Acquire) {
+            return Ok(false);
+        }
         // Only bytes that can no longer change reach the device: the whole pages below the
         // writer's position straight from the buffer, and the partial last page copied (on
         // this thread, after the acquire above) into the bounce page with zeros after the
@@ -454,20 +464,10 @@ impl Drain {
         }
         self.drains += 1;
         self.bytes += u64::from(f.len + f.len_last);
-        // A prefix claim: only once every earlier segment is durable (else `on_persisted`
-        // credits it when they are).
-        if f.index == link.persisted_end.load(Ordering::Acquire) {
-            link.advance_durable(f.seq);
-        }
+        // A prefix claim: every earlier segment is durable (checked when it started).
+        debug_assert_eq!(f.index, link.persisted_end.load(Ordering::Acquire));
+        link.advance_durable(f.seq);
         Ok(())
-    }
-
-    /// Last sequence number drained durably in segment `index`, if any.
-    pub fn drained_seq(&self, index: u64) -> Option<u64> {
-        self.targets
-            .get(&index)
-            .map(|t| t.drained_seq)
-            .filter(|&s| s > 0)
     }
 
     /// Hands the file of a sealed segment to persist, with what is left to write.
@@ -481,10 +481,28 @@ impl Drain {
         })
     }
 
-    /// A staged segment is persisted: zero the used part of its buffer and make it free.
+    /// A staged segment is persisted: its buffer is zeroed (in steps, [`Self::zero_step`])
+    /// and then free again.
     pub fn recycle(&mut self, slot: usize, used: u64) {
-        self.ring
-            .zero(slot, used.div_ceil(PAGE_SIZE) as usize * PAGE_SIZE as usize);
-        self.free.push_back(slot);
+        let end = (used.div_ceil(PAGE_SIZE) * PAGE_SIZE).min(self.capacity);
+        self.zeroing.push_back((slot, 0, end));
+    }
+
+    /// Zeroes at most `ZERO_STEP` bytes of a recycled buffer; frees it once done. A whole
+    /// 64 MiB memset at once would hold the loop (and the next drain) for milliseconds.
+    /// True if it did work.
+    pub fn zero_step(&mut self) -> bool {
+        let Some((slot, from, end)) = self.zeroing.front_mut() else {
+            return false;
+        };
+        let upto = (*from + ZERO_STEP).min(*end);
+        self.ring.zero_range(*slot, *from as usize, upto as usize);
+        *from = upto;
+        if upto == *end {
+            let slot = *slot;
+            self.zeroing.pop_front();
+            self.free.push_back(slot);
+        }
+        true
     }
 }

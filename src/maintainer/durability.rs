@@ -88,6 +88,11 @@ impl Durability {
                 .is_some_and(|d| d.busy() || d.preparing())
     }
 
+    /// Whether this is the Staged write path (a drain).
+    pub fn staged(&self) -> bool {
+        self.drain.is_some()
+    }
+
     /// When the next timed sync or drain is due.
     pub fn next_at(&self) -> Instant {
         match &self.drain {
@@ -223,7 +228,10 @@ impl Durability {
         while_busy: bool,
     ) -> Result<bool> {
         if let Some(d) = self.drain.as_mut() {
-            return d.plan(cx, &self.link, interval);
+            let zeroed = d.zero_step();
+            return d
+                .plan(cx, &self.link, interval)
+                .map(|started| started || zeroed);
         }
         let now = Instant::now();
         if self.sync_in_flight.is_some() || now < self.sync_next {
@@ -310,10 +318,7 @@ impl Durability {
         if let Some(seq) = durable {
             self.link.advance_durable(seq);
         }
-        // What the drain already made durable of the segment after them (the active one).
-        if let Some(seq) = self.drain.as_ref().and_then(|d| d.drained_seq(end)) {
-            self.link.advance_durable(seq);
-        }
+
         if self.active_file.as_ref().is_some_and(|(i, _)| *i < end) && self.sync_in_flight.is_none()
         {
             self.active_file = None; // that segment is persisted and closed by now

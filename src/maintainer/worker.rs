@@ -274,15 +274,24 @@ impl Worker {
             stats.busy_turns.fetch_add(1, Ordering::Relaxed);
         } else {
             stats.idle_turns.fetch_add(1, Ordering::Relaxed);
-            // Never sleep past the next timed drain or sync: that bounds the durability lag.
+            let be = self.be.as_mut().expect("backend");
+            let in_flight = be.in_flight() > 0;
             let nap = match &self.durability {
+                // Staged: the timed drain paces the loop. Sleep until it is due (a sealed
+                // segment waits at most that long), or until what is in flight completes;
+                // stepping up from min_sleep after every drain cost ~10 turns a millisecond.
+                Some(d) if d.staged() => match in_flight {
+                    true => self.config.max_sleep,
+                    false => d.next_at().saturating_duration_since(Instant::now()),
+                }
+                .min(self.config.max_sleep),
+                // Never sleep past the next timed sync: that bounds the durability lag.
                 Some(d) => self
                     .sleep
                     .min(d.next_at().saturating_duration_since(Instant::now())),
                 None => self.sleep,
             };
-            let be = self.be.as_mut().expect("backend");
-            if be.in_flight() > 0 {
+            if in_flight {
                 let _ = be.wait(nap);
             } else if !nap.is_zero() {
                 std::thread::sleep(nap);

@@ -131,6 +131,11 @@ pub(crate) fn open_at(
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// Where the staging directory of `log_dir` under `base` is (whether or not it exists).
+pub fn staging_path(base: &Path, log_dir: &Path) -> Result<PathBuf> {
+    Ok(location(base, log_dir)?.0)
+}
+
 impl StagingDir {
     /// Creates (or opens, after a crash) the staging directory of `log_dir` under `base`,
     /// checks it, locks it and checks (or writes) its log identity.

@@ -8,7 +8,7 @@ mod dir;
 mod replay;
 mod ring;
 
-pub use dir::StagingDir;
+pub use dir::{staging_path, StagingDir};
 pub use replay::{replay, Replay};
 pub use ring::StagingRing;
 

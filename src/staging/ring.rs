@@ -77,13 +77,16 @@ impl StagingRing {
         NonNull::new(self.maps[slot].as_ptr()).expect("a mapping is never null")
     }
 
-    /// Zeroes `[0, upto)` of `slot` so it can stage the next segment (the writer relies on
-    /// zeros after its last record). Only the holder of the slot's token may call this.
-    pub fn zero(&self, slot: usize, upto: usize) {
+    /// Zeroes `[from, upto)` of `slot` so it can stage the next segment (the writer relies
+    /// on zeros after its last record). Only the holder of the slot's token may call this.
+    pub fn zero_range(&self, slot: usize, from: usize, upto: usize) {
         let upto = upto.min(self.capacity);
+        if from >= upto {
+            return;
+        }
         // SAFETY: the range lies inside the slot's mapping, and the caller holds the slot:
         // nobody else writes it now.
-        unsafe { std::ptr::write_bytes(self.maps[slot].as_ptr(), 0, upto) };
+        unsafe { std::ptr::write_bytes(self.maps[slot].as_ptr().add(from), 0, upto - from) };
     }
 
     /// The staging directory.

@@ -173,7 +173,23 @@ pub fn spawn_record(
     dir: &Path,
     args: &[&str],
 ) -> (std::process::Child, std::thread::JoinHandle<(u64, u64)>) {
-    use std::io::Read;
+    let (child, _, reader) = spawn_record_watched(dir, args);
+    (child, reader)
+}
+
+/// The latest progress line of a running `walctl record`, updated as the lines come.
+pub type Progress = std::sync::Arc<std::sync::Mutex<(u64, u64)>>;
+
+/// As [`spawn_record`], with the latest (appended, durable) readable while the child runs.
+pub fn spawn_record_watched(
+    dir: &Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    Progress,
+    std::thread::JoinHandle<(u64, u64)>,
+) {
+    use std::io::BufRead;
     let mut child = walctl()
         .arg("record")
         .arg(dir)
@@ -183,13 +199,20 @@ pub fn spawn_record(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn walctl record");
-    let mut stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let latest: Progress = Default::default();
+    let seen = latest.clone();
     let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        progress_lines(&text).last().copied().unwrap_or((0, 0))
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(&p) = progress_lines(&line).first() {
+                *seen.lock().unwrap() = p;
+            }
+        }
+        let last = *seen.lock().unwrap();
+        last
     });
-    (child, reader)
+    (child, latest, reader)
 }
 
 /// A private parent for staging directories on the machine's tmpfs (`/dev/shm`), removed on

@@ -41,6 +41,9 @@ enum Cmd {
         /// Print one JSON object
         #[arg(long)]
         json: bool,
+        /// tmpfs directory where a Staged recorder of this log keeps its staging buffers
+        #[arg(long, default_value = wal_recorder::constants::DEFAULT_STAGING_DIR)]
+        staging_dir: PathBuf,
     },
     /// List the segments of a directory
     Ls {
@@ -86,7 +89,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Record(args) => record::run(args),
-        Cmd::Verify { path, json } => cmd_verify(&path, json),
+        Cmd::Verify {
+            path,
+            json,
+            staging_dir,
+        } => cmd_verify(&path, json, &staging_dir),
         Cmd::Ls { dir } => cmd_ls(&dir),
         Cmd::Cat {
             path,
@@ -115,7 +122,7 @@ fn seq_json(s: Option<u64>) -> serde_json::Value {
     s.map_or(serde_json::Value::Null, |v| json!(v))
 }
 
-fn cmd_verify(path: &Path, as_json: bool) -> CmdResult {
+fn cmd_verify(path: &Path, as_json: bool, staging_dir: &Path) -> CmdResult {
     let text = path.to_string_lossy();
     if text.contains("://") {
         #[cfg(feature = "archive")]
@@ -126,7 +133,17 @@ fn cmd_verify(path: &Path, as_json: bool) -> CmdResult {
             return Ok(ExitCode::from(2));
         }
     }
-    print_verify(&verify(path)?, as_json)
+    let mut report = verify(path)?;
+    if path.is_dir() {
+        let staged = wal_recorder::staging::staging_path(staging_dir, path)?;
+        if staged.exists() {
+            report.warnings.push(format!(
+                "{}: staging buffers of this log exist (a recorder is running, or crashed): records appended after its last drain are there, not on disk, until the next open applies them",
+                staged.display()
+            ));
+        }
+    }
+    print_verify(&report, as_json)
 }
 
 pub(crate) fn print_verify(r: &wal_recorder::log::VerifyReport, as_json: bool) -> CmdResult {
