@@ -4,8 +4,8 @@
 //!
 //! - `staged`: wal-recorder as shipped (`Recorder` with the default configuration: staging
 //!   buffers in tmpfs drained to disk every millisecond);
-//! - `staged-buffered`: the same with `direct_io = false` (buffered writes instead of
-//!   `O_DIRECT` from the staging pages);
+//! - `staged-odirect`: the same with `direct_io = true` (`O_DIRECT` writes straight from the
+//!   staging pages instead of buffered ones);
 //! - `direct`: the same with `WritePath::Direct` (the writer maps the segment file; the
 //!   maintainer syncs its completed pages every millisecond);
 //! - `direct-idle-sync`: Direct with `sync_while_busy = false`;
@@ -230,12 +230,12 @@ impl Appender for Floor {
 
 fn make(variant: &str, dir: &Path) -> Box<dyn Appender> {
     match variant {
-        "staged" | "staged-buffered" | "direct" | "direct-idle-sync" => {
+        "staged" | "staged-odirect" | "direct" | "direct-idle-sync" => {
             let mut cfg = Config::new(dir);
             if variant.starts_with("direct") {
                 cfg.write_path = WritePath::Direct;
             }
-            cfg.direct_io = variant != "staged-buffered";
+            cfg.direct_io = variant == "staged-odirect";
             cfg.sync_while_busy = variant != "direct-idle-sync";
             cfg.segment_size = seg();
             cfg.core = Some(1).filter(|_| cpus() > 1);
@@ -356,7 +356,7 @@ fn on_core_1<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 fn label(v: &str) -> &'static str {
     match v {
         "staged" => "(a) wal-recorder (default: Staged)",
-        "staged-buffered" => "(a1) wal-recorder, Staged, buffered drain",
+        "staged-odirect" => "(a1) wal-recorder, Staged, O_DIRECT drain",
         "direct" => "(a') wal-recorder, Direct",
         "direct-idle-sync" => "(a'') wal-recorder, Direct, sync_while_busy = false",
         "inline" => "(b) inline fdatasync+close at rollover",
@@ -396,7 +396,7 @@ fn main() {
     let variants: Vec<&str> = [
         "floor",
         "staged",
-        "staged-buffered",
+        "staged-odirect",
         "direct",
         "direct-idle-sync",
         "inline",

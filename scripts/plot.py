@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 LABELS = {
     "floor": "(d) floor: prefaulted memory",
     "staged": "(a) wal-recorder (default: Staged)",
-    "staged-buffered": "(a1) Staged, buffered drain",
+    "staged-odirect": "(a1) Staged, O_DIRECT drain",
     "direct": "(a') wal-recorder, Direct",
     "direct-idle-sync": "(a'') Direct, sync_while_busy = false",
     "inline": "(b) inline fdatasync+close",

@@ -1,8 +1,10 @@
 //! # wal-recorder
 //!
 //! A write-ahead log for Linux low-latency systems. A writer thread appends records into a
-//! preallocated, prefaulted, shared memory mapping of the active segment: no system call and
-//! no heap allocation per append. Segments are chained: each record's CRC32C covers the
+//! prefaulted staging buffer in tmpfs (or, in Direct mode, a shared mapping of the segment
+//! file): no system call, no heap allocation and no page fault per append. One background
+//! thread, the segment maintainer, drains the buffers to the segment files through io_uring,
+//! persists, compresses and deletes segments. Segments are chained: each record's CRC32C covers the
 //! previous record's checksum, across segment boundaries, so a missing, reordered or altered
 //! record is detected. Cold segments are standard LZ4 frames (`lz4 -d` restores them).
 //!

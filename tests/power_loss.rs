@@ -92,6 +92,9 @@ fn power_cuts(path: WritePath) {
         let (mut child, progress, reader) = spawn_record_watched(
             &log,
             &[
+                // Staged: buffered drains (the default) and O_DIRECT ones, alternately.
+                "--direct-io",
+                if trial % 2 == 1 { "true" } else { "false" },
                 "--write-path",
                 name,
                 "--staging-dir",

@@ -45,6 +45,9 @@ pub struct RecordArgs {
     /// `direct` (the segment file mapped)
     #[arg(long, default_value = "staged", value_parser = ["staged", "direct"])]
     write_path: String,
+    /// Staged: drain with O_DIRECT writes from the staging pages (`false`: buffered writes)
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    direct_io: bool,
     /// Staged: write zeros over each new segment file before use (`false`: fallocate only)
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     zero_fill: bool,
@@ -89,6 +92,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
     cfg.sync_interval = Duration::from_millis(a.sync_interval_ms);
     cfg.staging_dir = a.staging_dir.clone();
     cfg.zero_fill = a.zero_fill;
+    cfg.direct_io = a.direct_io;
     if a.write_path == "direct" {
         cfg.write_path = WritePath::Direct;
     }
