@@ -2,13 +2,15 @@
 //! buffers. It prepares a segment by creating and preallocating its file and giving the
 //! writer a zeroed buffer; every `sync_interval` it writes the pages appended since the last
 //! drain (whole pages, the partial last one included, rewritten next time) from the buffer
-//! to the file, linked with an fdatasync, and then advances `durable_seq`. With `O_DIRECT`
-//! the kernel copies straight from the tmpfs pages to the device, and no second copy of the
-//! segment stays in the page cache.
+//! to the file, linked with an fdatasync, and then advances `durable_seq`. Writes are
+//! buffered by default; with `Config::direct_io` they are `O_DIRECT`, straight from the tmpfs
+//! pages to the device.
 //!
-//! What it must not do: write a range of a segment while another write of the same range is
-//! in flight (a late, older copy of the last page would land after a newer one), so persist
-//! waits for the drain of its segment ([`Drain::busy_with`]).
+//! What it must not do: let the device read a byte the writer may still change (the partial
+//! last page goes through a bounce copy); write a range of a segment while another write of
+//! the same range is in flight (a late, older copy of the last page would land after a newer
+//! one), so persist waits for the drain of its segment ([`Drain::busy_with`]); write any of a
+//! segment before every earlier segment is durable.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -112,9 +114,6 @@ pub(crate) struct Drain {
     zeroing: VecDeque<(usize, u64, u64)>,
     /// The partial last page of a drain, copied: only complete records and zeros.
     bounce: crate::io::AlignedBuf,
-    /// Counters for the report: drains done, bytes written.
-    pub drains: u64,
-    pub bytes: u64,
 }
 
 impl Drain {
@@ -133,8 +132,6 @@ impl Drain {
             preparing: None,
             zeroing: VecDeque::new(),
             bounce: crate::io::AlignedBuf::new(PAGE_SIZE as usize),
-            drains: 0,
-            bytes: 0,
         }
     }
 
@@ -462,8 +459,6 @@ impl Drain {
             t.drained = f.next_drained;
             t.drained_seq = f.seq;
         }
-        self.drains += 1;
-        self.bytes += u64::from(f.len + f.len_last);
         // A prefix claim: every earlier segment is durable (checked when it started).
         debug_assert_eq!(f.index, link.persisted_end.load(Ordering::Acquire));
         link.advance_durable(f.seq);
