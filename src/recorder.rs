@@ -81,18 +81,9 @@ impl Recorder {
         let lock = crate::io::lock_dir(&dir)?;
         telemetry::init();
         let (staging_dir, replayed) = crate::staging::open_for(&dir, &config)?;
-        // Until the ring exists, a failure leaves nothing worth keeping in staging: what was
-        // replayed is on disk (fdatasynced), and no buffer exists yet.
-        let recovered = match recover(&dir) {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(sd) = staging_dir {
-                    let _ = sd.remove_all();
-                }
-                return Err(e);
-            }
-        };
-        let mut recovered = recovered;
+        // From here a failed open removes the staging it made (declared first, dropped last).
+        let mut staging = FailedOpenCleanup::new(staging_dir);
+        let mut recovered = recover(&dir)?;
         recovered.replayed_records = replayed.records;
         recovered.actions.splice(0..0, replayed.actions);
         for a in &recovered.actions {
@@ -112,18 +103,8 @@ impl Recorder {
         };
         #[cfg(not(feature = "archive"))]
         let gate = None;
-        let mut staging = FailedOpenCleanup(match staging_dir {
-            Some(sd) => Some(StagingRing::create(
-                sd,
-                config.staging_buffers,
-                config.segment_size,
-            )?),
-            None => None,
-        });
-        let mut drain = staging
-            .0
-            .as_ref()
-            .map(|r| StagedDrain::new(r.clone(), &config));
+        let ring = staging.make_ring(config.staging_buffers, config.segment_size)?;
+        let mut drain = ring.map(|r| StagedDrain::new(r, &config));
         let active = match drain.as_mut() {
             Some(d) => SegmentWriter::activate(
                 d.prepare(recovered.next_index)?,
@@ -174,7 +155,7 @@ impl Recorder {
             closed_last_seq: 0,
             #[cfg(feature = "archive")]
             archiver,
-            staging: staging.0.take(),
+            staging: staging.succeeded(),
         })
     }
 
@@ -608,16 +589,54 @@ impl Recorder {
     }
 }
 
-/// Removes the staging ring of an open that failed after making it (it holds no record
-/// yet). Declared before everything else that holds the ring, so it drops last.
-struct FailedOpenCleanup(Option<Arc<StagingRing>>);
+/// What a failed open must remove from staging: the directory, then the ring made in it.
+/// Nothing in it is worth keeping: what was replayed is on disk (fdatasynced), and no record
+/// was appended yet.
+struct FailedOpenCleanup(OpenStaging);
+
+enum OpenStaging {
+    Nothing,
+    Dir(crate::staging::StagingDir),
+    Ring(Arc<StagingRing>),
+}
+
+impl FailedOpenCleanup {
+    fn new(dir: Option<crate::staging::StagingDir>) -> Self {
+        FailedOpenCleanup(dir.map_or(OpenStaging::Nothing, OpenStaging::Dir))
+    }
+
+    /// Makes the ring in the directory (Staged mode); `None` in Direct mode.
+    fn make_ring(&mut self, count: usize, capacity: u64) -> Result<Option<Arc<StagingRing>>> {
+        let OpenStaging::Dir(dir) = std::mem::replace(&mut self.0, OpenStaging::Nothing) else {
+            return Ok(None);
+        };
+        // On error `create` removes what it made, the directory included.
+        let ring = StagingRing::create(dir, count, capacity)?;
+        self.0 = OpenStaging::Ring(ring.clone());
+        Ok(Some(ring))
+    }
+
+    /// The open succeeded: the ring is the recorder's.
+    fn succeeded(&mut self) -> Option<Arc<StagingRing>> {
+        match std::mem::replace(&mut self.0, OpenStaging::Nothing) {
+            OpenStaging::Ring(ring) => Some(ring),
+            _ => None,
+        }
+    }
+}
 
 impl Drop for FailedOpenCleanup {
     fn drop(&mut self) {
-        if let Some(Ok(ring)) = self.0.take().map(Arc::try_unwrap) {
-            if let Err(e) = ring.remove() {
-                log::warn!("removing the staging of a failed open: {e}");
-            }
+        let removed = match std::mem::replace(&mut self.0, OpenStaging::Nothing) {
+            OpenStaging::Dir(dir) => dir.remove_all(),
+            OpenStaging::Ring(ring) => match Arc::try_unwrap(ring) {
+                Ok(ring) => ring.remove(),
+                Err(_) => Ok(()),
+            },
+            OpenStaging::Nothing => Ok(()),
+        };
+        if let Err(e) = removed {
+            log::warn!("removing the staging of a failed open: {e}");
         }
     }
 }

@@ -306,3 +306,35 @@ fn staging_files_are_private_to_the_user_by_default_and_group_readable_when_aske
         rec.close().unwrap();
     }
 }
+
+#[test]
+fn a_failed_open_leaves_no_staging_behind() {
+    let root = staging_root();
+    let empty = |what: &str| {
+        let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+        assert!(left.is_empty(), "{what}: staging left behind: {left:?}");
+    };
+    // Recovery refuses a corrupt log: before the ring exists.
+    let log = tempfile::tempdir().unwrap();
+    std::fs::write(log.path().join(format!("{:020}.wal", 0)), [7u8; 200]).unwrap();
+    assert!(Recorder::open(log.path(), config(log.path(), root.path())).is_err());
+    empty("corrupt log");
+    // A read-only log directory: the first segment file cannot be made, after the ring.
+    let outer = tempfile::tempdir().unwrap();
+    let ro = outer.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["--bind", "-o", "ro"])
+        .arg(&ro)
+        .arg(&ro)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "this test needs root for a read-only bind mount"
+    );
+    let err = Recorder::open(&ro, config(&ro, root.path())).err();
+    let _ = std::process::Command::new("umount").arg(&ro).status();
+    assert!(err.is_some(), "a read-only log directory must fail to open");
+    empty("read-only log directory");
+}
