@@ -27,6 +27,7 @@ for round in $(seq 1 "$rounds"); do
       rm -rf "$base/log"
       j=$(target/release/walctl record "$base/log" --records "$records" --rate "$rate" --zero-fill "$zero" --json)
       python3 -c 'import json,sys; v=json.loads(sys.argv[1]); l=v["durability_lag_ns"]; print("| %s | %s | %s | %.2f | %.2f | %.2f | %d |" % (sys.argv[2], sys.argv[3], sys.argv[4], l["p50"]/1e6, l["p99"]/1e6, l["max"]/1e6, v["latency_ns"]["p999"]))' "$j" "$fs" "$zero" "$round"
+      sleep 10 # let the VM report the freed staging memory before the next run
     done
   done
 done
