@@ -162,22 +162,8 @@ fn foreign_file_with_a_segment_name_stops_the_open() {
 
 #[test]
 fn read_only_directory_is_a_typed_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let ro = dir.path().join("ro");
-    std::fs::create_dir(&ro).unwrap();
-    // Root ignores permission bits: a read-only bind mount makes EROFS for real.
-    let st = std::process::Command::new("mount")
-        .args(["--bind", "-o", "ro"])
-        .arg(&ro)
-        .arg(&ro)
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "this test needs root for a read-only bind mount"
-    );
-    let err = Recorder::open(&ro, config(&ro)).err();
-    let _ = std::process::Command::new("umount").arg(&ro).status();
+    let ro = common::ReadOnlyDir::mount();
+    let err = Recorder::open(ro.path(), config(ro.path())).err();
     let err = err.expect("opening a read-only directory must fail");
     assert!(
         err.to_string().contains("ro/00000000000000000000.wal"),

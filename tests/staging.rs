@@ -320,21 +320,8 @@ fn a_failed_open_leaves_no_staging_behind() {
     assert!(Recorder::open(log.path(), config(log.path(), root.path())).is_err());
     empty("corrupt log");
     // A read-only log directory: the first segment file cannot be made, after the ring.
-    let outer = tempfile::tempdir().unwrap();
-    let ro = outer.path().join("ro");
-    std::fs::create_dir(&ro).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["--bind", "-o", "ro"])
-        .arg(&ro)
-        .arg(&ro)
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "this test needs root for a read-only bind mount"
-    );
-    let err = Recorder::open(&ro, config(&ro, root.path())).err();
-    let _ = std::process::Command::new("umount").arg(&ro).status();
+    let ro = common::ReadOnlyDir::mount();
+    let err = Recorder::open(ro.path(), config(ro.path(), root.path())).err();
     assert!(err.is_some(), "a read-only log directory must fail to open");
     empty("read-only log directory");
 }

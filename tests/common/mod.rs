@@ -223,3 +223,44 @@ pub fn staging_root() -> tempfile::TempDir {
         .tempdir_in("/dev/shm")
         .expect("this test needs a tmpfs at /dev/shm for the staging buffers")
 }
+
+/// An empty directory `ro` made read-only by a read-only bind mount onto itself (root ignores
+/// permission bits; this makes EROFS for real). Unmounted on drop. Needs root.
+pub struct ReadOnlyDir {
+    _outer: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl ReadOnlyDir {
+    pub fn mount() -> Self {
+        let outer = tempfile::tempdir().unwrap();
+        let path = outer.path().join("ro");
+        std::fs::create_dir(&path).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["--bind", "-o", "ro"])
+            .arg(&path)
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "this test needs root for a read-only bind mount"
+        );
+        ReadOnlyDir {
+            _outer: outer,
+            path,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
