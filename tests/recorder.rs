@@ -324,3 +324,53 @@ fn zero_filled_segments_are_written_in_steps_before_the_writer_gets_them() {
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(n));
 }
+
+#[test]
+fn a_failed_drain_write_latches_failed_and_the_next_open_loses_nothing() {
+    use wal_recorder::io::fault::FaultPlan;
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let plan = FaultPlan::new();
+    let mut cfg = config(dir.path());
+    cfg.fault_plan = Some(plan.clone());
+    cfg.staging_dir = staging.path().to_path_buf();
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    for seq in 1..=1000u64 {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.sync().unwrap();
+    let durable_before = rec.durable_seq();
+    assert_eq!(durable_before, 1000);
+    // The disk starts refusing the drain's writes (EIO): the log latches Failed.
+    plan.fail_always(OpCode::Write, Target::Segment, libc::EIO);
+    let mut seq = 1001;
+    let err = loop {
+        match rec.append_with(64, |b| event::fill(seq, b)) {
+            Ok(_) => seq += 1,
+            Err(e) => break e,
+        }
+        assert!(seq < 10_000_000, "the write error never surfaced");
+        std::thread::sleep(Duration::from_micros(20));
+    };
+    assert!(matches!(err, Error::Failed(_)), "{err}");
+    assert_eq!(rec.health(), Health::Failed);
+    assert_eq!(
+        rec.durable_seq(),
+        durable_before,
+        "nothing more became durable"
+    );
+    let last = rec.last_seq();
+    assert!(rec.close().is_err());
+    // The staging buffers hold what the disk refused; the next open (disk healthy) applies
+    // it: every appended record is there.
+    let mut cfg = config(dir.path());
+    cfg.staging_dir = staging.path().to_path_buf();
+    let rec = Recorder::open(dir.path(), cfg).unwrap();
+    assert_eq!(rec.last_seq(), last);
+    assert!(rec.recovered().replayed_records > 0);
+    rec.close().unwrap();
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(last));
+}
