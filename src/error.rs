@@ -125,9 +125,17 @@ pub enum Error {
     /// Another recorder holds the directory.
     #[error("{}: locked by another recorder", .0.display())]
     Locked(PathBuf),
-    /// The recorder refuses appends after an fsync error (contract 5).
-    #[error("{}: an fsync failed; the log is read-only until it is reopened", .0.display())]
-    Failed(PathBuf),
+    /// The log failed (contract 5): an fsync, fdatasync, msync or drain write failed, on
+    /// whichever thread; it refuses appends until it is reopened. `cause` is the first
+    /// failure, with its file and OS error.
+    #[error("{}: the log failed and is read-only until it is reopened: {cause}", path.display())]
+    Failed {
+        /// The log directory.
+        path: PathBuf,
+        /// The failure that latched it.
+        #[source]
+        cause: std::sync::Arc<Error>,
+    },
     /// The writer waited too long for the maintainer.
     #[error("{}: {what} did not happen within the wait limit", path.display())]
     Timeout {
@@ -168,6 +176,13 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether this is a failed fsync, fdatasync or msync: never retried, it latches the log
+    /// failed (contract 5).
+    pub fn is_sync_failure(&self) -> bool {
+        matches!(self, Error::Io { op, .. }
+            if matches!(*op, "fsync" | "fdatasync" | "fsync dir" | "msync" | "write (drain)"))
     }
 
     /// Builds an [`Error::Corrupt`].

@@ -171,7 +171,7 @@ impl Recorder {
     #[inline]
     pub fn append_with<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<u64> {
         if self.maintainer.stats().is_failed() {
-            return Err(Error::Failed(self.dir.clone()));
+            return Err(self.failed_error());
         }
         if !self.overflow.is_empty() {
             self.flush_overflow();
@@ -257,6 +257,10 @@ impl Recorder {
             if claimed.is_ok() {
                 let made = PreparedSegment::create(&self.dir, index, self.config.segment_size);
                 self.hists.record_since(Hist::PreparedWait, waited);
+                let made = match made {
+                    Err(e) if e.is_sync_failure() => Err(self.latch(e)),
+                    other => other,
+                };
                 return made.inspect_err(|_| {
                     let _ = self.link.next_index.compare_exchange(
                         index + 1,
@@ -290,7 +294,7 @@ impl Recorder {
                 break Ok(seg);
             }
             if self.maintainer.stats().is_failed() {
-                break Err(Error::Failed(self.dir.clone()));
+                break Err(self.failed_error());
             }
             let errno = self.link.prepare_errno.load(Ordering::Relaxed);
             if errno != 0 {
@@ -364,12 +368,14 @@ impl Recorder {
         if w.is_staged() {
             return self.wait_durable(last);
         }
-        w.sync()?;
+        if let Err(e) = self.fault_or(|| w.sync()) {
+            return Err(self.latch(e));
+        }
         let start = Instant::now();
         loop {
             self.flush_overflow();
             if self.maintainer.stats().health() == Health::Failed {
-                return Err(Error::Failed(self.dir.clone()));
+                return Err(self.failed_error());
             }
             if self.link.persisted_end.load(Ordering::Acquire) >= index {
                 break;
@@ -386,13 +392,31 @@ impl Recorder {
         Ok(())
     }
 
+    /// Runs the writer's msync, or the fault the test plan injects in its place (rule
+    /// `Fdatasync` on `Target::Mapping`).
+    fn fault_or(&self, sync: impl FnOnce() -> Result<()>) -> Result<()> {
+        let injected = self
+            .config
+            .fault_plan
+            .as_ref()
+            .and_then(|p| p.inject(crate::io::OpCode::Fdatasync, crate::io::Target::Mapping));
+        match injected {
+            Some(errno) => Err(Error::io(
+                "msync",
+                &self.dir,
+                std::io::Error::from_raw_os_error(errno),
+            )),
+            None => sync(),
+        }
+    }
+
     /// Staged mode: waits until the maintainer's drains have made `last` durable.
     fn wait_durable(&mut self, last: u64) -> Result<()> {
         let start = Instant::now();
         while self.link.durable() < last {
             self.flush_overflow();
             if self.maintainer.stats().health() == Health::Failed {
-                return Err(Error::Failed(self.dir.clone()));
+                return Err(self.failed_error());
             }
             if start.elapsed() > WRITER_WAIT_LIMIT {
                 return Err(Error::Timeout {
@@ -403,6 +427,29 @@ impl Recorder {
             std::thread::sleep(Duration::from_micros(50));
         }
         Ok(())
+    }
+
+    /// The error appends and waits return once the log failed, with its first cause.
+    #[cold]
+    fn failed_error(&self) -> Error {
+        let cause = self.maintainer.stats().failure().unwrap_or_else(|| {
+            std::sync::Arc::new(Error::Config(
+                "the log failed for an unrecorded cause".into(),
+            ))
+        });
+        Error::Failed {
+            path: self.dir.clone(),
+            cause,
+        }
+    }
+
+    /// Latches the log failed with `cause`, a sync failure seen on the writer's thread
+    /// (contract 5: never retried; `durable_seq` and deletions stop), and returns the error.
+    #[cold]
+    fn latch(&self, cause: Error) -> Error {
+        self.link.failed.store(true, Ordering::Release);
+        self.maintainer.stats().latch_failed(cause);
+        self.failed_error()
     }
 
     /// Every record up to this sequence number survives power loss.
@@ -577,7 +624,7 @@ impl Recorder {
         if self.maintainer.stats().health() == Health::Failed {
             // The staging buffers may hold records the disk lacks: kept for the next open.
             self.staging = None;
-            return result.and(Err(Error::Failed(self.dir.clone())));
+            return result.and(Err(self.failed_error()));
         }
         if let Some(ring) = self.staging.take() {
             match Arc::try_unwrap(ring) {

@@ -44,6 +44,30 @@ fn run_and_kill(dir: &Path, staging: &Path, path: &str, delay: Duration) -> (u64
     reader.join().unwrap()
 }
 
+/// Each file of `dir`: name, size, and whether its 64-byte header is all zeros (for failure
+/// messages).
+fn listing(dir: &Path) -> String {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap_or_default();
+            let zero = bytes.iter().take(64).all(|&b| b == 0);
+            format!(
+                "{} {} bytes{}",
+                p.file_name().unwrap().to_string_lossy(),
+                bytes.len(),
+                if zero { " zero header" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn staged_sigkill_at_random_moments_never_loses_an_appended_record() {
     sigkill_loop(WritePath::Staged, 40);
@@ -76,7 +100,7 @@ fn sigkill_loop(path: WritePath, trials: u32) {
         // The disk as the crash left it: a valid log holding at least what was durable (in
         // Direct mode the shared mapping holds everything appended).
         let (code, v) = verify_json(dir.path());
-        assert_eq!(code, Some(0), "trial {trial}: {v}");
+        assert_eq!(code, Some(0), "trial {trial}: {v}\n{}", listing(dir.path()));
         let on_disk = v["last_seq"].as_u64().unwrap_or(0);
         let floor = if path == WritePath::Staged {
             durable

@@ -223,7 +223,7 @@ fn after_an_fsync_error_append_refuses_instead_of_pretending() {
             "the fsync error never surfaced"
         );
     };
-    assert!(matches!(err, Error::Failed(_)), "{err}");
+    assert!(matches!(err, Error::Failed { .. }), "{err}");
     assert_eq!(rec.health(), Health::Failed);
     let seq = rec.last_seq() + 1;
     assert!(rec.append_with(64, |b| event::fill(seq, b)).is_err());
@@ -353,7 +353,7 @@ fn a_failed_drain_write_latches_failed_and_the_next_open_loses_nothing() {
         assert!(seq < 10_000_000, "the write error never surfaced");
         std::thread::sleep(Duration::from_micros(20));
     };
-    assert!(matches!(err, Error::Failed(_)), "{err}");
+    assert!(matches!(err, Error::Failed { .. }), "{err}");
     assert_eq!(rec.health(), Health::Failed);
     assert_eq!(
         rec.durable_seq(),
@@ -373,4 +373,85 @@ fn a_failed_drain_write_latches_failed_and_the_next_open_loses_nothing() {
     let r = verify(dir.path()).unwrap();
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(last));
+}
+
+/// Contract 5 on the writer's own path: Linux reports a writeback error once per file, so a
+/// failed msync must latch the log; the next `sync()` must not succeed over lost pages.
+#[test]
+fn a_failed_msync_in_sync_latches_failed_with_its_cause_and_stays_failed() {
+    use wal_recorder::config::WritePath;
+    use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    plan.add(Rule {
+        code: OpCode::Fdatasync,
+        target: Target::Mapping,
+        nth: 0,
+        count: 1, // fails once, as the kernel reports a writeback error once
+        effect: Effect::Fail(libc::EIO),
+    });
+    let mut cfg = config(dir.path());
+    cfg.write_path = WritePath::Direct;
+    cfg.fault_plan = Some(plan);
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    for seq in 1..=100u64 {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    let durable = rec.durable_seq();
+    let err = rec.sync().unwrap_err();
+    match &err {
+        Error::Failed { cause, .. } => assert!(cause.to_string().contains("msync"), "{cause}"),
+        other => panic!("{other}"),
+    }
+    // Sticky: the second sync finds no error in the kernel, and still fails.
+    assert!(matches!(rec.sync(), Err(Error::Failed { .. })));
+    assert!(matches!(
+        rec.append_with(64, |b| event::fill(101, b)),
+        Err(Error::Failed { .. })
+    ));
+    assert_eq!(rec.health(), Health::Failed);
+    assert_eq!(
+        rec.durable_seq(),
+        durable,
+        "nothing claimed durable after the failure"
+    );
+    assert!(rec.maintainer_stats().failure().is_some());
+    assert!(rec.close().is_err());
+}
+
+/// Contract 5 on the prepare path: a failed fsync while preparing a segment latches the log
+/// (it used to be retried as a failed preparation) and is not retried.
+#[test]
+fn a_failed_fsync_while_preparing_latches_failed_and_is_not_retried() {
+    use wal_recorder::io::fault::FaultPlan;
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let plan = FaultPlan::new();
+    // Staged: the maintainer fsyncs the directory after creating each prepared segment.
+    plan.fail_always(OpCode::Fsync, Target::Dir, libc::EIO);
+    let mut cfg = config(dir.path());
+    cfg.fault_plan = Some(plan.clone());
+    cfg.staging_dir = staging.path().to_path_buf();
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    wait_for("the log to fail", || rec.health() == Health::Failed);
+    let cause = rec.maintainer_stats().failure().expect("a cause");
+    assert!(cause.to_string().contains("fsync dir"), "{cause}");
+    // Not retried: the maintainer keeps turning, and no second directory fsync happens.
+    let turns = |r: &Recorder| {
+        let s = r.maintainer_stats();
+        wal_recorder::maintainer::MaintainerStats::get(&s.busy_turns)
+            + wal_recorder::maintainer::MaintainerStats::get(&s.idle_turns)
+    };
+    let t0 = turns(&rec);
+    wait_for("the maintainer to turn 20 more times", || {
+        turns(&rec) > t0 + 20
+    });
+    assert_eq!(plan.seen(OpCode::Fsync, Target::Dir), 1);
+    assert!(matches!(
+        rec.append_with(64, |b| event::fill(1, b)),
+        Err(Error::Failed { .. })
+    ));
+    assert!(rec.close().is_err());
 }

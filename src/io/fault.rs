@@ -91,6 +91,20 @@ impl FaultPlan {
         st.seen.get(&(code, target)).copied().unwrap_or(0)
     }
 
+    /// For a file operation made outside the backend (the writer's msync): the errno a
+    /// matching `Fail` rule injects, counting the occurrence like any other.
+    pub fn inject(&self, code: OpCode, target: Target) -> Option<i32> {
+        let probe = Op {
+            target,
+            ..Op::fdatasync(target, -1, 0)
+        };
+        let probe = Op { code, ..probe };
+        match self.effect_for(&probe) {
+            Some(Effect::Fail(errno)) => Some(errno),
+            _ => None,
+        }
+    }
+
     fn effect_for(&self, op: &Op) -> Option<Effect> {
         let mut st = self.inner.lock().expect("fault plan lock");
         let n = st.seen.entry((op.code, op.target)).or_insert(0);

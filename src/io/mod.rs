@@ -54,6 +54,9 @@ pub enum Target {
     Cold,
     /// The log directory.
     Dir,
+    /// The writer's own mapping of the active segment (Direct mode's `msync` in
+    /// `Recorder::sync`); only fault rules use it.
+    Mapping,
 }
 
 /// One operation. Raw pointers, as in an io_uring SQE: see [`IoBackend::push`] for how long

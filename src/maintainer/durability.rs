@@ -49,6 +49,8 @@ pub(crate) struct Durability {
     pretouch_next: Instant,
     /// Staged mode: the drain of the staging buffers.
     pub drain: Option<Drain>,
+    /// A sync failure of a prepare, for the worker to latch ([`Self::take_failure`]).
+    failure: Option<Error>,
 }
 
 /// How far ahead of the writer the maintainer keeps pages faulted in writable.
@@ -76,6 +78,7 @@ impl Durability {
             prepared_maps: std::collections::VecDeque::new(),
             pretouch_next: Instant::now(),
             drain,
+            failure: None,
         }
     }
 
@@ -86,6 +89,21 @@ impl Durability {
                 .drain
                 .as_ref()
                 .is_some_and(|d| d.busy() || d.preparing())
+    }
+
+    /// First segment index not yet durable (all below it are).
+    pub fn persisted_end(&self) -> u64 {
+        self.link.persisted_end.load(Ordering::Acquire)
+    }
+
+    /// A sync failure seen while preparing a segment: the caller latches the log failed.
+    pub fn take_failure(&mut self) -> Option<Error> {
+        self.failure.take()
+    }
+
+    /// The log failed: `durable_seq` never advances again.
+    pub fn latch_failed(&self) {
+        self.link.failed.store(true, Ordering::Release);
     }
 
     /// Whether this is the Staged write path (a drain).
@@ -161,6 +179,10 @@ impl Durability {
                 if self.prepared_tx.push(seg).is_err() {
                     unreachable!("checked for room before preparing; only this thread pushes");
                 }
+            }
+            Err(e) if e.is_sync_failure() => {
+                // Contract 5: a failed fsync is never retried; the worker latches it.
+                self.failure = Some(e);
             }
             Err(e) => {
                 // Give the index back so the writer can claim it (only we claim past it).

@@ -39,6 +39,8 @@ pub struct WriterLink {
     /// The errno of the last failed preparation (0 after a success): a writer waiting for a
     /// prepared segment reports it instead of waiting out its limit.
     pub prepare_errno: AtomicI32,
+    /// The log failed (contract 5): `durable_seq` never advances again.
+    pub failed: AtomicBool,
     /// The writer is waiting for a prepared segment (Staged: every buffer is full and not
     /// yet drained; health degraded while it waits).
     pub writer_waiting: AtomicBool,
@@ -137,8 +139,12 @@ impl WriterLink {
         self.durable_seq.load(Ordering::Acquire)
     }
 
-    /// Raises the durable sequence number (never lowers it).
+    /// Raises the durable sequence number (never lowers it), unless the log failed: after a
+    /// failed fsync nothing is claimed durable again (contract 5).
     pub fn advance_durable(&self, seq: u64) {
+        if self.failed.load(Ordering::Acquire) {
+            return;
+        }
         self.durable_seq.fetch_max(seq, Ordering::AcqRel);
     }
 }

@@ -2,6 +2,9 @@
 //! only by the maintainer thread), so reading them never stalls it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::Error;
 
 /// Health of the maintainer (and of the recorder that owns it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +68,8 @@ pub struct MaintainerStats {
     /// Whether pinning the thread to the configured core succeeded.
     pub pinned: AtomicBool,
     failed: AtomicBool,
+    /// The first failure that latched `failed` (read only once failed: never on the hot path).
+    failure: Mutex<Option<Arc<Error>>>,
 }
 
 impl MaintainerStats {
@@ -85,9 +90,25 @@ impl MaintainerStats {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// Marks health failed for good (an fsync error).
-    pub(crate) fn set_failed(&self) {
+    /// Marks health failed for good, keeping the first `cause` (contract 5: a failed fsync,
+    /// fdatasync, msync or drain write, whichever thread saw it). Sticky: nothing clears it.
+    pub(crate) fn latch_failed(&self, cause: Error) {
+        let mut first = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(Arc::new(cause));
+        }
         self.failed.store(true, Ordering::Release);
+    }
+
+    /// The failure that latched the log, once it failed.
+    pub fn failure(&self) -> Option<Arc<Error>> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Reads a counter.

@@ -325,8 +325,16 @@ impl Worker {
             let Ok(seg) = self.persist_rx.peek() else {
                 break;
             };
+            // Staged segments reach the disk in log order: a power cut must never find
+            // segment N unwritten before a written N + 1 (recovery could not tell that from
+            // a lost segment), so persist waits until every earlier segment is durable.
+            let in_order = self
+                .durability
+                .as_ref()
+                .map_or(true, |d| seg.index <= d.persisted_end());
             let drain = self.durability.as_mut().and_then(|d| d.drain.as_mut());
             let tail = match (seg.staged.is_some(), drain) {
+                (true, Some(_)) if !in_order => break,
                 // Never two writes of one segment in flight: wait for its drain.
                 (true, Some(d)) if d.busy_with(seg.index) => break,
                 (true, Some(d)) => d.take_for_persist(seg.index),
@@ -409,12 +417,17 @@ impl Worker {
     fn plan(&mut self, stopping: bool) -> bool {
         let mut did = false;
         let now = Instant::now();
+        // The writer latches the log itself when its own sync fails: from then on nothing
+        // more is deleted here either.
+        self.failed |= self.shared.stats.is_failed();
         if !stopping {
             did |= self.plan_persist_retries(now);
         }
         if let Some(mut d) = self.durability.take() {
             d.pretouch();
-            did |= d.plan_prepare(&mut self.ctx(), stopping);
+            // After a failure no new segment is made: appends are refused anyway.
+            let no_more = stopping || self.failed;
+            did |= d.plan_prepare(&mut self.ctx(), no_more);
             if !self.failed {
                 let (interval, busy) = (self.config.sync_interval, self.config.sync_while_busy);
                 match d.plan_sync(&mut self.ctx(), interval, busy) {
@@ -422,7 +435,11 @@ impl Worker {
                     Err(e) => log::warn!("sync of the active segment: {e}"),
                 }
             }
+            let failure = d.take_failure();
             self.durability = Some(d);
+            if let Some(e) = failure {
+                self.fsync_failed(e);
+            }
         }
         if self.failed {
             self.abandon_unpublished();
@@ -641,7 +658,11 @@ impl Worker {
         if slot == PREPARE_SLOT {
             if let Some(mut d) = self.durability.take() {
                 d.on_prepare_complete(tag, c.result, &mut self.ctx());
+                let failure = d.take_failure();
                 self.durability = Some(d);
+                if let Some(e) = failure {
+                    self.fsync_failed(e);
+                }
             }
             return;
         }
@@ -651,7 +672,7 @@ impl Worker {
                 .take()
                 .expect("drain completions come from durability");
             if let Err(e) = d.on_drain_complete(tag, c.result, &mut self.ctx()) {
-                self.fsync_failed(&e);
+                self.fsync_failed(e);
             }
             self.durability = Some(d);
             return;
@@ -662,7 +683,7 @@ impl Worker {
                 .take()
                 .expect("sync completions come from durability");
             if let Err(e) = d.on_sync_complete(c.result, &mut self.ctx()) {
-                self.fsync_failed(&e);
+                self.fsync_failed(e);
             }
             self.durability = Some(d);
             return;
@@ -702,14 +723,19 @@ impl Worker {
         }
     }
 
-    fn fsync_failed(&mut self, e: &Error) {
-        log::error!("{e}: fsync failed; health failed, nothing more is deleted (contract 5)");
+    /// Contract 5: latches the log failed with `e` (the first cause is kept), stops
+    /// `durable_seq` and every deletion. Never retried.
+    fn fsync_failed(&mut self, e: Error) {
+        log::error!("{e}: the log failed; nothing more is deleted or claimed durable (contract 5)");
         self.failed = true;
         self.shared
             .stats
             .fsync_failures
             .fetch_add(1, Ordering::Relaxed);
-        self.shared.stats.set_failed();
+        if let Some(d) = &self.durability {
+            d.latch_failed();
+        }
+        self.shared.stats.latch_failed(e);
     }
 
     fn persist_done(&mut self, job: PersistJob, outcome: PersistOutcome) {
@@ -728,7 +754,7 @@ impl Worker {
                 self.hot.insert(pos, job.index);
                 self.shared.stats.persisted.fetch_add(1, Ordering::Relaxed);
             }
-            PersistOutcome::FsyncFailed(e) => self.fsync_failed(&e),
+            PersistOutcome::FsyncFailed(e) => self.fsync_failed(e),
             PersistOutcome::Retry(e) => {
                 log::warn!("persist failed, will retry: {e}");
                 self.retry_persist(&job, 0);
@@ -796,7 +822,7 @@ impl Worker {
                 self.leftover_retry.push(Retry::after_failure(index, 0));
             }
             FreezeOutcome::Retry { error, enospc } => self.freeze_failed(index, error, enospc),
-            FreezeOutcome::FsyncFailed(e) => self.fsync_failed(&e),
+            FreezeOutcome::FsyncFailed(e) => self.fsync_failed(e),
         }
         self.update_gauges();
     }
@@ -822,7 +848,7 @@ impl Worker {
                 }
                 self.shared.stats.freed.fetch_add(1, Ordering::Relaxed);
             }
-            FreeOutcome::FsyncFailed(e) => self.fsync_failed(&e),
+            FreeOutcome::FsyncFailed(e) => self.fsync_failed(e),
             FreeOutcome::Retry(e) => {
                 log::warn!("delete failed, will retry: {e}");
                 self.shared
