@@ -224,13 +224,22 @@ pub trait IoBackend: Send {
 }
 
 /// Pushes a chain of operations (each but the last linked to the next) without splitting
-/// it across submissions; submits first if the queue lacks room.
+/// it across submissions; submits first if the queue lacks room. All or nothing: if the
+/// chain cannot fit even then, nothing of it is queued (a half-pushed chain would leave a
+/// dangling link and operations in flight the caller believes were never started).
 ///
 /// # Safety
 /// As [`IoBackend::push`], for every operation.
 pub unsafe fn push_chain(be: &mut dyn IoBackend, ops: &[Op]) -> std::io::Result<()> {
     if be.room() < ops.len() {
         be.submit()?;
+    }
+    if be.room() < ops.len() {
+        return Err(std::io::Error::other(format!(
+            "a chain of {} operations does not fit in the submission queue ({} free)",
+            ops.len(),
+            be.room()
+        )));
     }
     for (i, op) in ops.iter().enumerate() {
         let op = if i + 1 < ops.len() { op.linked() } else { *op };
@@ -341,6 +350,29 @@ mod tests {
     #[test]
     fn uring_chain_cancels_after_failure() {
         chain_cancels_after_failure(Box::new(UringBackend::new(8, None).unwrap()));
+    }
+
+    #[test]
+    fn a_chain_longer_than_the_free_queue_is_refused_whole() {
+        let mut be = UringBackend::new(4, None).unwrap();
+        let f = tempfile::tempfile().unwrap();
+        let ops: Vec<Op> = (0..6)
+            .map(|i| Op::fdatasync(Target::Segment, f.as_raw_fd(), i))
+            .collect();
+        // SAFETY: no buffers or paths.
+        let pushed = unsafe { push_chain(&mut be, &ops) };
+        assert!(pushed.is_err(), "six operations cannot fit in four entries");
+        assert_eq!(be.in_flight(), 0, "nothing of the refused chain is queued");
+        // A chain that fits still goes through afterwards.
+        // SAFETY: no buffers or paths.
+        unsafe { push_chain(&mut be, &ops[..3]) }.unwrap();
+        be.submit().unwrap();
+        let mut out = Vec::new();
+        while out.len() < 3 {
+            be.wait(std::time::Duration::from_millis(10)).unwrap();
+            be.reap(&mut out);
+        }
+        assert!(out.iter().all(|c| c.result == 0), "{out:?}");
     }
 
     #[test]

@@ -110,9 +110,17 @@ impl IoBackend for UringBackend {
         let entry = Self::entry(&op);
         // SAFETY: the caller keeps the buffer and paths valid until the completion is reaped
         // (push's contract), which is what the kernel needs.
-        match unsafe { self.ring.submission().push(&entry) } {
+        let pushed = unsafe { self.ring.submission().push(&entry) };
+        match pushed {
             Ok(()) => {
                 self.in_flight += 1;
+                // More in flight than the completion queue holds would overflow it (the
+                // kernel then drops or backlogs completions): a bound the callers must keep.
+                debug_assert!(
+                    self.in_flight <= self.ring.completion().capacity(),
+                    "{} operations in flight exceed the completion queue",
+                    self.in_flight
+                );
                 Ok(())
             }
             Err(_) => Err(op),
