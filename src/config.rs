@@ -122,6 +122,9 @@ pub struct Config {
     pub fault_plan: Option<FaultPlan>,
     /// Test hook: make io_uring setup fail with this errno (to exercise the fallback).
     pub simulate_uring_error: Option<i32>,
+    /// Test hook: the maintainer thread panics on its first turn that does work (to prove a
+    /// dead maintainer latches the log failed instead of hiding).
+    pub simulate_maintainer_panic: bool,
     /// Archive cold segments to object storage before retention deletes them (feature
     /// `archive`). Default none.
     #[cfg(feature = "archive")]
@@ -156,6 +159,7 @@ impl Config {
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,
             simulate_uring_error: None,
+            simulate_maintainer_panic: false,
             #[cfg(feature = "archive")]
             archive: None,
         }

@@ -153,6 +153,9 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// The segment maintainer's thread died (a panic): the log is latched failed.
+    #[error("the segment maintainer thread died: {0}")]
+    MaintainerDied(String),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -455,3 +455,29 @@ fn a_failed_fsync_while_preparing_latches_failed_and_is_not_retried() {
     ));
     assert!(rec.close().is_err());
 }
+
+/// A maintainer thread that dies (a panic on a broken invariant) must not leave the log
+/// looking healthy until the writer waits out a 30 s limit: the log latches Failed at once,
+/// with the panic as its cause.
+#[test]
+fn a_maintainer_that_panics_latches_failed_instead_of_hiding() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let mut cfg = config(dir.path());
+    cfg.staging_dir = staging.path().to_path_buf();
+    cfg.simulate_maintainer_panic = true;
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    wait_for("the dead maintainer to fail the log", || {
+        rec.health() == Health::Failed
+    });
+    match rec.append_with(64, |b| event::fill(1, b)) {
+        Err(Error::Failed { cause, .. }) => {
+            assert!(
+                cause.to_string().contains("maintainer thread died"),
+                "{cause}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rec.close().is_err());
+}

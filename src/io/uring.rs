@@ -177,3 +177,27 @@ impl IoBackend for UringBackend {
         self.in_flight
     }
 }
+
+impl Drop for UringBackend {
+    /// Waits (bounded) until the kernel is done with every operation in flight before the
+    /// ring goes: their buffers and paths belong to jobs dropped after the backend (also
+    /// when the maintainer unwinds from a panic), and nothing may complete into freed memory.
+    fn drop(&mut self) {
+        let _ = self.ring.submit();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut done = Vec::new();
+        while self.in_flight > 0 && std::time::Instant::now() < deadline {
+            if self.wait(Duration::from_millis(10)).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            done.clear();
+            self.reap(&mut done);
+        }
+        if self.in_flight > 0 {
+            log::error!(
+                "io_uring torn down with {} operations still in flight",
+                self.in_flight
+            );
+        }
+    }
+}

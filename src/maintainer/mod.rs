@@ -104,6 +104,8 @@ pub struct SegmentMaintainer {
     thread: Option<JoinHandle<()>>,
     /// The maintainer's published histograms (compiled out without `fs1-metrics`).
     hist_shared: telemetry::Shared,
+    /// The recorder's writer link, to latch it if the thread dies.
+    link: Option<Arc<link::WriterLink>>,
 }
 
 impl SegmentMaintainer {
@@ -153,6 +155,7 @@ impl SegmentMaintainer {
             worker: Some(worker),
             thread: None,
             hist_shared,
+            link: None,
         })
     }
 
@@ -169,6 +172,7 @@ impl SegmentMaintainer {
         drain: Option<StagedDrain>,
     ) -> Result<Self> {
         let mut m = Self::with_existing(config, hot, cold)?;
+        m.link = Some(link.clone());
         if let Some(w) = m.worker.as_mut() {
             w.attach(durability::Durability::new(
                 link,
@@ -195,9 +199,28 @@ impl SegmentMaintainer {
             return Ok(()); // already started
         };
         worker.open_backend()?;
+        let shared = self.shared.clone();
+        let link = self.link.clone();
         let handle = std::thread::Builder::new()
             .name("wal-maintainer".into())
-            .spawn(move || worker.run())
+            .spawn(move || {
+                // A panic here (a broken invariant) must not leave the log looking healthy:
+                // unwinding drops the worker (its ring first, which waits for the kernel),
+                // then the log is latched failed with the panic's message.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
+                if let Err(payload) = run {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    log::error!("the segment maintainer died: {msg}; the log is failed");
+                    if let Some(link) = link {
+                        link.failed.store(true, Ordering::Release);
+                    }
+                    shared.stats.latch_failed(Error::MaintainerDied(msg));
+                }
+            })
             .map_err(|e| Error::io("spawn maintainer", PathBuf::new(), e))?;
         self.thread = Some(handle);
         Ok(())

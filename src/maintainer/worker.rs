@@ -224,6 +224,9 @@ impl Worker {
             self.completions = completions;
             if did {
                 self.hists.record_since(Hist::Loop, turn);
+                if self.config.simulate_maintainer_panic {
+                    panic!("simulated maintainer panic (test hook)");
+                }
             }
             self.hists.maybe_publish(false);
             if stopping && !did && self.idle() {
