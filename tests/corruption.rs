@@ -390,3 +390,30 @@ fn walctl_ls_and_stats_describe_the_directory() {
     assert_eq!(v["records"], 3000);
     assert_eq!(v["last_seq"], 3000);
 }
+
+/// Nothing unused is ever frozen: a cold segment that decodes to a zero header (a valid LZ4
+/// frame of zeros) is corruption, not a "prepared segment never used", and the recorder
+/// refuses to append after it (it used to, leaving a directory nothing could read).
+#[test]
+fn a_cold_segment_of_zeros_is_corruption_and_the_recorder_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = dir.path().join(format!("{:020}.wal.lz4", 0));
+    std::fs::write(
+        &cold,
+        wal_recorder::codec::lz4::compress_frame(&vec![0u8; SEG as usize], 0).unwrap(),
+    )
+    .unwrap();
+    assert_corrupt(dir.path(), &cold, 0, "a cold frame of zeros");
+    let staging = common::staging_root();
+    let mut cfg = wal_recorder::config::Config::new(dir.path());
+    cfg.staging_dir = staging.path().to_path_buf();
+    let err = wal_recorder::recorder::Recorder::open(dir.path(), cfg)
+        .err()
+        .expect("the recorder must refuse the directory");
+    assert!(err.to_string().contains(".wal.lz4"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing appended"
+    );
+}

@@ -201,10 +201,12 @@ impl LogReader {
             };
             let reader = match SegmentReader::new(src, &entry.path) {
                 Ok(r) => r,
+                // Only a hot segment can be a prepared one never used: nothing unused is ever
+                // frozen, so a cold segment without a header is corruption.
                 Err(Error::Corrupt {
                     kind: Corruption::ZeroHeader | Corruption::EmptyFile,
                     ..
-                }) if !self.single_file && self.rest_unused()? => {
+                }) if !self.single_file && entry.tier == Tier::Hot && self.rest_unused()? => {
                     self.warnings.push(Warning::UnusedSegment(entry.path));
                     continue;
                 }
