@@ -302,7 +302,7 @@ impl Recorder {
                 // now; it keeps retrying, and a later append may succeed.
                 let index = self.link.next_index.load(Ordering::Relaxed);
                 break Err(Error::io(
-                    "prepare segment (fallocate)",
+                    "prepare segment",
                     crate::segment::names::segment_path(&self.dir, index),
                     std::io::Error::from_raw_os_error(errno),
                 ));
@@ -361,6 +361,10 @@ impl Recorder {
     /// Makes every record appended so far durable and waits for it: syncs the active segment
     /// (all its pages) and waits until the maintainer has persisted the segments before it.
     pub fn sync(&mut self) -> Result<()> {
+        // Sticky (contract 5): a failed log never reports success, even with nothing new.
+        if self.maintainer.stats().is_failed() {
+            return Err(self.failed_error());
+        }
         let Some(w) = self.active.as_ref() else {
             return Ok(()); // closed: everything was persisted by the drain
         };

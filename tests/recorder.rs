@@ -481,3 +481,25 @@ fn a_maintainer_that_panics_latches_failed_instead_of_hiding() {
     }
     assert!(rec.close().is_err());
 }
+
+/// A log that failed before anything was appended (here: the fsync of a segment prepared at
+/// open) still reports the failure from `sync()`: nothing to wait for is no success.
+#[test]
+fn sync_on_a_log_that_failed_before_any_append_reports_the_failure() {
+    use wal_recorder::io::fault::FaultPlan;
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let plan = FaultPlan::new();
+    plan.fail_always(OpCode::Fdatasync, Target::Segment, libc::EIO);
+    let mut cfg = config(dir.path());
+    cfg.fault_plan = Some(plan);
+    cfg.staging_dir = staging.path().to_path_buf();
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    wait_for("the prepare's fdatasync to fail the log", || {
+        rec.health() == Health::Failed
+    });
+    assert_eq!(rec.last_seq(), 0);
+    assert!(matches!(rec.sync(), Err(Error::Failed { .. })));
+    assert!(rec.close().is_err());
+}
