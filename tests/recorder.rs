@@ -204,14 +204,19 @@ fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     let dir = tempfile::tempdir().unwrap();
     let staging = common::staging_root();
     let plan = FaultPlan::new();
-    plan.fail_always(OpCode::Fdatasync, Target::Segment, libc::EIO);
     let mut cfg = config(dir.path());
-    cfg.fault_plan = Some(plan);
+    cfg.fault_plan = Some(plan.clone());
     cfg.staging_dir = staging.path().to_path_buf();
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    for seq in 1..=100u64 {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.sync().unwrap();
     let durable_before = rec.durable_seq();
-    // Appends go on until the maintainer's first fdatasync (of the active segment or of a
-    // rolled-over one) fails; from then on every append is refused.
+    assert_eq!(durable_before, 100);
+    // From now on every fdatasync of a segment fails. Appends go on until the maintainer's
+    // next one (a drain, a persist or a prepare) fails; from then on every append is refused.
+    plan.fail_always(OpCode::Fdatasync, Target::Segment, libc::EIO);
     let err = loop {
         let seq = rec.last_seq() + 1;
         match rec.append_with(64, |b| event::fill(seq, b)) {
