@@ -219,11 +219,14 @@ impl Recorder {
         let next = self.next_prepared(cur.header().index + 1)?;
         let cur = self.active.take().expect("checked above");
         let (first_seq, crc) = (cur.next_seq(), cur.last_crc());
-        self.hand_over(cur.into_sealed())?;
+        let sealed = cur.into_sealed();
         let index = next.index();
         let mapping = next.mapping();
         self.active = Some(SegmentWriter::activate(next, first_seq, crc));
+        // The link moves to the new segment before the old one is handed over: the
+        // maintainer unmaps what it is handed, and must never find it still named here.
         self.link.begin_segment(index, first_seq, mapping);
+        self.hand_over(sealed)?;
         self.stats.rollovers += 1;
         self.hists.record_since(Hist::Rollover, started);
         Ok(())
@@ -591,6 +594,7 @@ impl Recorder {
         let mut result = Ok(());
         if let Some(w) = self.active.take() {
             self.closed_last_seq = w.next_seq() - 1;
+            self.link.retire_mapping(); // before the hand-over, as at a rollover
             if let Err(e) = self.hand_over(w.into_sealed()) {
                 result = Err(e);
             }

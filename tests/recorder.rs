@@ -508,3 +508,26 @@ fn sync_on_a_log_that_failed_before_any_append_reports_the_failure() {
     assert!(matches!(rec.sync(), Err(Error::Failed { .. })));
     assert!(rec.close().is_err());
 }
+
+/// Direct mode: the maintainer's pretoucher never touches a mapping the writer handed over
+/// (and persist unmapped): the writer moves or retires the link before each hand-over, at
+/// rollovers and at close. Each pretouch that finds no live mapping is counted.
+#[test]
+fn the_pretoucher_never_touches_a_segment_after_its_hand_over() {
+    use wal_recorder::config::WritePath;
+    use wal_recorder::maintainer::MaintainerStats;
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.write_path = WritePath::Direct;
+        cfg.segment_size = 4 << 20;
+        let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+        let n = 150_000u64; // about three rollovers of 4 MiB segments
+        for seq in 1..=n {
+            rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+        }
+        rec.shutdown().unwrap();
+        let failures = MaintainerStats::get(&rec.maintainer_stats().pretouch_failures);
+        assert_eq!(failures, 0, "round {round}: pretouches of unmapped memory");
+    }
+}

@@ -213,7 +213,7 @@ impl Durability {
     /// written back and write-protected those prefaulted pages; the writer's first store to
     /// such a page would fault and could wait for the commit. Here the maintainer takes that
     /// fault instead. Pages still writable cost a page-table walk.
-    pub fn pretouch(&mut self) {
+    pub fn pretouch(&mut self, stats: &super::MaintainerStats) {
         let now = Instant::now();
         if self.drain.is_some() || now < self.pretouch_next {
             return;
@@ -229,15 +229,20 @@ impl Durability {
         let start = (off as usize / page) * page;
         if base != 0 && start < len {
             let n = PRETOUCH_AHEAD.min(len - start);
-            // SAFETY: the active segment's mapping is unmapped only by this thread (persist),
-            // after the writer handed it over; the range lies inside it.
-            let _ = unsafe { crate::segment::populate_write(base + start, n) };
+            // SAFETY: the link names the active segment's mapping only until the writer hands
+            // it over (the writer switches or retires the link first), and it is unmapped
+            // only by this thread, after that; the range lies inside it.
+            if unsafe { crate::segment::populate_write(base + start, n) }.is_err() {
+                stats.pretouch_failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if start >= len || len - start < PRETOUCH_AHEAD {
             if let Some(&(_, nb, nl)) = self.prepared_maps.front() {
                 // SAFETY: a prepared segment's mapping is unmapped by the writer only at
                 // close, after this thread has stopped.
-                let _ = unsafe { crate::segment::populate_write(nb, PRETOUCH_AHEAD.min(nl)) };
+                if unsafe { crate::segment::populate_write(nb, PRETOUCH_AHEAD.min(nl)) }.is_err() {
+                    stats.pretouch_failures.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

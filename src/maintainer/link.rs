@@ -75,6 +75,15 @@ impl WriterLink {
         self.gen.fetch_add(1, Ordering::Release); // even: stable
     }
 
+    /// Writer, before handing its last segment over at close: no mapping is active any more
+    /// (the maintainer unmaps the segment once it has it; nothing may touch it after).
+    pub fn retire_mapping(&self) {
+        self.gen.fetch_add(1, Ordering::AcqRel); // odd: switching
+        self.active_base.store(0, Ordering::Relaxed);
+        self.active_len.store(0, Ordering::Relaxed);
+        self.gen.fetch_add(1, Ordering::Release); // even: stable
+    }
+
     /// Writer: the pages below `off` hold complete records up to `seq`. Two plain stores on
     /// x86; called only when an append crosses a page boundary.
     #[inline]

@@ -63,6 +63,9 @@ pub struct MaintainerStats {
     pub idle_turns: AtomicU64,
     /// CPU time the maintainer thread used, in ns (written when the thread ends).
     pub cpu_ns: AtomicU64,
+    /// Direct mode: pretouches (`MADV_POPULATE_WRITE` ahead of the writer) that failed; a
+    /// failure means the range was not a live mapping, which must never happen.
+    pub pretouch_failures: AtomicU64,
     /// Set once if io_uring could not be set up and the blocking backend is used.
     pub fell_back: AtomicBool,
     /// Whether pinning the thread to the configured core succeeded.

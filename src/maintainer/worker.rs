@@ -427,7 +427,7 @@ impl Worker {
             did |= self.plan_persist_retries(now);
         }
         if let Some(mut d) = self.durability.take() {
-            d.pretouch();
+            d.pretouch(&self.shared.stats);
             // After a failure no new segment is made: appends are refused anyway.
             let no_more = stopping || self.failed;
             did |= d.plan_prepare(&mut self.ctx(), no_more);
