@@ -49,6 +49,8 @@ struct PlanState {
     rules: Vec<Rule>,
     seen: HashMap<(OpCode, Target), u32>,
     fired: u64,
+    /// Every operation run since `record` was called: (code, target, offset, length).
+    trace: Option<Vec<(OpCode, Target, u64, u32)>>,
 }
 
 impl FaultPlan {
@@ -80,6 +82,19 @@ impl FaultPlan {
         self.inner.lock().expect("fault plan lock").rules.clear();
     }
 
+    /// From now on, records every operation the backend runs, in order (see [`Self::trace`]).
+    pub fn record(&self) -> &Self {
+        self.inner.lock().expect("fault plan lock").trace = Some(Vec::new());
+        self
+    }
+
+    /// The operations recorded since [`Self::record`]: (code, target, offset, length), in the
+    /// order the backend ran them.
+    pub fn trace(&self) -> Vec<(OpCode, Target, u64, u32)> {
+        let st = self.inner.lock().expect("fault plan lock");
+        st.trace.clone().unwrap_or_default()
+    }
+
     /// How many operations the rules changed so far.
     pub fn fired(&self) -> u64 {
         self.inner.lock().expect("fault plan lock").fired
@@ -107,6 +122,9 @@ impl FaultPlan {
 
     fn effect_for(&self, op: &Op) -> Option<Effect> {
         let mut st = self.inner.lock().expect("fault plan lock");
+        if let Some(t) = st.trace.as_mut() {
+            t.push((op.code, op.target, op.offset, op.len));
+        }
         let n = st.seen.entry((op.code, op.target)).or_insert(0);
         let occurrence = *n;
         *n += 1;

@@ -1,10 +1,12 @@
 //! Persist: the writer's sealed segment is unmapped, then one linked chain
 //! `ftruncate(used) → fdatasync → close` makes it durable at its used length (Direct). A
-//! staged segment's chain is `write(rest of the buffer) → fdatasync → ftruncate(used) →
-//! fdatasync → close`: its records are durable at the first fdatasync, which is when
-//! `durable_seq` may pass them ([`PersistJob::durable`]), without waiting for the truncation's
-//! metadata commit. It joins the hot list only when all of them succeeded; a staged buffer
-//! is recycled then.
+//! staged segment's chain is `write(the rest of the records) → fdatasync → write(the seal's
+//! page) → fdatasync → ftruncate(used) → fdatasync → close`. The seal reaches the disk only
+//! after every byte before it: a power cut in the middle can leave a torn tail, never a hole
+//! followed by a valid seal (which recovery must call corruption). Its records are durable at
+//! the second fdatasync, which is when `durable_seq` may pass them ([`PersistJob::durable`]),
+//! without waiting for the truncation's metadata commit. It joins the hot list only when all
+//! of them succeeded; a staged buffer is recycled then.
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;
@@ -14,14 +16,22 @@ use super::job::{ud, Ctx};
 use crate::constants::PAGE_SIZE;
 use crate::error::{Error, Result};
 use crate::io::{check, push_chain, Op, Target};
+use crate::segment::format::SEAL_LEN;
 use crate::segment::SealedSegment;
 use crate::telemetry::{self, Stamp};
 
 const TRUNCATE: u32 = 0;
 const SYNC: u32 = 1;
 const CLOSE: u32 = 2;
+/// The seal's page (and the one after, when the seal straddles them), written last.
 const WRITE: u32 = 3;
 const TAIL_SYNC: u32 = 4;
+/// The whole pages before the seal's page.
+const BODY: u32 = 5;
+/// The seal's page without the seal: its records, zeros after (from a bounce page).
+const BODY_LAST: u32 = 6;
+const BODY_SYNC: u32 = 7;
+const STEPS: usize = 8;
 
 /// How a persist ended.
 pub(crate) enum PersistOutcome {
@@ -48,7 +58,12 @@ pub(crate) struct PersistJob {
     pub used: u64,
     pub last_seq: u64,
     fd: RawFd,
-    results: [Option<i32>; 5],
+    results: [Option<i32>; STEPS],
+    /// Lengths of the body writes pushed (0: none).
+    body_len: u32,
+    body_last_len: u32,
+    /// The seal's page without the seal, while its write is in flight.
+    bounce: Option<crate::io::AlignedBuf>,
     /// `durable_seq` was told about this segment (at its first successful fdatasync).
     pub credited: bool,
     /// Staged: the buffer's tail still to write, and the ring that keeps it mapped.
@@ -89,7 +104,10 @@ impl PersistJob {
             used: seg.used,
             last_seq: seg.last_seq,
             fd,
-            results: [None; 5],
+            results: [None; STEPS],
+            body_len: 0,
+            body_last_len: 0,
+            bounce: None,
             credited: false,
             tail,
             write_len: 0,
@@ -114,7 +132,10 @@ impl PersistJob {
             used,
             last_seq,
             fd,
-            results: [None; 5],
+            results: [None; STEPS],
+            body_len: 0,
+            body_last_len: 0,
+            bounce: None,
             credited: false,
             tail: None,
             write_len: 0,
@@ -127,36 +148,70 @@ impl PersistJob {
 
     pub fn start(&mut self, slot: u32, cx: &mut Ctx<'_>) -> std::io::Result<()> {
         self.started = telemetry::now();
-        let mut ops = Vec::with_capacity(4);
+        let mut ops = Vec::with_capacity(STEPS);
+        self.results = [None; STEPS];
         if let Some(t) = &self.tail {
+            let base = t.ring.base(t.slot).as_ptr();
             let end = (self.used.div_ceil(PAGE_SIZE) * PAGE_SIZE).min(t.ring.capacity() as u64);
-            if end > t.from {
-                let len = (end - t.from) as usize;
-                // SAFETY: [from, end) lies inside the slot's mapping, which `tail.ring` keeps
-                // alive until this job is dropped, after its completions.
-                let buf = unsafe {
-                    std::slice::from_raw_parts(
-                        t.ring.base(t.slot).as_ptr().add(t.from as usize),
-                        len,
-                    )
-                };
-                self.write_len = len as u32;
+            let seal_off = self.used - SEAL_LEN as u64;
+            let seal_page = seal_off / PAGE_SIZE * PAGE_SIZE;
+            debug_assert!(t.from <= seal_page, "drains never pass the writer");
+            let slice = |from: u64, to: u64| {
+                // SAFETY: [from, to) lies inside the slot's mapping (to <= end <= capacity),
+                // which `tail.ring` keeps alive until this job is dropped, after its
+                // completions; the sealed buffer no longer changes.
+                unsafe { std::slice::from_raw_parts(base.add(from as usize), (to - from) as usize) }
+            };
+            if seal_page > t.from {
+                self.body_len = (seal_page - t.from) as u32;
+                let body = slice(t.from, seal_page);
                 ops.push(Op::write(
                     Target::Segment,
                     self.fd,
-                    buf,
+                    body,
                     t.from,
-                    ud(slot, WRITE),
+                    ud(slot, BODY),
                 ));
             }
-        }
-        if self.write_len == 0 {
-            self.results[WRITE as usize] = Some(0);
-        }
-        if self.tail.is_some() {
+            let head = (seal_off - seal_page) as usize;
+            if head > 0 {
+                let mut page = crate::io::AlignedBuf::new(PAGE_SIZE as usize);
+                page.as_mut_slice()[..head].copy_from_slice(slice(seal_page, seal_off));
+                self.body_last_len = PAGE_SIZE as u32;
+                let at = ud(slot, BODY_LAST);
+                ops.push(Op::write(
+                    Target::Segment,
+                    self.fd,
+                    page.as_slice(),
+                    seal_page,
+                    at,
+                ));
+                self.bounce = Some(page);
+            }
+            if ops.is_empty() {
+                self.results[BODY_SYNC as usize] = Some(0);
+            } else {
+                ops.push(Op::fdatasync(Target::Segment, self.fd, ud(slot, BODY_SYNC)));
+            }
+            self.write_len = (end - seal_page) as u32;
+            let seal = slice(seal_page, end);
+            ops.push(Op::write(
+                Target::Segment,
+                self.fd,
+                seal,
+                seal_page,
+                ud(slot, WRITE),
+            ));
             ops.push(Op::fdatasync(Target::Segment, self.fd, ud(slot, TAIL_SYNC)));
         } else {
-            self.results[TAIL_SYNC as usize] = Some(0);
+            for tag in [WRITE, TAIL_SYNC, BODY_SYNC] {
+                self.results[tag as usize] = Some(0);
+            }
+        }
+        for (tag, len) in [(BODY, self.body_len), (BODY_LAST, self.body_last_len)] {
+            if len == 0 {
+                self.results[tag as usize] = Some(0);
+            }
         }
         ops.push(Op::ftruncate(
             Target::Segment,
@@ -166,17 +221,28 @@ impl PersistJob {
         ));
         ops.push(Op::fdatasync(Target::Segment, self.fd, ud(slot, SYNC)));
         ops.push(Op::close(Target::Segment, self.fd, ud(slot, CLOSE)));
-        // SAFETY: only the tail write carries a buffer, kept alive as said above; no paths.
+        // SAFETY: the writes' buffers are kept alive as said above (the bounce page in this
+        // job); no paths.
         unsafe { push_chain(cx.be, &ops) }
     }
 
-    /// Whether the segment's records are durable: the write of the staged tail and its
-    /// fdatasync succeeded (Staged), or the truncate and the fdatasync (Direct).
+    /// Whether a write step transferred all it was asked to.
+    fn wrote(&self, tag: u32, len: u32) -> bool {
+        self.results[tag as usize].is_some_and(|r| r >= 0 && r as u32 >= len)
+    }
+
+    /// Whether the segment's records are durable: the staged body, its fdatasync, the seal and
+    /// its fdatasync succeeded (Staged), or the truncate and the fdatasync (Direct).
     pub fn durable(&self) -> bool {
         let ok = |tag: u32| self.results[tag as usize].is_some_and(|r| r >= 0);
-        let wrote = self.results[WRITE as usize].is_some_and(|r| r as u32 >= self.write_len);
         match self.tail.is_some() {
-            true => wrote && ok(TAIL_SYNC),
+            true => {
+                self.wrote(BODY, self.body_len)
+                    && self.wrote(BODY_LAST, self.body_last_len)
+                    && ok(BODY_SYNC)
+                    && self.wrote(WRITE, self.write_len)
+                    && ok(TAIL_SYNC)
+            }
             false => ok(TRUNCATE) && ok(SYNC),
         }
     }
@@ -184,30 +250,36 @@ impl PersistJob {
     /// Records a completion; returns the outcome once all are in.
     pub fn complete(&mut self, tag: u32, result: i32) -> Option<PersistOutcome> {
         self.results[tag as usize] = Some(result);
-        if tag == SYNC || tag == TAIL_SYNC {
+        if tag == SYNC || tag == TAIL_SYNC || tag == BODY_SYNC {
             self.fdatasync_ns = telemetry::since_ns(self.started);
         }
-        let [Some(t), Some(s), Some(c), Some(w), Some(ts)] = self.results else {
+        if self.results.iter().any(Option::is_none) {
             return None;
-        };
+        }
+        let r = |tag: u32| self.results[tag as usize].unwrap_or(0);
+        let (t, s, c) = (r(TRUNCATE), r(SYNC), r(CLOSE));
         if c < 0 {
             // A cancelled (or failed) close: release the descriptor ourselves.
             // SAFETY: the fd is ours and no operation in flight uses it any more.
             unsafe { libc::close(self.fd) };
         }
-        if let Err(e) = check(w, "write (drain)", &self.path) {
-            return Some(PersistOutcome::FsyncFailed(e));
-        }
-        if (w as u32) < self.write_len {
-            let short = std::io::Error::other(format!("short write: {w} of {}", self.write_len));
-            return Some(PersistOutcome::FsyncFailed(crate::Error::io(
-                "write (drain)",
-                &self.path,
-                short,
-            )));
-        }
-        if let Err(e) = check(ts, "fdatasync", &self.path) {
-            return Some(PersistOutcome::FsyncFailed(e));
+        let steps = [
+            (BODY, self.body_len, "write (drain)"),
+            (BODY_LAST, self.body_last_len, "write (drain)"),
+            (BODY_SYNC, 0, "fdatasync"),
+            (WRITE, self.write_len, "write (seal)"),
+            (TAIL_SYNC, 0, "fdatasync"),
+        ];
+        for (tag, len, op) in steps {
+            if let Err(e) = check(r(tag), op, &self.path) {
+                return Some(PersistOutcome::FsyncFailed(e));
+            }
+            if (r(tag) as u32) < len {
+                let short = std::io::Error::other(format!("short write: {} of {len}", r(tag)));
+                return Some(PersistOutcome::FsyncFailed(crate::Error::io(
+                    op, &self.path, short,
+                )));
+            }
         }
         if let Err(e) = check(t, "ftruncate", &self.path) {
             return Some(PersistOutcome::Retry(e));
