@@ -580,3 +580,43 @@ fn staged_persist_writes_the_seal_only_after_the_records_are_durable() {
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(900));
 }
+
+/// A persist whose close ran and then reported an error must not close the descriptor
+/// number again: it may belong to another file by then. The fault backend hands each freed
+/// number to a "squatter" at once; every squatter must still be open afterwards.
+#[test]
+fn a_close_that_ran_and_failed_is_not_closed_again() {
+    use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let plan = FaultPlan::new();
+    plan.add(Rule {
+        code: OpCode::Close,
+        target: Target::Segment,
+        nth: 0,
+        count: u32::MAX,
+        effect: Effect::RunThenFail(libc::EIO),
+    });
+    let mut cfg = config(dir.path());
+    cfg.fault_plan = Some(plan.clone());
+    cfg.staging_dir = staging.path().to_path_buf();
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    let n = 3 * 818 + 100; // three rollovers of 64 KiB segments
+    for seq in 1..=n {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.close().unwrap();
+    let squatters = plan.squatters();
+    assert!(squatters.len() >= 4, "every persist's close: {squatters:?}");
+    for fd in squatters {
+        // SAFETY: fcntl(F_GETFD) only queries the descriptor.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+        assert!(open, "descriptor {fd} was closed a second time");
+        // SAFETY: the test's own squatter, closed once here.
+        unsafe { libc::close(fd) };
+    }
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(n));
+}

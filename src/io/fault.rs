@@ -19,6 +19,11 @@ pub enum Effect {
     Short(u32),
     /// Runs after this many milliseconds: a slow device (the maintainer's thread waits).
     DelayMs(u32),
+    /// Runs, then reports `-errno` anyway, as a `close` that released its descriptor and
+    /// failed does. For a `close`, the freed descriptor number is then taken at once by a
+    /// "squatter" (an open of /dev/null, which gets the lowest free number), so a caller that
+    /// wrongly closes the number again closes the squatter instead: [`FaultPlan::squatters`].
+    RunThenFail(i32),
 }
 
 /// One fault: the `nth` (0-based) operation with this opcode and target, and `count`
@@ -51,6 +56,8 @@ struct PlanState {
     fired: u64,
     /// Every operation run since `record` was called: (code, target, offset, length).
     trace: Option<Vec<(OpCode, Target, u64, u32)>>,
+    /// Descriptors opened on the numbers a `RunThenFail` close released.
+    squatters: Vec<std::os::fd::RawFd>,
 }
 
 impl FaultPlan {
@@ -93,6 +100,24 @@ impl FaultPlan {
     pub fn trace(&self) -> Vec<(OpCode, Target, u64, u32)> {
         let st = self.inner.lock().expect("fault plan lock");
         st.trace.clone().unwrap_or_default()
+    }
+
+    /// The squatter descriptors of `RunThenFail` closes (see [`Effect::RunThenFail`]); each
+    /// must still be open, unless someone closed a number twice.
+    pub fn squatters(&self) -> Vec<std::os::fd::RawFd> {
+        self.inner
+            .lock()
+            .expect("fault plan lock")
+            .squatters
+            .clone()
+    }
+
+    fn add_squatter(&self, fd: std::os::fd::RawFd) {
+        self.inner
+            .lock()
+            .expect("fault plan lock")
+            .squatters
+            .push(fd);
     }
 
     /// How many operations the rules changed so far.
@@ -185,6 +210,18 @@ impl IoBackend for FaultBackend {
                 // SAFETY: push's contract keeps the pointers valid until the completion is
                 // reaped; the shortened range lies inside the original one.
                 unsafe { run(&short) }
+            }
+            Some(Effect::RunThenFail(errno)) => {
+                // SAFETY: as above.
+                let ran = unsafe { run(op) };
+                if op.code == OpCode::Close && ran == 0 {
+                    // SAFETY: a valid C string; the result is checked.
+                    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+                    if fd >= 0 {
+                        plan.add_squatter(fd);
+                    }
+                }
+                -errno
             }
             Some(Effect::DelayMs(ms)) => {
                 std::thread::sleep(Duration::from_millis(u64::from(ms)));

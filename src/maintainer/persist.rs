@@ -258,8 +258,10 @@ impl PersistJob {
         }
         let r = |tag: u32| self.results[tag as usize].unwrap_or(0);
         let (t, s, c) = (r(TRUNCATE), r(SYNC), r(CLOSE));
-        if c < 0 {
-            // A cancelled (or failed) close: release the descriptor ourselves.
+        if c == -libc::ECANCELED {
+            // The close never ran (an earlier step of the chain failed): release the
+            // descriptor ourselves. A close that ran and failed has released it already, and
+            // its number may belong to another file by now: never close that twice.
             // SAFETY: the fd is ours and no operation in flight uses it any more.
             unsafe { libc::close(self.fd) };
         }
