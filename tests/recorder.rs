@@ -197,6 +197,37 @@ fn full_disk_at_open_is_a_typed_error_and_loses_nothing() {
     assert_eq!(r.last_seq, Some(last_ok));
 }
 
+/// A staged log with `plan` as its fault plan, holding `n` durable records.
+fn durable_log(
+    dir: &std::path::Path,
+    staging: &std::path::Path,
+    plan: &wal_recorder::io::fault::FaultPlan,
+    n: u64,
+) -> Recorder {
+    let mut cfg = config(dir);
+    cfg.fault_plan = Some(plan.clone());
+    cfg.staging_dir = staging.to_path_buf();
+    let mut rec = Recorder::open(dir, cfg).unwrap();
+    for seq in 1..=n {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.sync().unwrap();
+    assert_eq!(rec.durable_seq(), n);
+    rec
+}
+
+/// Appends (paced a little) until the log refuses; returns the refusal.
+fn append_until_refused(rec: &mut Recorder) -> Error {
+    loop {
+        let seq = rec.last_seq() + 1;
+        match rec.append_with(64, |b| event::fill(seq, b)) {
+            Ok(_) => std::thread::sleep(Duration::from_micros(20)),
+            Err(e) => return e,
+        }
+        assert!(rec.last_seq() < 10_000_000, "the failure never surfaced");
+    }
+}
+
 #[test]
 fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     use wal_recorder::io::fault::FaultPlan;
@@ -204,30 +235,12 @@ fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     let dir = tempfile::tempdir().unwrap();
     let staging = common::staging_root();
     let plan = FaultPlan::new();
-    let mut cfg = config(dir.path());
-    cfg.fault_plan = Some(plan.clone());
-    cfg.staging_dir = staging.path().to_path_buf();
-    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
-    for seq in 1..=100u64 {
-        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
-    }
-    rec.sync().unwrap();
+    let mut rec = durable_log(dir.path(), staging.path(), &plan, 100);
     let durable_before = rec.durable_seq();
-    assert_eq!(durable_before, 100);
     // From now on every fdatasync of a segment fails. Appends go on until the maintainer's
     // next one (a drain, a persist or a prepare) fails; from then on every append is refused.
     plan.fail_always(OpCode::Fdatasync, Target::Segment, libc::EIO);
-    let err = loop {
-        let seq = rec.last_seq() + 1;
-        match rec.append_with(64, |b| event::fill(seq, b)) {
-            Ok(_) => std::thread::sleep(Duration::from_micros(20)),
-            Err(e) => break e,
-        }
-        assert!(
-            rec.last_seq() < 10_000_000,
-            "the fsync error never surfaced"
-        );
-    };
+    let err = append_until_refused(&mut rec);
     assert!(matches!(err, Error::Failed { .. }), "{err}");
     assert_eq!(rec.health(), Health::Failed);
     let seq = rec.last_seq() + 1;
@@ -337,27 +350,11 @@ fn a_failed_drain_write_latches_failed_and_the_next_open_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let staging = common::staging_root();
     let plan = FaultPlan::new();
-    let mut cfg = config(dir.path());
-    cfg.fault_plan = Some(plan.clone());
-    cfg.staging_dir = staging.path().to_path_buf();
-    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
-    for seq in 1..=1000u64 {
-        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
-    }
-    rec.sync().unwrap();
+    let mut rec = durable_log(dir.path(), staging.path(), &plan, 1000);
     let durable_before = rec.durable_seq();
-    assert_eq!(durable_before, 1000);
     // The disk starts refusing the drain's writes (EIO): the log latches Failed.
     plan.fail_always(OpCode::Write, Target::Segment, libc::EIO);
-    let mut seq = 1001;
-    let err = loop {
-        match rec.append_with(64, |b| event::fill(seq, b)) {
-            Ok(_) => seq += 1,
-            Err(e) => break e,
-        }
-        assert!(seq < 10_000_000, "the write error never surfaced");
-        std::thread::sleep(Duration::from_micros(20));
-    };
+    let err = append_until_refused(&mut rec);
     assert!(matches!(err, Error::Failed { .. }), "{err}");
     assert_eq!(rec.health(), Health::Failed);
     assert_eq!(

@@ -98,11 +98,28 @@ impl PersistJob {
             ),
             (None, None) => unreachable!("a sealed segment has a file or a staging buffer"),
         };
+        Self::with_fd(
+            (seg.index, seg.path, seg.used, seg.last_seq),
+            fd,
+            tail,
+            slot,
+            seg.sealed_at,
+        )
+    }
+
+    /// A job for `(index, path, used, last_seq)` on the open descriptor `fd`.
+    fn with_fd(
+        (index, path, used, last_seq): (u64, PathBuf, u64, u64),
+        fd: RawFd,
+        tail: Option<BufferTail>,
+        slot: Option<usize>,
+        sealed_at: Stamp,
+    ) -> Self {
         PersistJob {
-            index: seg.index,
-            path: seg.path,
-            used: seg.used,
-            last_seq: seg.last_seq,
+            index,
+            path,
+            used,
+            last_seq,
             fd,
             results: [None; STEPS],
             body_len: 0,
@@ -112,7 +129,7 @@ impl PersistJob {
             tail,
             write_len: 0,
             slot,
-            sealed_at: seg.sealed_at,
+            sealed_at,
             started: telemetry::now(),
             fdatasync_ns: 0,
         }
@@ -126,24 +143,13 @@ impl PersistJob {
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?
             .into_raw_fd();
-        Ok(PersistJob {
-            index,
-            path,
-            used,
-            last_seq,
+        Ok(Self::with_fd(
+            (index, path, used, last_seq),
             fd,
-            results: [None; STEPS],
-            body_len: 0,
-            body_last_len: 0,
-            bounce: None,
-            credited: false,
-            tail: None,
-            write_len: 0,
-            slot: None,
-            sealed_at: telemetry::now(),
-            started: telemetry::now(),
-            fdatasync_ns: 0,
-        })
+            None,
+            None,
+            telemetry::now(),
+        ))
     }
 
     pub fn start(&mut self, slot: u32, cx: &mut Ctx<'_>) -> std::io::Result<()> {
