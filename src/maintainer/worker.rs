@@ -658,37 +658,8 @@ impl Worker {
     /// Routes a completion to its job; handles the job's end.
     fn dispatch(&mut self, c: Completion) {
         let (slot, tag) = split_ud(c.user_data);
-        if slot == PREPARE_SLOT {
-            if let Some(mut d) = self.durability.take() {
-                d.on_prepare_complete(tag, c.result, &mut self.ctx());
-                let failure = d.take_failure();
-                self.durability = Some(d);
-                if let Some(e) = failure {
-                    self.fsync_failed(e);
-                }
-            }
-            return;
-        }
-        if slot == DRAIN_SLOT {
-            let mut d = self
-                .durability
-                .take()
-                .expect("drain completions come from durability");
-            if let Err(e) = d.on_drain_complete(tag, c.result, &mut self.ctx()) {
-                self.fsync_failed(e);
-            }
-            self.durability = Some(d);
-            return;
-        }
-        if slot == SYNC_SLOT {
-            let mut d = self
-                .durability
-                .take()
-                .expect("sync completions come from durability");
-            if let Err(e) = d.on_sync_complete(c.result, &mut self.ctx()) {
-                self.fsync_failed(e);
-            }
-            self.durability = Some(d);
+        if matches!(slot, PREPARE_SLOT | DRAIN_SLOT | SYNC_SLOT) {
+            self.dispatch_durability(slot, tag, c.result);
             return;
         }
         let slot = slot as usize;
@@ -723,6 +694,27 @@ impl Worker {
                     Some(o) => self.free_done(j, o),
                 }
             }
+        }
+    }
+
+    /// Completions of the reserved slots (prepare, drain, active-segment sync) go to the
+    /// writer's durability duties; a sync failure they report latches the log.
+    fn dispatch_durability(&mut self, slot: u32, tag: u32, result: i32) {
+        let Some(mut d) = self.durability.take() else {
+            return; // only a recorder's maintainer uses these slots
+        };
+        let mut cx = self.ctx();
+        let failure = match slot {
+            PREPARE_SLOT => {
+                d.on_prepare_complete(tag, result, &mut cx);
+                d.take_failure()
+            }
+            DRAIN_SLOT => d.on_drain_complete(tag, result, &mut cx).err(),
+            _ => d.on_sync_complete(result, &mut cx).err(),
+        };
+        self.durability = Some(d);
+        if let Some(e) = failure {
+            self.fsync_failed(e);
         }
     }
 
