@@ -233,7 +233,10 @@ impl Recorder {
     }
 
     /// The prepared segment `index`: from the ring (no system call), or, when none is
-    /// ready, created here (a stall), or waited for while the maintainer prepares it.
+    /// ready, waited for while the maintainer prepares it (a stall). Only the maintainer
+    /// creates segment files, in both write paths: a second creator would have to claim
+    /// indices against it, and a claim abandoned after a failed create left a gap in the
+    /// segment numbers that the next open refused.
     fn next_prepared(&mut self, index: u64) -> Result<PreparedSegment> {
         if let Ok(seg) = self.prepared.pop() {
             debug_assert_eq!(seg.index(), index, "prepared segments come in order");
@@ -241,54 +244,17 @@ impl Recorder {
         }
         self.stats.stalls += 1;
         self.link.stalls.fetch_add(1, Ordering::Relaxed);
-        if self.staging.is_some() {
-            return self.wait_for_buffer();
-        }
-        let start = Instant::now();
-        let waited = telemetry::now();
-        loop {
-            if let Ok(seg) = self.prepared.pop() {
-                self.hists.record_since(Hist::PreparedWait, waited);
-                return Ok(seg);
-            }
-            let claimed = self.link.next_index.compare_exchange(
-                index,
-                index + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            if claimed.is_ok() {
-                let made = PreparedSegment::create(&self.dir, index, self.config.segment_size);
-                self.hists.record_since(Hist::PreparedWait, waited);
-                let made = match made {
-                    Err(e) if e.is_sync_failure() => Err(self.latch(e)),
-                    other => other,
-                };
-                return made.inspect_err(|_| {
-                    let _ = self.link.next_index.compare_exchange(
-                        index + 1,
-                        index,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    );
-                });
-            }
-            // The maintainer is preparing it right now.
-            if start.elapsed() > WRITER_WAIT_LIMIT {
-                return Err(Error::Timeout {
-                    path: self.dir.clone(),
-                    what: "preparing the next segment",
-                });
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
+        let seg = self.wait_for_prepared()?;
+        debug_assert_eq!(seg.index(), index, "prepared segments come in order");
+        Ok(seg)
     }
 
-    /// Staged mode: waits for the maintainer to prepare the next segment, which needs a
-    /// drained buffer (backpressure: the writer never overwrites undrained data). Health is
-    /// degraded while it waits.
+    /// Waits for the maintainer to prepare the next segment (in Staged mode that needs a
+    /// drained buffer: backpressure, the writer never overwrites undrained data). Health is
+    /// degraded while it waits; a failed log or a failing prepare (a full disk) ends the
+    /// wait with its error at once.
     #[cold]
-    fn wait_for_buffer(&mut self) -> Result<PreparedSegment> {
+    fn wait_for_prepared(&mut self) -> Result<PreparedSegment> {
         let start = Instant::now();
         let waited = telemetry::now();
         self.link.writer_waiting.store(true, Ordering::Relaxed);
@@ -313,7 +279,10 @@ impl Recorder {
             if start.elapsed() > WRITER_WAIT_LIMIT {
                 break Err(Error::Timeout {
                     path: self.dir.clone(),
-                    what: "a drained staging buffer for the next segment",
+                    what: match self.staging.is_some() {
+                        true => "a drained staging buffer for the next segment",
+                        false => "the maintainer to prepare the next segment",
+                    },
                 });
             }
             self.flush_overflow();

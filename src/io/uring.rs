@@ -22,7 +22,18 @@ pub struct UringBackend {
     /// chain ends.
     cancel_chain: bool,
     in_flight: usize,
+    /// Whether `io_uring_enter` takes a timeout (IORING_FEAT_EXT_ARG, kernel 5.11). Older
+    /// kernels wait on a timeout operation instead ([`WAKE`]).
+    ext_arg: bool,
+    /// A [`WAKE`] timeout is queued and has not completed yet.
+    wake_pending: bool,
+    /// Its duration (the kernel copies it when it takes the SQE).
+    wake_ts: Box<types::Timespec>,
 }
+
+/// user_data of the timeout operation `wait` uses where `io_uring_enter` cannot time out:
+/// it completes at its expiry or at the next other completion, and is never reported.
+const WAKE: u64 = u64::MAX;
 
 impl UringBackend {
     /// Sets up a ring of `entries` submission entries. With `core`, the kernel's io-wq
@@ -44,13 +55,48 @@ impl UringBackend {
         }
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
+        let ext_arg = ring.params().is_feature_ext_arg();
+        if !ext_arg {
+            log::info!("io_uring without IORING_FEAT_EXT_ARG: waits use a timeout operation");
+        }
         Ok(UringBackend {
             has_ftruncate: probe.is_supported(opcode::Ftruncate::CODE),
             ring,
             synthetic: VecDeque::new(),
             cancel_chain: false,
             in_flight: 0,
+            ext_arg,
+            wake_pending: false,
+            wake_ts: Box::new(types::Timespec::new()),
         })
+    }
+
+    /// `wait` for kernels before 5.11: queue a timeout that ends at `timeout` or at the next
+    /// completion, and block in `io_uring_enter` until something completes.
+    fn wait_on_timeout_op(&mut self, timeout: Duration) -> std::io::Result<()> {
+        if !self.wake_pending {
+            *self.wake_ts = types::Timespec::new()
+                .sec(timeout.as_secs())
+                .nsec(timeout.subsec_nanos());
+            let entry = opcode::Timeout::new(&*self.wake_ts)
+                .count(1)
+                .build()
+                .user_data(WAKE);
+            if self.room() == 0 {
+                self.submit()?;
+            }
+            // SAFETY: the timespec is boxed in `self` and outlives the operation (Drop waits
+            // for what is in flight); the kernel reads it when it takes the entry.
+            if unsafe { self.ring.submission().push(&entry) }.is_err() {
+                return Err(std::io::Error::other("submission queue full"));
+            }
+            self.wake_pending = true;
+        }
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn entry(op: &Op) -> squeue::Entry {
@@ -150,6 +196,9 @@ impl IoBackend for UringBackend {
         if !self.synthetic.is_empty() || !self.ring.completion().is_empty() {
             return Ok(());
         }
+        if !self.ext_arg {
+            return self.wait_on_timeout_op(timeout);
+        }
         let ts = types::Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
@@ -165,6 +214,10 @@ impl IoBackend for UringBackend {
         let before = out.len();
         out.extend(self.synthetic.drain(..));
         for cqe in self.ring.completion() {
+            if cqe.user_data() == WAKE {
+                self.wake_pending = false;
+                continue;
+            }
             out.push(Completion {
                 user_data: cqe.user_data(),
                 result: cqe.result(),
@@ -186,7 +239,7 @@ impl Drop for UringBackend {
         let _ = self.ring.submit();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut done = Vec::new();
-        while self.in_flight > 0 && std::time::Instant::now() < deadline {
+        while (self.in_flight > 0 || self.wake_pending) && std::time::Instant::now() < deadline {
             if self.wait(Duration::from_millis(10)).is_err() {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -199,5 +252,45 @@ impl Drop for UringBackend {
                 self.in_flight
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Target;
+    use std::os::fd::AsRawFd;
+
+    /// The wait of kernels before 5.11 (no timeout argument to `io_uring_enter`): it must
+    /// block until the timeout when nothing completes (the maintainer's loop would spin
+    /// otherwise), return with a completion, and never report its own timeout operation.
+    #[test]
+    fn wait_without_ext_arg_blocks_until_timeout_or_completion() {
+        let mut be = UringBackend::new(8, None).expect("io_uring is required for this test");
+        be.ext_arg = false;
+        let timeout = Duration::from_millis(30);
+        let started = std::time::Instant::now();
+        be.wait(timeout).expect("idle wait");
+        assert!(
+            started.elapsed() >= timeout,
+            "an idle wait returned after {:?}, before its timeout: the loop would spin",
+            started.elapsed()
+        );
+        let mut out = Vec::new();
+        be.reap(&mut out);
+        assert!(out.is_empty(), "the timeout operation leaked: {out:?}");
+
+        let file = tempfile::tempfile().expect("temp file");
+        let op = Op::fdatasync(Target::Segment, file.as_raw_fd(), 7);
+        // SAFETY: no buffers; the file outlives the backend's use of it (reaped below).
+        unsafe { be.push(op) }.expect("room");
+        be.submit().expect("submit");
+        while out.is_empty() {
+            be.wait(Duration::from_secs(10)).expect("wait");
+            be.reap(&mut out);
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].user_data, out[0].result), (7, 0));
+        assert_eq!(be.in_flight(), 0);
     }
 }

@@ -97,6 +97,8 @@ pub(crate) struct Worker {
     persist_retry: Vec<PersistRetry>,
     completions: Vec<Completion>,
     sleep: Duration,
+    /// The backend's wait failed once (logged once; the loop sleeps instead).
+    wait_failed: bool,
     failed: bool,
     /// Present when the maintainer serves a recorder's writer.
     durability: Option<Durability>,
@@ -128,6 +130,7 @@ impl Worker {
         stats.cold.store(cold.len() as u64, Ordering::Relaxed);
         Ok(Worker {
             sleep: config.min_sleep,
+            wait_failed: false,
             config,
             shared,
             dir,
@@ -294,9 +297,18 @@ impl Worker {
                     .min(d.next_at().saturating_duration_since(Instant::now())),
                 None => self.sleep,
             };
-            if in_flight {
-                let _ = be.wait(nap);
-            } else if !nap.is_zero() {
+            let waited = match in_flight {
+                true => be.wait(nap),
+                false => Ok(()),
+            };
+            if let Err(e) = waited {
+                // The turn must still pause, or the loop would spin on the error.
+                if !self.wait_failed {
+                    log::warn!("waiting for io completions failed ({e}); sleeping instead");
+                    self.wait_failed = true;
+                }
+                std::thread::sleep(nap);
+            } else if !in_flight && !nap.is_zero() {
                 std::thread::sleep(nap);
             }
             self.sleep = (self.sleep * 2).min(self.config.max_sleep);
