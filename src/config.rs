@@ -38,6 +38,30 @@ pub enum WritePath {
     Direct,
 }
 
+/// What `Recorder::open` accepts at the end of a log (docs/RECOVERY.md), after raft-engine's
+/// `RecoveryMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Any break that nothing later proves durable and that lost writes can explain ends the
+    /// log; what lies beyond it (never reported durable) is moved to `quarantine/`, counted
+    /// and reported in [`crate::recovery::Recovered::dropped`] (the default).
+    #[default]
+    TruncateTail,
+    /// Only a torn record at the very end of the last segment; anything else stops the open
+    /// (then `walctl repair` decides).
+    Strict,
+}
+
+impl RecoveryMode {
+    /// The reader's rule for this mode.
+    pub fn tail_rule(self) -> crate::log::TailRule {
+        match self {
+            RecoveryMode::TruncateTail => crate::log::TailRule::TruncateTail,
+            RecoveryMode::Strict => crate::log::TailRule::Strict,
+        }
+    }
+}
+
 impl Default for Compression {
     fn default() -> Self {
         Compression::Frame { level: 0 }
@@ -112,6 +136,8 @@ pub struct Config {
     /// about 2–4 ms to 20–500 ms, both on this machine's ext4 and on a journaled loop mount,
     /// where the fill's writes delay the drains' flushes.
     pub zero_fill: bool,
+    /// What a torn end of the log the open accepts. Default `TruncateTail`.
+    pub recovery_mode: RecoveryMode,
     /// Segments the maintainer keeps created, preallocated and prefaulted ahead of the
     /// writer (recorder). Default 2, 1..=`MAX_PREPARED_SEGMENTS`.
     pub prepared_segments: usize,
@@ -155,6 +181,7 @@ impl Config {
             staging_buffers: 0,
             direct_io: false,
             zero_fill: false,
+            recovery_mode: RecoveryMode::TruncateTail,
             prepared_segments: DEFAULT_PREPARED_SEGMENTS,
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,

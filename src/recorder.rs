@@ -26,7 +26,7 @@ use crate::constants::{PAGE_SIZE, WRITER_WAIT_LIMIT};
 use crate::error::{Error, Result};
 use crate::maintainer::link::WriterLink;
 use crate::maintainer::{Health, MaintainerStats, PersistQueue, SegmentMaintainer, StagedDrain};
-use crate::recovery::{recover, Recovered};
+use crate::recovery::{recover_with, RecoverOptions, Recovered};
 use crate::segment::{AppendError, PreparedSegment, SealedSegment, SegmentWriter};
 use crate::staging::StagingRing;
 use crate::telemetry::{self, Hist, LocalHists, MetricsSnapshot};
@@ -83,7 +83,13 @@ impl Recorder {
         let (staging_dir, replayed) = crate::staging::open_for(&dir, &config)?;
         // From here a failed open removes the staging it made (declared first, dropped last).
         let mut staging = FailedOpenCleanup::new(staging_dir);
-        let mut recovered = recover(&dir)?;
+        let mut recovered = recover_with(
+            &dir,
+            RecoverOptions {
+                rule: config.recovery_mode.tail_rule(),
+                dry_run: false,
+            },
+        )?;
         recovered.replayed_records = replayed.records;
         recovered.actions.splice(0..0, replayed.actions);
         for a in &recovered.actions {

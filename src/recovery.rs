@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Error, Result};
-use crate::log::{list_dir, LogReader, SegmentEntry, Tier};
+use crate::log::{list_dir, LogReader, SegmentEntry, TailDrop, TailRule, Tier, Warning};
 use crate::segment::format::{Seal, SEAL_LEN};
 use crate::segment::{seal_in_place, sync_dir, truncate_sealed, SegmentEnd, SegmentReader};
 
@@ -29,46 +29,90 @@ pub struct Recovered {
     /// Records a crashed process had left only in its staging buffers, written to disk by
     /// the replay before recovery.
     pub replayed_records: u64,
+    /// What lay beyond the end of the log and was dropped (moved to `quarantine/`): records
+    /// never reported durable. `None` when nothing but a partial record was cut.
+    pub dropped: Option<TailDrop>,
 }
 
-/// Recovers `dir` (see the module docs).
+/// The subdirectory of a log where recovery and `walctl repair` move what they drop.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// How to recover.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecoverOptions {
+    /// Which break may end the log.
+    pub rule: TailRule,
+    /// Decide and report everything, change nothing.
+    pub dry_run: bool,
+}
+
+/// Recovers `dir` with the default rule (see the module docs).
 pub fn recover(dir: &Path) -> Result<Recovered> {
-    let mut actions = Vec::new();
+    recover_with(dir, RecoverOptions::default())
+}
+
+/// Recovers `dir` (see the module docs); with `dry_run`, reports what it would do.
+pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
+    let mut fx = Fixer {
+        dir,
+        dry_run: opts.dry_run,
+        actions: Vec::new(),
+        gone: Vec::new(),
+    };
     let listing = list_dir(dir)?;
     for tmp in &listing.tmp {
-        remove(
-            tmp,
-            &mut actions,
-            "leftover temporary file of an interrupted freeze",
-        )?;
+        fx.remove(tmp, "leftover temporary file of an interrupted freeze")?;
     }
     for cold in &listing.shadowed_cold {
-        resolve_duplicate(cold, &mut actions)?;
+        resolve_duplicate(cold, &mut fx)?;
     }
-    remove_unused_tail(&listing.segments, &mut actions)?;
-    if !actions.is_empty() {
-        sync_dir(dir)?;
-    }
+    remove_unused_tail(&listing.segments, &mut fx)?;
+    fx.sync_dir()?;
 
-    // The whole log must verify (a torn tail is allowed); anything else stops the open.
-    let mut reader = LogReader::open_dir(dir)?;
+    // The log must verify up to a break the rule accepts; anything else stops the open.
+    let mut reader = LogReader::open_dir(dir)?.with_rule(opts.rule);
     let mut buf = Vec::new();
     while reader.next_record(&mut buf)?.is_some() {}
     let chain_end = reader.chain_end();
+    let dropped = reader.warnings().iter().find_map(|w| match w {
+        Warning::Dropped(d) => Some(d.clone()),
+        _ => None,
+    });
+    if let Some(d) = &dropped {
+        log::warn!("{}: {d}", dir.display());
+        if d.bytes_after > 0 {
+            fx.quarantine_copy(&d.path)?;
+        }
+        for f in &d.files {
+            fx.quarantine(f)?;
+        }
+        fx.actions.push(format!(
+            "{d}; {} moved to {}/ (never reported durable)",
+            match d.bytes_after {
+                0 => "the later segments",
+                _ => "a copy of it and the later segments",
+            },
+            QUARANTINE_DIR
+        ));
+        fx.sync_dir()?;
+    }
 
     let listing = list_dir(dir)?;
+    let kept: Vec<&SegmentEntry> = listing
+        .segments
+        .iter()
+        .filter(|s| !fx.gone.contains(&s.path))
+        .collect();
     let mut sealed_any = false;
-    for seg in listing.segments.iter().filter(|s| s.tier == Tier::Hot) {
-        sealed_any |= finish_segment(seg, &mut actions)?;
+    for seg in kept.iter().filter(|s| s.tier == Tier::Hot) {
+        sealed_any |= finish_segment(seg, &mut fx)?;
     }
     if sealed_any {
-        sync_dir(dir)?;
+        fx.sync_dir()?;
     }
     let (next_seq, prev_crc) = chain_end.unwrap_or((crate::constants::FIRST_SEQ, 0));
     let tier = |t: Tier| {
-        listing
-            .segments
-            .iter()
+        kept.iter()
             .filter(|s| s.tier == t)
             .map(|s| s.index)
             .collect::<Vec<u64>>()
@@ -76,29 +120,102 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
     Ok(Recovered {
         hot: tier(Tier::Hot),
         cold: tier(Tier::Cold),
-        next_index: listing.segments.last().map_or(0, |s| s.index + 1),
+        next_index: kept.last().map_or(0, |s| s.index + 1),
         next_seq,
         prev_crc,
-        actions,
+        actions: fx.actions,
         replayed_records: 0,
+        dropped,
     })
 }
 
-fn remove(path: &Path, actions: &mut Vec<String>, why: &str) -> Result<()> {
-    std::fs::remove_file(path).map_err(|e| Error::io("unlink", path, e))?;
-    actions.push(format!("removed {}: {why}", path.display()));
-    Ok(())
+/// Carries out (or, dry, only describes) recovery's changes to the directory.
+struct Fixer<'a> {
+    dir: &'a Path,
+    dry_run: bool,
+    actions: Vec<String>,
+    /// Files removed or moved away (also when dry).
+    gone: Vec<PathBuf>,
+}
+
+impl Fixer<'_> {
+    fn remove(&mut self, path: &Path, why: &str) -> Result<()> {
+        if !self.dry_run {
+            std::fs::remove_file(path).map_err(|e| Error::io("unlink", path, e))?;
+        }
+        self.gone.push(path.to_path_buf());
+        self.actions
+            .push(format!("removed {}: {why}", path.display()));
+        Ok(())
+    }
+
+    /// Moves `path` into the quarantine directory (never over a file already there).
+    fn quarantine(&mut self, path: &Path) -> Result<()> {
+        let to = self.quarantine_path(path)?;
+        if !self.dry_run {
+            std::fs::rename(path, &to).map_err(|e| Error::io("rename", path, e))?;
+        }
+        self.gone.push(path.to_path_buf());
+        self.actions
+            .push(format!("moved {} to {}", path.display(), to.display()));
+        Ok(())
+    }
+
+    /// Copies `path` into the quarantine directory before recovery cuts it.
+    fn quarantine_copy(&mut self, path: &Path) -> Result<()> {
+        let to = self.quarantine_path(path)?;
+        if !self.dry_run {
+            std::fs::copy(path, &to).map_err(|e| Error::io("copy", path, e))?;
+            File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("fsync", &to, e))?;
+        }
+        self.actions.push(format!(
+            "copied {} to {} before cutting it",
+            path.display(),
+            to.display()
+        ));
+        Ok(())
+    }
+
+    /// A free name in the quarantine directory for `path` (made if missing, unless dry).
+    fn quarantine_path(&self, path: &Path) -> Result<PathBuf> {
+        let q = self.dir.join(QUARANTINE_DIR);
+        if !self.dry_run && !q.is_dir() {
+            std::fs::create_dir(&q).map_err(|e| Error::io("mkdir", &q, e))?;
+            sync_dir(self.dir)?;
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let mut to = q.join(&*name);
+        let mut n = 1;
+        while to.exists() {
+            to = q.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        Ok(to)
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        if self.dry_run || self.actions.is_empty() {
+            return Ok(());
+        }
+        let q = self.dir.join(QUARANTINE_DIR);
+        if q.is_dir() {
+            sync_dir(&q)?;
+        }
+        sync_dir(self.dir)
+    }
 }
 
 /// A `.wal` with a `.wal.lz4` of the same index: a freeze was interrupted after its rename.
 /// A complete frame whose content equals the `.wal` makes the `.wal` redundant; an
 /// incomplete or damaged frame is removed; a valid frame with other content is unexplained.
-fn resolve_duplicate(cold: &Path, actions: &mut Vec<String>) -> Result<()> {
+fn resolve_duplicate(cold: &Path, fx: &mut Fixer<'_>) -> Result<()> {
     let hot = hot_of(cold);
     let cold_digest = match digest_cold(cold) {
         Ok(d) => d,
         Err(Error::Corrupt { .. }) => {
-            return remove(cold, actions, "incomplete compressed copy of a hot segment");
+            return fx.remove(cold, "incomplete compressed copy of a hot segment");
         }
         Err(e) => return Err(e),
     };
@@ -107,7 +224,7 @@ fn resolve_duplicate(cold: &Path, actions: &mut Vec<String>) -> Result<()> {
         &hot,
     )?;
     if hot_digest == cold_digest {
-        remove(&hot, actions, "its .wal.lz4 is complete and verified")
+        fx.remove(&hot, "its .wal.lz4 is complete and verified")
     } else {
         Err(Error::corrupt(
             cold,
@@ -152,17 +269,23 @@ fn digest_cold(cold: &Path) -> Result<(u64, u32)> {
     digest(crate::codec::open_cold(f, cold)?, cold)
 }
 
-/// Removes prepared segments that never became active: hot files at the end of the log that
-/// are empty or whose header is all zeros (created ahead of the writer).
-fn remove_unused_tail(segments: &[SegmentEntry], actions: &mut Vec<String>) -> Result<()> {
+/// Removes the hot files at the end of the log that are empty or whose header is all zeros,
+/// and hold nothing else: segments prepared ahead of the writer, or (Staged, its staging lost)
+/// activated and never drained. Nothing in them was ever on the disk, so nothing in them was
+/// ever reported durable. A file with data after its zero header is left to the reader's
+/// rule (it reports it dropped, and recovery moves it to quarantine).
+fn remove_unused_tail(segments: &[SegmentEntry], fx: &mut Fixer<'_>) -> Result<()> {
     for seg in segments.iter().rev() {
-        if seg.tier != Tier::Hot || !crate::segment::reader::is_unused_file(&seg.path)? {
+        if seg.tier != Tier::Hot
+            || !crate::segment::reader::is_unused_file(&seg.path)?
+            || crate::log::data_after(&seg.path, 0)? > 0
+        {
             break;
         }
-        remove(
+        fx.remove(
             &seg.path,
-            actions,
-            "prepared segment that never received a record",
+            "no header on disk and no data: prepared ahead of the writer, or activated and lost \
+             before its first write reached the disk (nothing in it was reported durable)",
         )?;
     }
     Ok(())
@@ -171,14 +294,17 @@ fn remove_unused_tail(segments: &[SegmentEntry], actions: &mut Vec<String>) -> R
 /// Makes a hot segment what persist would have made it: sealed (a crash may have left it
 /// unsealed, with a torn tail that is cut here), truncated to its used length, fdatasynced.
 /// Returns true if it changed the file.
-fn finish_segment(seg: &SegmentEntry, actions: &mut Vec<String>) -> Result<bool> {
+fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>) -> Result<bool> {
+    let actions = &mut fx.actions;
     let f = File::open(&seg.path).map_err(|e| Error::io("open", &seg.path, e))?;
     let mut r = SegmentReader::new(std::io::BufReader::new(f), &seg.path)?;
     let end = r.skip_to_end()?;
     let (offset, why) = match end {
         SegmentEnd::Sealed(seal) if seal.end == seg.file_len => return Ok(false),
         SegmentEnd::Sealed(seal) => {
-            truncate_sealed(&seg.path, seal.end)?;
+            if !fx.dry_run {
+                truncate_sealed(&seg.path, seal.end)?;
+            }
             actions.push(format!(
                 "{}: sealed but not persisted; truncated to {} bytes and synced",
                 seg.path.display(),
@@ -196,7 +322,9 @@ fn finish_segment(seg: &SegmentEntry, actions: &mut Vec<String>) -> Result<bool>
         end: offset + SEAL_LEN as u64,
         last_crc: r.last_crc(),
     };
-    seal_in_place(&seg.path, offset, &seal)?;
+    if !fx.dry_run {
+        seal_in_place(&seg.path, offset, &seal)?;
+    }
     actions.push(format!(
         "{}: {why}; sealed after record {} and synced",
         seg.path.display(),

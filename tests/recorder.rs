@@ -112,7 +112,7 @@ fn prepared_segments_make_rollover_stall_free() {
     let dir = tempfile::tempdir().unwrap();
     let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
     wait_for("prepared segments", || rec.prepared_ready() == 2);
-    append_events(&mut rec, 2000); // two rollovers of about 818 records each
+    append_events(&mut rec, 2000); // two rollovers of about 817 records each
     assert_eq!(rec.writer_stats().rollovers, 2);
     assert_eq!(rec.writer_stats().stalls, 0);
     rec.close().unwrap();
@@ -365,7 +365,7 @@ fn a_slow_disk_makes_the_writer_wait_and_never_overwrites_undrained_data() {
     cfg.prepared_segments = 1;
     cfg.staging_buffers = 2;
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
-    let n = 6 * 818; // six segments of 64 KiB
+    let n = 6 * 817; // six segments of 64 KiB
     for seq in 1..=n {
         assert_eq!(rec.append_with(64, |b| event::fill(seq, b)).unwrap(), seq);
     }
@@ -624,7 +624,8 @@ fn staged_persist_writes_the_seal_only_after_the_records_are_durable() {
     cfg.staging_dir = staging.path().to_path_buf();
     cfg.sync_interval = Duration::from_secs(10);
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
-    // 818 records of 64 bytes fill a 64 KiB segment exactly: its seal is at 65504.
+    // 817 records of 64 bytes fill a 64 KiB segment (a sealed segment never fills its file
+    // exactly: 8 bytes stay free): its seal is at 65424, its used length 65456.
     for seq in 1..=900u64 {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
     }
@@ -635,10 +636,10 @@ fn staged_persist_writes_the_seal_only_after_the_records_are_durable() {
         .filter(|op| op.1 == Target::Segment)
         .map(|(code, _, off, len)| (code, off, len))
         .collect();
-    // Segment 0 is truncated to its used length, 65536, last; what comes just before:
+    // Segment 0 is truncated to its used length, 65456, last; what comes just before:
     let t = seg
         .iter()
-        .position(|&op| op == (OpCode::Ftruncate, 65_536, 0))
+        .position(|&op| op == (OpCode::Ftruncate, 65_456, 0))
         .unwrap_or_else(|| panic!("segment 0 never persisted: {seg:?}"));
     assert!(t >= 4, "{seg:?}");
     assert_eq!(
@@ -677,7 +678,7 @@ fn a_close_that_ran_and_failed_is_not_closed_again() {
     cfg.fault_plan = Some(plan.clone());
     cfg.staging_dir = staging.path().to_path_buf();
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
-    let n = 3 * 818 + 100; // three rollovers of 64 KiB segments
+    let n = 3 * 817 + 100; // three rollovers of 64 KiB segments
     for seq in 1..=n {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
     }

@@ -40,6 +40,8 @@ pub struct DirListing {
     pub tmp: Vec<PathBuf>,
     /// Files that are not ours.
     pub foreign: Vec<PathBuf>,
+    /// The `quarantine/` directory recovery and `walctl repair` move dropped files into.
+    pub quarantine: Option<PathBuf>,
 }
 
 /// Lists `dir`. Errors name the directory.
@@ -52,6 +54,10 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
         let name = entry.file_name();
         let kind = name.to_str().map_or(FileKind::Foreign, classify);
         let meta = entry.metadata().map_err(|e| Error::io("stat", &path, e))?;
+        if meta.is_dir() && name == crate::recovery::QUARANTINE_DIR {
+            out.quarantine = Some(path);
+            continue;
+        }
         let (index, tier) = match kind {
             FileKind::Hot(i) if meta.is_file() => (i, Tier::Hot),
             FileKind::Cold(i) if meta.is_file() => (i, Tier::Cold),

@@ -2,16 +2,17 @@
 //! chain checked across segment boundaries.
 //!
 //! Classification of a break (a byte range that is neither a valid record, nor the zero end
-//! marker, nor a valid seal): it is a **torn tail** when it sits in the last segment that has
-//! a header, that segment is hot and still at its full preallocated size (a persisted segment
-//! is truncated to its used length, so it cannot have a torn tail), and every later segment
-//! is an unused prepared one (zero header). Anything else is **corruption**.
+//! marker, nor a valid seal; or a segment header that is missing, damaged or does not
+//! continue the chain) follows the reader's [`TailRule`]: by default a break is a **torn
+//! tail** unless a file at or after it proves it durable (see [`super::tail`]), and anything
+//! beyond it is reported as dropped ([`Warning::Dropped`]). Anything else is **corruption**.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::listing::{list_dir, SegmentEntry, Tier};
+use super::tail::{count_records, data_after, proves_durable, TailDrop, TailRule};
 use crate::error::{Corruption, Error, Result};
 use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
 
@@ -42,6 +43,8 @@ pub enum Warning {
     ShadowedCold(PathBuf),
     /// A file that is not ours; ignored.
     Foreign(PathBuf),
+    /// Records beyond the torn tail, which recovery drops (and moves to `quarantine/`).
+    Dropped(TailDrop),
 }
 
 impl std::fmt::Display for Warning {
@@ -61,6 +64,7 @@ impl std::fmt::Display for Warning {
                 p.display()
             ),
             Warning::Foreign(p) => write!(f, "{}: not a wal-recorder file, ignored", p.display()),
+            Warning::Dropped(d) => d.fmt(f),
         }
     }
 }
@@ -97,6 +101,28 @@ pub struct LogReader {
     cold_read: u64,
     /// Where segments come from when they are not files.
     opener: Option<SourceOpener>,
+    /// Which break may end the log.
+    rule: TailRule,
+    /// The last segment finished ended unsealed (a zero frame).
+    prev_open: bool,
+}
+
+/// A break found while reading: where, what, and how much of its file stays.
+struct Break {
+    /// Position in `segments` of the file holding it.
+    pos: usize,
+    offset: u64,
+    kind: Corruption,
+    /// The file keeps its records before `offset` (false: the whole file is beyond the end).
+    cut: bool,
+    /// What [`TailRule::Strict`] accepts: a torn record at the very end of the log.
+    clean: bool,
+    /// What writes lost in a power cut can leave (zeros where data should be, a frame cut
+    /// short, a header never written, a chain cut after an unsealed segment). A bit flipped in
+    /// a record whose successor is intact, a foreign or damaged header, or a segment missing
+    /// after a sealed one cannot come from lost writes: those are corruption under every
+    /// rule but [`TailRule::FirstBreak`].
+    lost_write: bool,
 }
 
 impl LogReader {
@@ -154,7 +180,15 @@ impl LogReader {
             hot_read: 0,
             cold_read: 0,
             opener: None,
+            rule: TailRule::default(),
+            prev_open: false,
         }
+    }
+
+    /// Reads with `rule` deciding which break ends the log (default: `TruncateTail`).
+    pub fn with_rule(mut self, rule: TailRule) -> Self {
+        self.rule = rule;
+        self
     }
 
     /// Reads `segments` (cold, in index order) through `opener`: a log that lives in an
@@ -180,13 +214,28 @@ impl LogReader {
                 return Ok(None);
             }
             let (_, reader) = self.cur.as_mut().expect("a segment is open");
-            if let Some(info) = reader.next_record(payload)? {
-                self.first_seq.get_or_insert(info.seq);
-                self.last_seq = Some(info.seq);
-                self.records += 1;
-                return Ok(Some(info));
+            match reader.next_record(payload) {
+                Ok(Some(info)) => {
+                    self.first_seq.get_or_insert(info.seq);
+                    self.last_seq = Some(info.seq);
+                    self.records += 1;
+                    return Ok(Some(info));
+                }
+                Ok(None) => self.finish_segment()?,
+                // A damaged compressed frame: the file is unreadable from here.
+                Err(Error::Corrupt { offset, kind, .. }) => {
+                    self.cur = None;
+                    self.on_break(Break {
+                        pos: self.pos - 1,
+                        offset,
+                        kind,
+                        cut: false,
+                        clean: false,
+                        lost_write: false,
+                    })?;
+                }
+                Err(e) => return Err(e),
             }
-            self.finish_segment()?;
         }
     }
 
@@ -210,9 +259,38 @@ impl LogReader {
                     self.warnings.push(Warning::UnusedSegment(entry.path));
                     continue;
                 }
+                Err(Error::Corrupt { offset, kind, .. }) if !self.single_file => {
+                    // Prepare makes a file's size durable before the writer can use it, so
+                    // only a header page that never reached the disk is a lost write.
+                    let lost_write = entry.tier == Tier::Hot && kind == Corruption::ZeroHeader;
+                    self.on_break(Break {
+                        pos: self.pos - 1,
+                        offset,
+                        kind,
+                        cut: false,
+                        clean: false,
+                        lost_write,
+                    })?;
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             };
-            self.check_continues(&entry, reader.header())?;
+            if let Err(e) = self.check_continues(&entry, reader.header()) {
+                let Error::Corrupt { kind, .. } = e else {
+                    return Err(e);
+                };
+                // Segment N + 1 written while N lost its last pages: N ends unsealed.
+                let lost_write = entry.tier == Tier::Hot && self.prev_open;
+                self.on_break(Break {
+                    pos: self.pos - 1,
+                    offset: 0,
+                    kind,
+                    cut: false,
+                    clean: false,
+                    lost_write,
+                })?;
+                return Ok(false);
+            }
             self.segments_read += 1;
             match entry.tier {
                 Tier::Hot => self.hot_read += 1,
@@ -266,24 +344,62 @@ impl LogReader {
     fn finish_segment(&mut self) -> Result<()> {
         let (entry, mut reader) = self.cur.take().expect("a segment is open");
         let end = reader.end().cloned().expect("reader ended");
+        let before = self.chain;
         self.chain = Some(ChainPoint {
             index: reader.header().index,
             next_seq: reader.next_seq(),
             crc: reader.last_crc(),
         });
+        let pos = self.pos - 1;
+        let whole_file = |offset, kind| Break {
+            pos,
+            offset,
+            kind,
+            cut: false,
+            clean: false,
+            lost_write: false,
+        };
+        self.prev_open = matches!(end, SegmentEnd::Open { .. });
         match end {
-            SegmentEnd::Sealed(_) if entry.tier == Tier::Cold => reader.expect_end_of_stream(),
-            SegmentEnd::Sealed(_) => Ok(()),
-            SegmentEnd::Open { offset } if entry.tier == Tier::Cold => Err(Error::corrupt(
-                &entry.path,
-                offset,
-                Corruption::BadSeal("compressed segment without a seal"),
-            )),
-            SegmentEnd::Open { .. } => {
-                if !self.rest_unused()? {
-                    self.warnings.push(Warning::Unsealed(entry.path));
+            SegmentEnd::Sealed(_) if entry.tier == Tier::Cold => {
+                match reader.expect_end_of_stream() {
+                    Err(Error::Corrupt { offset, kind, .. }) => {
+                        self.chain = before;
+                        self.on_break(whole_file(offset, kind))
+                    }
+                    other => other,
                 }
+            }
+            SegmentEnd::Sealed(_) => Ok(()),
+            SegmentEnd::Open { offset } if entry.tier == Tier::Cold => {
+                self.chain = before;
+                self.on_break(whole_file(
+                    offset,
+                    Corruption::BadSeal("compressed segment without a seal"),
+                ))
+            }
+            SegmentEnd::Open { .. } if !self.rest_unused()? => {
+                self.warnings.push(Warning::Unsealed(entry.path));
                 Ok(())
+            }
+            // The clean end of the log, unless data lies beyond the zero frame (pages written
+            // back after a hole that never reached the disk).
+            SegmentEnd::Open { offset } => {
+                if self.single_file || data_after(&entry.path, offset)? == 0 {
+                    return Ok(());
+                }
+                self.on_break(Break {
+                    pos,
+                    offset,
+                    kind: Corruption::PartialFrame,
+                    cut: true,
+                    clean: false,
+                    lost_write: true,
+                })
+            }
+            SegmentEnd::Broken { offset, kind, .. } if entry.tier == Tier::Cold => {
+                self.chain = before;
+                self.on_break(whole_file(offset, kind))
             }
             SegmentEnd::Broken {
                 offset,
@@ -291,19 +407,91 @@ impl LogReader {
                 data_after,
             } => {
                 let full_size = entry.file_len == reader.header().capacity;
-                if !data_after && entry.tier == Tier::Hot && full_size && self.rest_unused()? {
-                    self.warnings.push(Warning::TornTail {
-                        path: entry.path,
-                        offset,
-                        kind,
-                    });
-                    self.done = true;
-                    Ok(())
-                } else {
-                    Err(Error::corrupt(&entry.path, offset, kind))
-                }
+                let clean = !data_after && full_size && self.rest_unused()?;
+                // A record that fails its checksum between intact neighbours is bit rot,
+                // unless part of it reads as a whole zero sector (a write that never landed).
+                let lost_write = !(matches!(kind, Corruption::RecordChecksum { .. })
+                    && data_after
+                    && !zero_sector_in_frame(&entry.path, offset)?);
+                self.on_break(Break {
+                    pos,
+                    offset,
+                    kind,
+                    cut: true,
+                    clean,
+                    lost_write,
+                })
             }
         }
+    }
+
+    /// The log ends at `b` if the reader's rule allows it (a torn tail, reported, and what
+    /// lies beyond it reported as dropped); otherwise `b` is corruption.
+    fn on_break(&mut self, b: Break) -> Result<()> {
+        let entry = self.segments[b.pos].clone();
+        let allowed = match self.rule {
+            _ if self.single_file => b.clean,
+            TailRule::Strict => b.clean,
+            TailRule::TruncateTail => b.lost_write && !self.proven_durable_from(b.pos)?,
+            TailRule::FirstBreak => true,
+        };
+        if !allowed {
+            return Err(Error::corrupt(&entry.path, b.offset, b.kind));
+        }
+        self.done = true;
+        // Trailing unused segments are prepared ones: not part of what is dropped.
+        let mut last = self.segments.len();
+        while last > b.pos + 1 && self.is_unused(last - 1)? {
+            last -= 1;
+        }
+        let first_beyond = if b.cut { b.pos + 1 } else { b.pos };
+        let files: Vec<SegmentEntry> = self.segments[first_beyond..last.max(first_beyond)].to_vec();
+        let bytes_after = match (b.cut, entry.tier) {
+            (true, Tier::Hot) => data_after(&entry.path, b.offset)?,
+            _ => 0,
+        };
+        self.warnings.push(Warning::TornTail {
+            path: entry.path.clone(),
+            offset: b.offset,
+            kind: b.kind,
+        });
+        if files.is_empty() && bytes_after == 0 {
+            return Ok(()); // a torn record and nothing after it
+        }
+        let (mut records, mut last_seq) = (0, None);
+        for f in &files {
+            let (n, l) = count_records(f);
+            records += n;
+            last_seq = last_seq.max(l);
+        }
+        let first_seq = self
+            .chain
+            .map_or(crate::constants::FIRST_SEQ, |c| c.next_seq);
+        self.warnings.push(Warning::Dropped(TailDrop {
+            path: entry.path,
+            offset: b.offset,
+            first_seq,
+            files: files.into_iter().map(|f| f.path).collect(),
+            records,
+            last_seq,
+            bytes_after,
+        }));
+        Ok(())
+    }
+
+    /// Whether a segment at or after position `pos` proves everything before it durable.
+    fn proven_durable_from(&self, pos: usize) -> Result<bool> {
+        for entry in &self.segments[pos..] {
+            if proves_durable(entry)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn is_unused(&self, pos: usize) -> Result<bool> {
+        let entry = &self.segments[pos];
+        Ok(entry.tier == Tier::Hot && crate::segment::reader::is_unused_file(&entry.path)?)
     }
 
     /// True when every segment not yet opened is hot with an all-zero header.
@@ -348,6 +536,35 @@ impl LogReader {
     pub fn chain_end(&self) -> Option<(u64, u32)> {
         self.chain.map(|c| (c.next_seq, c.crc))
     }
+}
+
+/// Whether a 512-byte sector overlapping the record frame at `offset` is all zeros.
+fn zero_sector_in_frame(path: &Path, offset: u64) -> Result<bool> {
+    use crate::segment::format::{record_size, RECORD_HEADER_LEN, REC_LEN_OFFSET};
+    use std::os::unix::fs::FileExt;
+    const SECTOR: u64 = 512;
+    let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    f.read_exact_at(&mut head, offset)
+        .map_err(|e| Error::io("read", path, e))?;
+    let len = u32::from_le_bytes(
+        head[REC_LEN_OFFSET..REC_LEN_OFFSET + 4]
+            .try_into()
+            .expect("4 bytes"),
+    ) as usize;
+    let end = offset + record_size(len.min(1 << 24)) as u64;
+    let mut sector = [0u8; SECTOR as usize];
+    let mut at = offset / SECTOR * SECTOR;
+    while at < end {
+        let n = f
+            .read_at(&mut sector, at)
+            .map_err(|e| Error::io("read", path, e))?;
+        if n == 0 || sector[..n].iter().all(|&b| b == 0) {
+            return Ok(true);
+        }
+        at += SECTOR;
+    }
+    Ok(false)
 }
 
 /// Opens the byte stream of a segment: the file itself, or its decoder.

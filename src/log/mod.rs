@@ -3,8 +3,10 @@
 
 mod listing;
 mod log_reader;
+mod tail;
 mod verify;
 
 pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
 pub use log_reader::{LogReader, SourceOpener, Warning};
+pub use tail::{data_after, TailDrop, TailRule};
 pub use verify::{verify, verify_reader, VerifyReport};

@@ -1,5 +1,7 @@
 //! Persist: the writer's sealed segment is unmapped, then one linked chain
-//! `ftruncate(used) → fdatasync → close` makes it durable at its used length (Direct). A
+//! `fdatasync → ftruncate(used) → fdatasync → close` makes it durable at its used length
+//! (Direct; durable at the first fdatasync, and the truncated size, which tells recovery the
+//! segment is durable, can only reach the disk after it). A
 //! staged segment's chain is `write(the rest of the records) → fdatasync → write(the seal's
 //! page) → fdatasync → ftruncate(used) → fdatasync → close`. The seal reaches the disk only
 //! after every byte before it: a power cut in the middle can leave a torn tail, never a hole
@@ -210,7 +212,10 @@ impl PersistJob {
             ));
             ops.push(Op::fdatasync(Target::Segment, self.fd, ud(slot, TAIL_SYNC)));
         } else {
-            for tag in [WRITE, TAIL_SYNC, BODY_SYNC] {
+            // Direct: the records (and the seal) are in the page cache; make them durable
+            // before the truncation, which must never reach the disk first.
+            ops.push(Op::fdatasync(Target::Segment, self.fd, ud(slot, BODY_SYNC)));
+            for tag in [WRITE, TAIL_SYNC] {
                 self.results[tag as usize] = Some(0);
             }
         }
@@ -238,7 +243,7 @@ impl PersistJob {
     }
 
     /// Whether the segment's records are durable: the staged body, its fdatasync, the seal and
-    /// its fdatasync succeeded (Staged), or the truncate and the fdatasync (Direct).
+    /// its fdatasync succeeded (Staged), or the first fdatasync (Direct).
     pub fn durable(&self) -> bool {
         let ok = |tag: u32| self.results[tag as usize].is_some_and(|r| r >= 0);
         match self.tail.is_some() {
@@ -249,7 +254,7 @@ impl PersistJob {
                     && self.wrote(WRITE, self.write_len)
                     && ok(TAIL_SYNC)
             }
-            false => ok(TRUNCATE) && ok(SYNC),
+            false => ok(BODY_SYNC),
         }
     }
 

@@ -340,16 +340,18 @@ impl Worker {
             let Ok(seg) = self.persist_rx.peek() else {
                 break;
             };
-            // Staged segments reach the disk in log order: a power cut must never find
-            // segment N unwritten before a written N + 1 (recovery could not tell that from
-            // a lost segment), so persist waits until every earlier segment is durable.
+            // Segments are persisted in log order, in both write paths: a persisted
+            // (truncated) segment proves to recovery that every segment before it is durable
+            // (docs/FORMAT.md), so persist waits until every earlier segment is durable.
             let in_order = self
                 .durability
                 .as_ref()
                 .map_or(true, |d| seg.index <= d.persisted_end());
+            if !in_order {
+                break;
+            }
             let drain = self.durability.as_mut().and_then(|d| d.drain.as_mut());
             let tail = match (seg.staged.is_some(), drain) {
-                (true, Some(_)) if !in_order => break,
                 // Never two writes of one segment in flight: wait for its drain.
                 (true, Some(d)) if d.busy_with(seg.index) => break,
                 (true, Some(d)) => d.take_for_persist(seg.index),

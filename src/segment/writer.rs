@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::format::{
-    record_crc, record_size, Seal, SegmentHeader, HEADER_LEN, RECORD_HEADER_LEN, REC_CRC_OFFSET,
-    REC_LEN_OFFSET, SEAL_LEN,
+    record_crc, record_size, Seal, SegmentHeader, ALIGN, HEADER_LEN, RECORD_HEADER_LEN,
+    REC_CRC_OFFSET, REC_LEN_OFFSET, SEAL_LEN,
 };
 use super::mmap::SharedMap;
 use super::names::segment_path;
@@ -202,8 +202,10 @@ pub struct SegmentWriter {
     header: SegmentHeader,
     /// Offset of the next record; a multiple of 8, at most `limit`.
     write_off: usize,
-    /// Records must end at or before this offset: `capacity - SEAL_LEN` (room for the seal
-    /// is always kept), or 0 once sealed, so one comparison on the hot path covers both.
+    /// Records must end at or before this offset: `capacity - SEAL_LEN - ALIGN` (room for the
+    /// seal is always kept, and a sealed segment never fills its file, so that its truncated
+    /// size always differs from its preallocated one: recovery reads "truncated" as
+    /// "persisted"), or 0 once sealed, so one comparison on the hot path covers both.
     limit: usize,
     /// Sequence number the next record gets.
     next_seq: u64,
@@ -248,7 +250,7 @@ impl SegmentWriter {
             seg,
             header,
             write_off: HEADER_LEN,
-            limit: capacity - SEAL_LEN,
+            limit: capacity - SEAL_LEN - ALIGN,
             next_seq: first_seq,
             last_crc: prev_crc,
             count: 0,
@@ -376,7 +378,7 @@ impl SegmentWriter {
 
     /// Largest payload an empty segment of this capacity could hold.
     pub fn max_payload(&self) -> usize {
-        (self.seg.len - HEADER_LEN - SEAL_LEN - RECORD_HEADER_LEN).min(MAX_RECORD_LEN)
+        (self.seg.len - HEADER_LEN - SEAL_LEN - ALIGN - RECORD_HEADER_LEN).min(MAX_RECORD_LEN)
     }
 
     /// Sequence number the next record would get.
@@ -438,6 +440,9 @@ pub fn seal_in_place(path: &Path, seal_offset: u64, seal: &Seal) -> Result<()> {
         .map_err(|e| Error::io("open", path, e))?;
     f.write_all_at(&seal.encode(), seal_offset)
         .map_err(|e| Error::io("write", path, e))?;
+    // Durable before the truncation: a truncated segment proves its records durable to the
+    // next recovery (docs/FORMAT.md), so its size must never reach the disk first.
+    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
     f.set_len(seal.end)
         .map_err(|e| Error::io("ftruncate", path, e))?;
     f.sync_data().map_err(|e| Error::io("fdatasync", path, e))
@@ -449,6 +454,8 @@ pub fn truncate_sealed(path: &Path, used: u64) -> Result<()> {
         .write(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
+    // Records and seal durable before the size (see `seal_in_place`).
+    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
     f.set_len(used)
         .map_err(|e| Error::io("ftruncate", path, e))?;
     f.sync_data().map_err(|e| Error::io("fdatasync", path, e))
