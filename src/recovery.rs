@@ -64,7 +64,14 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         fx.remove(tmp, "leftover temporary file of an interrupted freeze")?;
     }
     for cold in &listing.shadowed_cold {
-        resolve_duplicate(cold, &mut fx)?;
+        match resolve_duplicate(cold, &mut fx) {
+            // Repair keeps the `.wal` (the log as the recorder wrote it) and sets the other
+            // copy aside.
+            Err(Error::Corrupt { .. }) if opts.rule == TailRule::FirstBreak => {
+                fx.quarantine(cold)?;
+            }
+            other => other?,
+        }
     }
     remove_unused_tail(&listing.segments, &mut fx)?;
     fx.sync_dir()?;
@@ -127,6 +134,21 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         replayed_records: 0,
         dropped,
     })
+}
+
+/// `walctl repair`: takes the directory's lock (a running recorder keeps it), then recovers
+/// with [`TailRule::FirstBreak`]: the log ends at its first break wherever it is, and
+/// everything after it is moved to `quarantine/` (a file cut at the break is copied there
+/// first). With `dry_run` nothing changes and the report says what would.
+pub fn repair(dir: &Path, dry_run: bool) -> Result<Recovered> {
+    let _lock = crate::io::lock_dir(dir)?;
+    recover_with(
+        dir,
+        RecoverOptions {
+            rule: TailRule::FirstBreak,
+            dry_run,
+        },
+    )
 }
 
 /// Carries out (or, dry, only describes) recovery's changes to the directory.
@@ -276,10 +298,7 @@ fn digest_cold(cold: &Path) -> Result<(u64, u32)> {
 /// rule (it reports it dropped, and recovery moves it to quarantine).
 fn remove_unused_tail(segments: &[SegmentEntry], fx: &mut Fixer<'_>) -> Result<()> {
     for seg in segments.iter().rev() {
-        if seg.tier != Tier::Hot
-            || !crate::segment::reader::is_unused_file(&seg.path)?
-            || crate::log::data_after(&seg.path, 0)? > 0
-        {
+        if seg.tier != Tier::Hot || !crate::segment::reader::is_unused_file(&seg.path)? {
             break;
         }
         fx.remove(

@@ -12,8 +12,9 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::listing::{list_dir, SegmentEntry, Tier};
-use super::tail::{count_records, data_after, proves_durable, TailDrop, TailRule};
+use super::tail::{count_records, proves_durable, TailDrop, TailRule};
 use crate::error::{Corruption, Error, Result};
+use crate::segment::reader::data_after;
 use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
 
 /// Buffered reads of hot segments go through a buffer of this size.
@@ -255,7 +256,11 @@ impl LogReader {
                 Err(Error::Corrupt {
                     kind: Corruption::ZeroHeader | Corruption::EmptyFile,
                     ..
-                }) if !self.single_file && entry.tier == Tier::Hot && self.rest_unused()? => {
+                }) if !self.single_file
+                    && entry.tier == Tier::Hot
+                    && crate::segment::reader::is_unused_file(&entry.path)?
+                    && self.rest_unused()? =>
+                {
                     self.warnings.push(Warning::UnusedSegment(entry.path));
                     continue;
                 }
@@ -385,7 +390,7 @@ impl LogReader {
             // The clean end of the log, unless data lies beyond the zero frame (pages written
             // back after a hole that never reached the disk).
             SegmentEnd::Open { offset } => {
-                if self.single_file || data_after(&entry.path, offset)? == 0 {
+                if self.single_file || data_beyond_hole(&entry.path, offset)? == 0 {
                     return Ok(());
                 }
                 self.on_break(Break {
@@ -446,8 +451,11 @@ impl LogReader {
         }
         let first_beyond = if b.cut { b.pos + 1 } else { b.pos };
         let files: Vec<SegmentEntry> = self.segments[first_beyond..last.max(first_beyond)].to_vec();
-        let bytes_after = match (b.cut, entry.tier) {
-            (true, Tier::Hot) => data_after(&entry.path, b.offset)?,
+        // Repair keeps a copy of whatever a cut would destroy; the other rules, of the data
+        // written beyond a hole (a torn record followed by zeros holds nothing to keep).
+        let bytes_after = match (b.cut, entry.tier, self.rule) {
+            (true, Tier::Hot, TailRule::FirstBreak) => data_after(&entry.path, b.offset)?,
+            (true, Tier::Hot, _) => data_beyond_hole(&entry.path, b.offset)?,
             _ => 0,
         };
         self.warnings.push(Warning::TornTail {
@@ -535,6 +543,29 @@ impl LogReader {
     /// Where the chain stands after the last finished segment: (next seq, last crc).
     pub fn chain_end(&self) -> Option<(u64, u32)> {
         self.chain.map(|c| (c.next_seq, c.crc))
+    }
+}
+
+/// Data written beyond a hole after `offset`: bytes from the end of the first all-zero
+/// sector at or after `offset` to the last non-zero byte of the file. A torn record
+/// followed by zeros has none; pages written back after a page that was lost have some.
+fn data_beyond_hole(path: &Path, offset: u64) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    const SECTOR: u64 = 512;
+    let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut sector = [0u8; SECTOR as usize];
+    let mut at = offset.div_ceil(SECTOR) * SECTOR;
+    loop {
+        let n = f
+            .read_at(&mut sector, at)
+            .map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            return Ok(0);
+        }
+        if sector[..n].iter().all(|&b| b == 0) {
+            return data_after(path, at + n as u64);
+        }
+        at += SECTOR;
     }
 }
 

@@ -6,7 +6,8 @@ mod log_reader;
 mod tail;
 mod verify;
 
+pub use crate::segment::reader::data_after;
 pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
 pub use log_reader::{LogReader, SourceOpener, Warning};
-pub use tail::{data_after, TailDrop, TailRule};
+pub use tail::{TailDrop, TailRule};
 pub use verify::{verify, verify_reader, VerifyReport};

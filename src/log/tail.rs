@@ -10,7 +10,7 @@
 //! a torn tail; with one, it is corruption.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::listing::{SegmentEntry, Tier};
 use crate::error::{Error, Result};
@@ -110,46 +110,6 @@ pub(super) fn count_records(entry: &SegmentEntry) -> (u64, Option<u64>) {
         Ok((r.count(), last))
     };
     counted().unwrap_or((0, None))
-}
-
-/// Bytes from `offset` to the last non-zero byte of the file (0 when all zero after it).
-/// Only the file's data regions are read (`SEEK_DATA`/`SEEK_HOLE`): a preallocated segment
-/// nobody wrote costs one `lseek`.
-pub fn data_after(path: &Path, offset: u64) -> Result<u64> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let seek = |from: u64, whence: i32| -> Result<Option<u64>> {
-        // SAFETY: lseek on a descriptor we own; no memory is passed.
-        let r = unsafe { libc::lseek(f.as_raw_fd(), from as libc::off_t, whence) };
-        if r >= 0 {
-            return Ok(Some(r as u64));
-        }
-        match std::io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None), // no data past `from`
-            e => Err(Error::io("lseek", path, e)),
-        }
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut pos, mut last_nonzero) = (offset, None);
-    while let Some(data) = seek(pos, libc::SEEK_DATA)? {
-        let hole = seek(data, libc::SEEK_HOLE)?.unwrap_or(u64::MAX);
-        pos = data;
-        while pos < hole {
-            let want = buf.len().min((hole - pos).min(usize::MAX as u64) as usize);
-            let n = f
-                .read_at(&mut buf[..want], pos)
-                .map_err(|e| Error::io("read", path, e))?;
-            if n == 0 {
-                return Ok(last_nonzero.map_or(0, |l: u64| l + 1 - offset));
-            }
-            if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
-                last_nonzero = Some(pos + i as u64);
-            }
-            pos += n as u64;
-        }
-    }
-    Ok(last_nonzero.map_or(0, |l| l + 1 - offset))
 }
 
 fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

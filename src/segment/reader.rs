@@ -402,11 +402,55 @@ fn read_full<R: Read>(src: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
-/// True for a segment file that holds nothing: empty (created, never preallocated) or with an
-/// all-zero header (prepared ahead of the writer, never activated).
+/// True for a segment file that holds nothing: empty (created, never preallocated) or all
+/// zeros (prepared ahead of the writer, never activated). A zero header with data after it
+/// is not unused: pages written after a header page that never reached the disk.
 pub fn is_unused_file(path: &Path) -> Result<bool> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut head = [0u8; HEADER_LEN];
     let got = read_full(&mut f, &mut head).map_err(|e| Error::io("read", path, e))?;
-    Ok(got == 0 || (got == HEADER_LEN && head.iter().all(|&b| b == 0)))
+    Ok(
+        got == 0
+            || (got == HEADER_LEN && head.iter().all(|&b| b == 0) && data_after(path, 0)? == 0),
+    )
+}
+
+/// Bytes from `offset` to the last non-zero byte of the file (0 when all zero after it).
+/// Only the file's data regions are read (`SEEK_DATA`/`SEEK_HOLE`): a preallocated segment
+/// nobody wrote costs one `lseek`.
+pub fn data_after(path: &Path, offset: u64) -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let seek = |from: u64, whence: i32| -> Result<Option<u64>> {
+        // SAFETY: lseek on a descriptor we own; no memory is passed.
+        let r = unsafe { libc::lseek(f.as_raw_fd(), from as libc::off_t, whence) };
+        if r >= 0 {
+            return Ok(Some(r as u64));
+        }
+        match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None), // no data past `from`
+            e => Err(Error::io("lseek", path, e)),
+        }
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut pos, mut last_nonzero) = (offset, None);
+    while let Some(data) = seek(pos, libc::SEEK_DATA)? {
+        let hole = seek(data, libc::SEEK_HOLE)?.unwrap_or(u64::MAX);
+        pos = data;
+        while pos < hole {
+            let want = buf.len().min((hole - pos).min(usize::MAX as u64) as usize);
+            let n = f
+                .read_at(&mut buf[..want], pos)
+                .map_err(|e| Error::io("read", path, e))?;
+            if n == 0 {
+                return Ok(last_nonzero.map_or(0, |l: u64| l + 1 - offset));
+            }
+            if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+                last_nonzero = Some(pos + i as u64);
+            }
+            pos += n as u64;
+        }
+    }
+    Ok(last_nonzero.map_or(0, |l| l + 1 - offset))
 }

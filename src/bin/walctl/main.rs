@@ -64,6 +64,16 @@ enum Cmd {
         #[arg(long)]
         hex: bool,
     },
+    /// Make a log the recorder refuses open again: end it at its first break, move every
+    /// file after it (and a copy of a file cut at it) into DIR/quarantine/, and print what
+    /// was done. Never deletes a record
+    Repair {
+        /// Log directory (not in use by a recorder)
+        dir: PathBuf,
+        /// Print what would be done, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Summarise what a directory holds
     Stats {
         /// Log directory
@@ -102,6 +112,7 @@ fn main() -> ExitCode {
             hex,
         } => cmd_cat(&path, from, to, hex),
         Cmd::Stats { dir, json } => cmd_stats(&dir, json),
+        Cmd::Repair { dir, dry_run } => cmd_repair(&dir, dry_run),
         #[cfg(feature = "archive")]
         Cmd::Archive(a) => archive::cmd_archive(a),
         #[cfg(feature = "archive")]
@@ -117,6 +128,35 @@ fn main() -> ExitCode {
 }
 
 pub(crate) type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+fn cmd_repair(dir: &Path, dry_run: bool) -> CmdResult {
+    if !dir.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()).into());
+    }
+    let r = wal_recorder::recovery::repair(dir, dry_run)?;
+    let verb = if dry_run { "would do" } else { "did" };
+    for a in &r.actions {
+        println!("{verb}: {a}");
+    }
+    let last = r.next_seq.saturating_sub(1);
+    match (&r.dropped, r.actions.is_empty()) {
+        (_, true) => println!("{}: nothing to repair", dir.display()),
+        (Some(d), false) => println!(
+            "{}: the log ends at sequence number {last}; dropped from {} on ({} records that \
+             verify, up to {}), kept in {}/",
+            dir.display(),
+            d.first_seq,
+            d.records,
+            d.last_seq.map_or("-".to_string(), |s| s.to_string()),
+            wal_recorder::recovery::QUARANTINE_DIR
+        ),
+        (None, false) => println!(
+            "{}: the log ends at sequence number {last}; no record dropped",
+            dir.display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn seq_json(s: Option<u64>) -> serde_json::Value {
     s.map_or(serde_json::Value::Null, |v| json!(v))
