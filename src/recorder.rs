@@ -88,6 +88,7 @@ impl Recorder {
             RecoverOptions {
                 rule: config.recovery_mode.tail_rule(),
                 dry_run: false,
+                faults: config.fault_plan.clone(),
             },
         )?;
         recovered.replayed_records = replayed.records;

@@ -7,9 +7,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Error, Result};
+use crate::io::fault::FaultPlan;
+use crate::io::{OpCode, Target};
 use crate::log::{list_dir, LogReader, SegmentEntry, TailDrop, TailRule, Tier, Warning};
 use crate::segment::format::{Seal, SEAL_LEN};
-use crate::segment::{seal_in_place, sync_dir, truncate_sealed, SegmentEnd, SegmentReader};
+use crate::segment::{
+    seal_in_place_with, sync_dir, truncate_sealed_with, SegmentEnd, SegmentReader,
+};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default)]
@@ -38,12 +42,14 @@ pub struct Recovered {
 pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// How to recover.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RecoverOptions {
     /// Which break may end the log.
     pub rule: TailRule,
     /// Decide and report everything, change nothing.
     pub dry_run: bool,
+    /// Test hook: fault rules on [`Target::Recovery`] for recovery's own file operations.
+    pub faults: Option<FaultPlan>,
 }
 
 /// Recovers `dir` with the default rule (see the module docs).
@@ -58,6 +64,7 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         dry_run: opts.dry_run,
         actions: Vec::new(),
         gone: Vec::new(),
+        faults: opts.faults.clone(),
     };
     let listing = list_dir(dir)?;
     for tmp in &listing.tmp {
@@ -147,6 +154,7 @@ pub fn repair(dir: &Path, dry_run: bool) -> Result<Recovered> {
         RecoverOptions {
             rule: TailRule::FirstBreak,
             dry_run,
+            faults: None,
         },
     )
 }
@@ -158,11 +166,29 @@ struct Fixer<'a> {
     actions: Vec<String>,
     /// Files removed or moved away (also when dry).
     gone: Vec<PathBuf>,
+    faults: Option<FaultPlan>,
 }
 
 impl Fixer<'_> {
+    /// The error a fault rule injects into this step (tests only).
+    fn step(&self, code: OpCode, op: &'static str, path: &Path) -> Result<()> {
+        match self
+            .faults
+            .as_ref()
+            .and_then(|f| f.inject(code, Target::Recovery))
+        {
+            Some(errno) => Err(Error::io(
+                op,
+                path,
+                std::io::Error::from_raw_os_error(errno),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn remove(&mut self, path: &Path, why: &str) -> Result<()> {
         if !self.dry_run {
+            self.step(OpCode::Unlink, "unlink", path)?;
             std::fs::remove_file(path).map_err(|e| Error::io("unlink", path, e))?;
         }
         self.gone.push(path.to_path_buf());
@@ -175,6 +201,7 @@ impl Fixer<'_> {
     fn quarantine(&mut self, path: &Path) -> Result<()> {
         let to = self.quarantine_path(path)?;
         if !self.dry_run {
+            self.step(OpCode::Rename, "rename", path)?;
             std::fs::rename(path, &to).map_err(|e| Error::io("rename", path, e))?;
         }
         self.gone.push(path.to_path_buf());
@@ -187,7 +214,9 @@ impl Fixer<'_> {
     fn quarantine_copy(&mut self, path: &Path) -> Result<()> {
         let to = self.quarantine_path(path)?;
         if !self.dry_run {
+            self.step(OpCode::Write, "copy", path)?;
             std::fs::copy(path, &to).map_err(|e| Error::io("copy", path, e))?;
+            self.step(OpCode::Fsync, "fsync", &to)?;
             File::open(&to)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io("fsync", &to, e))?;
@@ -223,8 +252,10 @@ impl Fixer<'_> {
         }
         let q = self.dir.join(QUARANTINE_DIR);
         if q.is_dir() {
+            self.step(OpCode::Fsync, "fsync dir", &q)?;
             sync_dir(&q)?;
         }
+        self.step(OpCode::Fsync, "fsync dir", self.dir)?;
         sync_dir(self.dir)
     }
 }
@@ -322,7 +353,7 @@ fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>) -> Result<bool> {
         SegmentEnd::Sealed(seal) if seal.end == seg.file_len => return Ok(false),
         SegmentEnd::Sealed(seal) => {
             if !fx.dry_run {
-                truncate_sealed(&seg.path, seal.end)?;
+                truncate_sealed_with(&seg.path, seal.end, fx.faults.as_ref())?;
             }
             actions.push(format!(
                 "{}: sealed but not persisted; truncated to {} bytes and synced",
@@ -342,7 +373,7 @@ fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>) -> Result<bool> {
         last_crc: r.last_crc(),
     };
     if !fx.dry_run {
-        seal_in_place(&seg.path, offset, &seal)?;
+        seal_in_place_with(&seg.path, offset, &seal, fx.faults.as_ref())?;
     }
     actions.push(format!(
         "{}: {why}; sealed after record {} and synced",

@@ -279,3 +279,57 @@ fn real_full_disk_during_freeze_is_retried_and_loses_nothing() {
     assert!(file_names(dir).iter().all(|n| !n.ends_with(".tmp")));
     assert_nothing_lost(dir, last);
 }
+
+/// Contract 5: after a failed fdatasync, retention deletes nothing more (a cold limit of one
+/// would otherwise delete every segment but the newest), the failed persist is never retried
+/// (the segment keeps its preallocated size: a retry would have truncated it), and stop
+/// still returns.
+#[test]
+fn retention_stops_after_an_fsync_error_and_the_failed_fdatasync_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    // Direct persists sync twice (records, then the truncated size), in log order: the
+    // fifth segment fdatasync is the first of segment 2's persist.
+    plan.add(Rule {
+        code: OpCode::Fdatasync,
+        target: Target::Segment,
+        nth: 4,
+        count: 1,
+        effect: Effect::Fail(libc::EIO),
+    });
+    let mut c = Config::new(dir.path());
+    c.max_segments = 1;
+    c.max_compressed_segments = 1;
+    c.min_sleep = Duration::from_micros(20);
+    c.max_sleep = Duration::from_millis(1);
+    c.fault_plan = Some(plan.clone());
+    let mut m = SegmentMaintainer::new(c).unwrap();
+    m.start().unwrap();
+    let (_, last) = feed(&mut m, dir.path(), 6);
+    wait_for("failed health", || m.health() == Health::Failed);
+    m.stop().unwrap();
+    assert_eq!(plan.fired(), 1);
+    assert_eq!(get(&m.stats().fsync_failures), 1);
+    // Before the failure only segments 0 and 1 were persisted (at most one freed); after it
+    // nothing is frozen or freed, and segments 2..5 stay hot.
+    assert!(get(&m.stats().freed) <= 1, "{:?}", file_names(dir.path()));
+    for i in 2..6 {
+        assert!(
+            dir.path().join(hot_name(i)).exists(),
+            "segment {i}: {:?}",
+            file_names(dir.path())
+        );
+    }
+    let len = std::fs::metadata(dir.path().join(hot_name(2)))
+        .unwrap()
+        .len();
+    assert_eq!(len, SEG, "the failed persist was retried");
+    assert_nothing_lost_from(dir.path(), last);
+}
+
+/// Every record from the first retained one to `last` is in a file that verifies.
+fn assert_nothing_lost_from(dir: &Path, last: u64) {
+    let r = verify(dir).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(last), "{:?}", file_names(dir));
+}

@@ -306,6 +306,43 @@ fn append_until_refused(rec: &mut Recorder) -> Error {
     }
 }
 
+/// The creation of a segment file ahead of the writer is reached by fault rules too
+/// (`Target::Prepare`), in both write paths: its failed fsync latches the log failed with
+/// the file and the cause, never retried; every record appended before stays readable.
+#[test]
+fn a_failed_fsync_while_preparing_a_segment_latches_the_log_in_both_paths() {
+    use wal_recorder::config::WritePath;
+    use wal_recorder::io::fault::FaultPlan;
+    use wal_recorder::io::{OpCode, Target};
+    for path in [WritePath::Direct, WritePath::Staged] {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = common::staging_root();
+        let plan = FaultPlan::new();
+        let mut cfg = config(dir.path());
+        cfg.write_path = path;
+        cfg.staging_dir = staging.path().to_path_buf();
+        cfg.fault_plan = Some(plan.clone());
+        let mut rec = Recorder::open(dir.path(), cfg.clone()).unwrap();
+        plan.fail_always(OpCode::Fsync, Target::Prepare, libc::EIO);
+        let err = append_until_refused(&mut rec);
+        assert!(matches!(err, Error::Failed { .. }), "{path:?}: {err}");
+        let cause = rec.maintainer_stats().failure().expect("a cause is kept");
+        let (cause, dir_name) = (cause.to_string(), dir.path().display().to_string());
+        assert!(
+            cause.contains("fsync") && cause.contains(&dir_name),
+            "{path:?}: {cause}"
+        );
+        assert_eq!(rec.health(), Health::Failed);
+        let last = rec.last_seq();
+        let _ = rec.close();
+        // Staged: the buffers a failed log keeps are applied by the next open.
+        cfg.fault_plan = None;
+        let rec = Recorder::open(dir.path(), cfg).unwrap();
+        assert_eq!(rec.last_seq(), last, "{path:?}");
+        rec.close().unwrap();
+    }
+}
+
 #[test]
 fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     use wal_recorder::io::fault::FaultPlan;
@@ -405,8 +442,9 @@ fn zero_filled_segments_are_written_in_steps_before_the_writer_gets_them() {
     cfg.staging_dir = staging.path().to_path_buf();
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
     wait_for("two prepared segments", || rec.prepared_ready() == 2);
-    // Nothing appended yet: every write so far is a zero step of a prepared segment.
-    assert_eq!(plan.seen(OpCode::Write, Target::Segment), 2 * 3);
+    // Nothing appended yet: every write so far is a segment creation's fallocate (the first
+    // segment's and two prepared ones') or a zero step of a prepared segment.
+    assert_eq!(plan.seen(OpCode::Write, Target::Prepare), 3 + 2 * 3);
     for i in 0..2u64 {
         let seg = dir.path().join(format!("{:020}.wal", i + 1));
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), 3 << 20);
@@ -509,8 +547,17 @@ fn a_failed_fsync_while_preparing_latches_failed_and_is_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let staging = common::staging_root();
     let plan = FaultPlan::new();
-    // Staged: the maintainer fsyncs the directory after creating each prepared segment.
-    plan.fail_always(OpCode::Fsync, Target::Dir, libc::EIO);
+    // The open creates the first segment itself (its fsync and the directory's: the first
+    // two); from the third on, the maintainer's prepares fail (Staged: the directory fsync
+    // after each prepared segment).
+    let before = 2;
+    plan.add(wal_recorder::io::fault::Rule {
+        code: OpCode::Fsync,
+        target: Target::Prepare,
+        nth: before,
+        count: u32::MAX,
+        effect: wal_recorder::io::fault::Effect::Fail(libc::EIO),
+    });
     let mut cfg = config(dir.path());
     cfg.fault_plan = Some(plan.clone());
     cfg.staging_dir = staging.path().to_path_buf();
@@ -528,7 +575,7 @@ fn a_failed_fsync_while_preparing_latches_failed_and_is_not_retried() {
     wait_for("the maintainer to turn 20 more times", || {
         turns(&rec) > t0 + 20
     });
-    assert_eq!(plan.seen(OpCode::Fsync, Target::Dir), 1);
+    assert_eq!(plan.seen(OpCode::Fsync, Target::Prepare), before + 1);
     assert!(matches!(
         rec.append_with(64, |b| event::fill(1, b)),
         Err(Error::Failed { .. })
@@ -571,7 +618,7 @@ fn sync_on_a_log_that_failed_before_any_append_reports_the_failure() {
     let dir = tempfile::tempdir().unwrap();
     let staging = common::staging_root();
     let plan = FaultPlan::new();
-    plan.fail_always(OpCode::Fdatasync, Target::Segment, libc::EIO);
+    plan.fail_always(OpCode::Fdatasync, Target::Prepare, libc::EIO);
     let mut cfg = config(dir.path());
     cfg.fault_plan = Some(plan);
     cfg.staging_dir = staging.path().to_path_buf();

@@ -57,6 +57,14 @@ pub enum Target {
     /// The writer's own mapping of the active segment (Direct mode's `msync` in
     /// `Recorder::sync`); only fault rules use it.
     Mapping,
+    /// The creation of a segment file ahead of the writer (both write paths): `Write` is its
+    /// `fallocate` (Direct) or a zero-fill step (Staged), `Fdatasync`/`Fsync` its sync, and
+    /// `Fsync` the directory's.
+    Prepare,
+    /// Recovery's own file operations at open (and `walctl repair`'s): `Unlink`, `Rename`,
+    /// `Write` (a seal, a copy into quarantine), `Fdatasync`, `Ftruncate`, `Fsync` (a
+    /// directory); only fault rules use it.
+    Recovery,
 }
 
 /// One operation. Raw pointers, as in an io_uring SQE: see [`IoBackend::push`] for how long

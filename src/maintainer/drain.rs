@@ -99,6 +99,8 @@ pub(crate) struct StagedTail {
 pub(crate) struct Drain {
     ring: Arc<StagingRing>,
     dir: PathBuf,
+    /// Fault rules for the creation of segment files (tests).
+    faults: Option<crate::io::fault::FaultPlan>,
     capacity: u64,
     /// Whether segment files are opened with `O_DIRECT` (checked at the first prepare).
     direct: bool,
@@ -118,8 +120,15 @@ pub(crate) struct Drain {
 
 impl Drain {
     /// A drain over `ring` (all slots free) for segments of `dir`.
-    pub fn new(ring: Arc<StagingRing>, dir: PathBuf, direct_io: bool, zero_fill: bool) -> Self {
+    pub fn new(
+        ring: Arc<StagingRing>,
+        dir: PathBuf,
+        direct_io: bool,
+        zero_fill: bool,
+        faults: Option<crate::io::fault::FaultPlan>,
+    ) -> Self {
         Drain {
+            faults,
             free: (0..ring.len()).collect(),
             capacity: ring.capacity() as u64,
             ring,
@@ -164,7 +173,8 @@ impl Drain {
     /// from then on.
     fn create_file(&mut self, index: u64, sync: bool) -> Result<File> {
         let (dir, cap) = (&self.dir, self.capacity);
-        match create_segment_file(dir, index, cap, self.direct, sync) {
+        let faults = self.faults.as_ref();
+        match create_segment_file(dir, index, cap, self.direct, sync, faults) {
             Err(Error::Io { source, .. })
                 if self.direct && source.raw_os_error() == Some(libc::EINVAL) =>
             {
@@ -173,7 +183,7 @@ impl Drain {
                     dir.display()
                 );
                 self.direct = false;
-                create_segment_file(dir, index, cap, false, sync)
+                create_segment_file(dir, index, cap, false, sync, faults)
             }
             other => other,
         }
@@ -237,7 +247,7 @@ impl Drain {
             let zeros = unsafe { std::slice::from_raw_parts(self.ring.base(p.slot).as_ptr(), len) };
             p.zero_len = len as u32;
             let op = Op::write(
-                IoTarget::Segment,
+                IoTarget::Prepare,
                 fd,
                 zeros,
                 p.zero_next,
@@ -248,8 +258,8 @@ impl Drain {
         } else {
             p.results[WRITE as usize] = Some(0);
             let ops = [
-                Op::fdatasync(IoTarget::Segment, fd, ud(PREPARE_SLOT, SYNC)),
-                Op::fsync(IoTarget::Dir, cx.dirfd, ud(PREPARE_SLOT, DIR_SYNC)),
+                Op::fdatasync(IoTarget::Prepare, fd, ud(PREPARE_SLOT, SYNC)),
+                Op::fsync(IoTarget::Prepare, cx.dirfd, ud(PREPARE_SLOT, DIR_SYNC)),
             ];
             // SAFETY: no buffers or paths; the fds stay open until the completions.
             unsafe { push_chain(cx.be, &ops) }

@@ -147,7 +147,12 @@ impl Durability {
                 Ok(()) => return true,
                 Err(e) => Err(e),
             },
-            None => PreparedSegment::create(cx.dir, index, cx.config.segment_size),
+            None => PreparedSegment::create_with_faults(
+                cx.dir,
+                index,
+                cx.config.segment_size,
+                cx.config.fault_plan.as_ref(),
+            ),
         };
         self.prepared(index, made);
         true

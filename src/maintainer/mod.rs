@@ -80,6 +80,7 @@ impl StagedDrain {
             config.dir.clone(),
             config.direct_io,
             config.zero_fill,
+            config.fault_plan.clone(),
         ))
     }
 

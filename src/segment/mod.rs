@@ -12,6 +12,6 @@ pub mod writer;
 pub use mmap::{populate_write, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
 pub use writer::{
-    create_segment_file, seal_in_place, sync_dir, truncate_sealed, AppendError, PreparedSegment,
-    SealedSegment, SegmentWriter,
+    create_segment_file, seal_in_place, seal_in_place_with, sync_dir, truncate_sealed,
+    truncate_sealed_with, AppendError, PreparedSegment, SealedSegment, SegmentWriter,
 };

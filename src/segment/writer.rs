@@ -18,6 +18,8 @@ use super::mmap::SharedMap;
 use super::names::segment_path;
 use crate::constants::{MAX_RECORD_LEN, MAX_SEGMENT_SIZE, MAX_SEQ, MIN_SEGMENT_SIZE};
 use crate::error::{Error, Result};
+use crate::io::fault::FaultPlan;
+use crate::io::{OpCode, Target};
 use crate::staging::StagingRing;
 
 /// Why an append did not happen. Nothing was written in any of these cases.
@@ -68,8 +70,18 @@ impl PreparedSegment {
     /// `fallocate` (a full disk fails here, never as a SIGBUS later), fsyncs the file and the
     /// directory, then maps and prefaults it (Direct mode). On error the file is removed.
     pub fn create(dir: &Path, index: u64, capacity: u64) -> Result<Self> {
+        Self::create_with_faults(dir, index, capacity, None)
+    }
+
+    /// [`Self::create`], with fault rules on [`Target::Prepare`] applied (tests).
+    pub fn create_with_faults(
+        dir: &Path,
+        index: u64,
+        capacity: u64,
+        faults: Option<&FaultPlan>,
+    ) -> Result<Self> {
         let path = segment_path(dir, index);
-        let file = create_segment_file(dir, index, capacity, false, true)?;
+        let file = create_segment_file(dir, index, capacity, false, true, faults)?;
         let capacity = clamp_capacity(capacity)?;
         match SharedMap::map(&file, capacity as usize, &path) {
             Ok(map) => Ok(PreparedSegment {
@@ -131,6 +143,7 @@ pub fn create_segment_file(
     capacity: u64,
     direct: bool,
     sync: bool,
+    faults: Option<&FaultPlan>,
 ) -> Result<File> {
     let capacity = clamp_capacity(capacity)?;
     let path = segment_path(dir, index);
@@ -143,8 +156,8 @@ pub fn create_segment_file(
         .custom_flags(flags)
         .open(&path)
         .map_err(|e| Error::io("create", &path, e))?;
-    let done = preallocate(&file, &path, capacity, sync).and_then(|()| match sync {
-        true => sync_dir(dir),
+    let done = preallocate(&file, &path, capacity, sync, faults).and_then(|()| match sync {
+        true => injected(faults, OpCode::Fsync, "fsync dir", dir).and_then(|()| sync_dir(dir)),
         false => Ok(()),
     });
     match done {
@@ -156,7 +169,37 @@ pub fn create_segment_file(
     }
 }
 
-fn preallocate(file: &File, path: &Path, capacity: u64, sync: bool) -> Result<()> {
+/// The error a fault rule injects into this step of a prepare (tests only).
+fn injected(faults: Option<&FaultPlan>, code: OpCode, op: &'static str, path: &Path) -> Result<()> {
+    injected_at(faults, code, Target::Prepare, op, path)
+}
+
+/// The error a fault rule on `target` injects into this step (tests only).
+pub(crate) fn injected_at(
+    faults: Option<&FaultPlan>,
+    code: OpCode,
+    target: Target,
+    op: &'static str,
+    path: &Path,
+) -> Result<()> {
+    match faults.and_then(|f| f.inject(code, target)) {
+        Some(errno) => Err(Error::io(
+            op,
+            path,
+            std::io::Error::from_raw_os_error(errno),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn preallocate(
+    file: &File,
+    path: &Path,
+    capacity: u64,
+    sync: bool,
+    faults: Option<&FaultPlan>,
+) -> Result<()> {
+    injected(faults, OpCode::Write, "fallocate", path)?;
     // SAFETY: plain syscall on an fd we own; mode 0 allocates and extends the file size.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, capacity as libc::off_t) };
     if rc != 0 {
@@ -169,6 +212,7 @@ fn preallocate(file: &File, path: &Path, capacity: u64, sync: bool) -> Result<()
     if !sync {
         return Ok(());
     }
+    injected(faults, OpCode::Fsync, "fsync", path)?;
     file.sync_all().map_err(|e| Error::io("fsync", path, e))
 }
 
@@ -428,36 +472,62 @@ impl SegmentWriter {
     }
 }
 
-/// Seals a segment file in place after its last valid record: writes `seal` at
-/// `seal_offset`, truncates the file just past it (cutting a torn tail) and fdatasyncs it.
-/// Used by recovery for segments a crash left unsealed.
+/// Writes `seal` at `seal_offset` of a hot segment, makes it durable, then truncates the file
+/// just past it and syncs again: recovery's cut of a torn or unsealed tail.
 pub fn seal_in_place(path: &Path, seal_offset: u64, seal: &Seal) -> Result<()> {
+    seal_in_place_with(path, seal_offset, seal, None)
+}
+
+/// [`seal_in_place`], with fault rules on [`Target::Recovery`] applied (tests).
+pub fn seal_in_place_with(
+    path: &Path,
+    seal_offset: u64,
+    seal: &Seal,
+    faults: Option<&FaultPlan>,
+) -> Result<()> {
     use std::os::unix::fs::FileExt;
     debug_assert_eq!(seal.end, seal_offset + SEAL_LEN as u64);
+    let step = |code, op| injected_at(faults, code, Target::Recovery, op, path);
     let f = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
+    step(OpCode::Write, "write")?;
     f.write_all_at(&seal.encode(), seal_offset)
         .map_err(|e| Error::io("write", path, e))?;
-    // Durable before the truncation: a truncated segment proves its records durable to the
-    // next recovery (docs/FORMAT.md), so its size must never reach the disk first.
-    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
-    f.set_len(seal.end)
-        .map_err(|e| Error::io("ftruncate", path, e))?;
-    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))
+    finish_truncated(&f, path, seal.end, &step)
 }
 
 /// Truncates a sealed segment to its used length and fdatasyncs it (what persist does).
 pub fn truncate_sealed(path: &Path, used: u64) -> Result<()> {
+    truncate_sealed_with(path, used, None)
+}
+
+/// [`truncate_sealed`], with fault rules on [`Target::Recovery`] applied (tests).
+pub fn truncate_sealed_with(path: &Path, used: u64, faults: Option<&FaultPlan>) -> Result<()> {
+    let step = |code, op| injected_at(faults, code, Target::Recovery, op, path);
     let f = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
-    // Records and seal durable before the size (see `seal_in_place`).
+    finish_truncated(&f, path, used, &step)
+}
+
+/// fdatasync, truncate to `len`, fdatasync. The records and seal are durable before the
+/// size: a truncated segment proves its records durable to the next recovery
+/// (docs/FORMAT.md), so its size must never reach the disk first.
+fn finish_truncated(
+    f: &File,
+    path: &Path,
+    len: u64,
+    step: &dyn Fn(OpCode, &'static str) -> Result<()>,
+) -> Result<()> {
+    step(OpCode::Fdatasync, "fdatasync")?;
     f.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
-    f.set_len(used)
+    step(OpCode::Ftruncate, "ftruncate")?;
+    f.set_len(len)
         .map_err(|e| Error::io("ftruncate", path, e))?;
+    step(OpCode::Fdatasync, "fdatasync")?;
     f.sync_data().map_err(|e| Error::io("fdatasync", path, e))
 }
 

@@ -24,7 +24,7 @@ pub fn open_for(log_dir: &Path, config: &Config) -> Result<(Option<StagingDir>, 
     match config.write_path {
         WritePath::Staged => {
             let dir = StagingDir::create(&config.staging_dir, log_dir, config.staging_group)?;
-            let replayed = replay(&dir, log_dir)?;
+            let replayed = replay(&dir, log_dir, config.fault_plan.as_ref())?;
             for name in dir.buffer_names()? {
                 dir.remove(&name)?;
             }
@@ -32,7 +32,7 @@ pub fn open_for(log_dir: &Path, config: &Config) -> Result<(Option<StagingDir>, 
         }
         WritePath::Direct => match StagingDir::existing(&config.staging_dir, log_dir)? {
             Some(dir) => {
-                let replayed = replay(&dir, log_dir)?;
+                let replayed = replay(&dir, log_dir, config.fault_plan.as_ref())?;
                 dir.remove_all()?;
                 Ok((None, replayed))
             }

@@ -21,9 +21,12 @@ use std::path::Path;
 
 use super::dir::StagingDir;
 use crate::error::{Error, Result};
+use crate::io::fault::FaultPlan;
+use crate::io::{OpCode, Target};
 use crate::log::{list_dir, Tier};
 use crate::segment::format::{SegmentHeader, HEADER_LEN};
 use crate::segment::names::segment_path;
+use crate::segment::writer::injected_at;
 use crate::segment::{sync_dir, SegmentEnd, SegmentReader};
 
 /// What replay did.
@@ -57,7 +60,7 @@ fn valid_end(src: impl Read, path: &Path) -> Result<(u64, u64)> {
 
 /// Applies every buffer of `dir` that is ahead of the log in `log_dir` (see the module
 /// docs). Refuses, before writing anything, a buffer that belongs elsewhere.
-pub fn replay(dir: &StagingDir, log_dir: &Path) -> Result<Replay> {
+pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> Result<Replay> {
     let mut staged = Vec::new();
     for name in dir.buffer_names()? {
         let path = dir.path().join(&name);
@@ -154,7 +157,15 @@ pub fn replay(dir: &StagingDir, log_dir: &Path) -> Result<Replay> {
             continue;
         }
         let target = segment_path(log_dir, i);
-        write_ahead(&s.file, &spath, &target, end, s.header.capacity, create)?;
+        write_ahead(
+            &s.file,
+            &spath,
+            &target,
+            end,
+            s.header.capacity,
+            create,
+            faults,
+        )?;
         created |= create;
         out.records += count - disk_count;
         out.segments += 1;
@@ -166,6 +177,13 @@ pub fn replay(dir: &StagingDir, log_dir: &Path) -> Result<Replay> {
         ));
     }
     if created {
+        injected_at(
+            faults,
+            OpCode::Fsync,
+            Target::Recovery,
+            "fsync dir",
+            log_dir,
+        )?;
         sync_dir(log_dir)?;
     }
     Ok(out)
@@ -180,7 +198,9 @@ fn write_ahead(
     end: u64,
     capacity: u64,
     create: bool,
+    faults: Option<&FaultPlan>,
 ) -> Result<()> {
+    let step = |code, op| injected_at(faults, code, Target::Recovery, op, target);
     let f = OpenOptions::new()
         .write(true)
         .create_new(create)
@@ -197,9 +217,11 @@ fn write_ahead(
         let n = (end - off).min(buf.len() as u64) as usize;
         src.read_exact_at(&mut buf[..n], off)
             .map_err(|e| Error::io("read", spath, e))?;
+        step(OpCode::Write, "write")?;
         f.write_all_at(&buf[..n], off)
             .map_err(|e| Error::io("write", target, e))?;
         off += n as u64;
     }
+    step(OpCode::Fdatasync, "fdatasync")?;
     f.sync_data().map_err(|e| Error::io("fdatasync", target, e))
 }
