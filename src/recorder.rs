@@ -349,6 +349,8 @@ impl Recorder {
         };
         let (index, last) = (w.header().index, w.next_seq() - 1);
         if w.is_staged() {
+            // The maintainer drains at once rather than at its next interval.
+            self.link.sync_wanted.fetch_max(last, Ordering::Release);
             return self.wait_durable(last);
         }
         if let Err(e) = self.fault_or(|| w.sync()) {
@@ -605,10 +607,21 @@ impl Recorder {
         if removed {
             crate::segment::sync_dir(&self.dir)?;
         }
-        if self.maintainer.stats().health() == Health::Failed {
+        let stats = self.maintainer.stats();
+        if stats.health() == Health::Failed {
             // The staging buffers may hold records the disk lacks: kept for the next open.
             self.staging = None;
             return result.and(Err(self.failed_error()));
+        }
+        if self.link.durable() < self.last_seq() || MaintainerStats::get(&stats.abandoned) > 0 {
+            // Work left for recovery (a persist to retry, a segment not persisted): records
+            // not durable on disk may be only in staging. Kept; the next open applies them.
+            log::warn!(
+                "{}: closed with records not durable on disk; staging kept for the next open",
+                self.dir.display()
+            );
+            self.staging = None;
+            return result;
         }
         if let Some(ring) = self.staging.take() {
             match Arc::try_unwrap(ring) {

@@ -58,6 +58,10 @@ struct PlanState {
     trace: Option<Vec<(OpCode, Target, u64, u32)>>,
     /// Descriptors opened on the numbers a `RunThenFail` close released.
     squatters: Vec<std::os::fd::RawFd>,
+    /// Every operation from this one on (counted over all opcodes and targets) fails.
+    fail_from: Option<u64>,
+    /// Operations seen, over all opcodes and targets.
+    ops: u64,
 }
 
 impl FaultPlan {
@@ -82,6 +86,19 @@ impl FaultPlan {
             count: u32::MAX,
             effect: Effect::Fail(errno),
         })
+    }
+
+    /// From the `n`-th operation on (0-based, counting every opcode and target, the ones
+    /// made outside the backend included), every operation fails with `EIO`: a disk that
+    /// dies at that point, for the crash enumerator.
+    pub fn fail_all_from(&self, n: u64) -> &Self {
+        self.inner.lock().expect("fault plan lock").fail_from = Some(n);
+        self
+    }
+
+    /// Operations seen so far, over all opcodes and targets.
+    pub fn ops(&self) -> u64 {
+        self.inner.lock().expect("fault plan lock").ops
     }
 
     /// Removes every rule.
@@ -153,6 +170,11 @@ impl FaultPlan {
         let n = st.seen.entry((op.code, op.target)).or_insert(0);
         let occurrence = *n;
         *n += 1;
+        st.ops += 1;
+        if st.fail_from.is_some_and(|from| st.ops > from) {
+            st.fired += 1;
+            return Some(Effect::Fail(libc::EIO));
+        }
         let effect = st
             .rules
             .iter()

@@ -17,13 +17,30 @@ pub fn lock_dir(dir: &std::path::Path) -> crate::Result<std::fs::File> {
             std::io::Error::from_raw_os_error(libc::ENOTDIR),
         ));
     }
-    // SAFETY: flock on an fd we own; no pointers.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(crate::Error::Locked(dir.to_path_buf()));
+    match flock_exclusive(f.as_raw_fd()) {
+        Ok(()) => Ok(f),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+            Err(crate::Error::Locked(dir.to_path_buf()))
         }
-        return Err(crate::Error::io("flock", dir, e));
+        Err(e) => Err(crate::Error::io("flock", dir, e)),
     }
-    Ok(f)
+}
+
+/// An exclusive, non-blocking `flock` on `fd`, retried for up to 100 ms while it is
+/// refused: a lock released by a closed handle can stay held for a moment by a copy of the
+/// descriptor in a child another thread is spawning (between its fork and its exec, which
+/// closes it); a real second holder is still refused after that. `EWOULDBLOCK` then.
+pub(crate) fn flock_exclusive(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    loop {
+        // SAFETY: flock on a descriptor the caller owns; no pointers.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) || std::time::Instant::now() > deadline {
+            return Err(e);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }

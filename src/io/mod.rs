@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use aligned::AlignedBuf;
 pub use blocking::BlockingBackend;
+pub(crate) use lock::flock_exclusive;
 pub use lock::lock_dir;
 pub use sched::set_idle_priority;
 pub use uring::UringBackend;

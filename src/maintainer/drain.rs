@@ -345,7 +345,8 @@ impl Drain {
         interval: Duration,
     ) -> Result<bool> {
         let now = Instant::now();
-        if self.in_flight.is_some() || now < self.next_at {
+        let sync_waits = link.sync_wanted.load(Ordering::Acquire) > link.durable();
+        if self.in_flight.is_some() || (now < self.next_at && !sync_waits) {
             return Ok(false);
         }
         self.next_at = now + interval;

@@ -44,6 +44,9 @@ pub struct WriterLink {
     /// The writer is waiting for a prepared segment (Staged: every buffer is full and not
     /// yet drained; health degraded while it waits).
     pub writer_waiting: AtomicBool,
+    /// Staged: the sequence number a `Recorder::sync()` waits for; while `durable_seq` is
+    /// below it the maintainer drains at once instead of at the next interval.
+    pub sync_wanted: AtomicU64,
 }
 
 impl WriterLink {
@@ -65,6 +68,10 @@ impl WriterLink {
     /// Writer: segment `index`, whose first record will be `first_seq`, is now active.
     pub fn begin_segment(&self, index: u64, first_seq: u64, mapping: (usize, usize)) {
         self.gen.fetch_add(1, Ordering::AcqRel); // odd: switching
+                                                 // The stores below must not become visible before the odd generation: a reader that
+                                                 // saw one of them then finds the generation changed (the reader's acquire fence
+                                                 // pairs with this one; the standard seqlock, Boehm 2012).
+        fence(Ordering::Release);
         self.active_index.store(index, Ordering::Relaxed);
         self.active_base.store(mapping.0, Ordering::Relaxed);
         self.active_len.store(mapping.1, Ordering::Relaxed);

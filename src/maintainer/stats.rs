@@ -66,6 +66,9 @@ pub struct MaintainerStats {
     /// Direct mode: pretouches (`MADV_POPULATE_WRITE` ahead of the writer) that failed; a
     /// failure means the range was not a live mapping, which must never happen.
     pub pretouch_failures: AtomicU64,
+    /// Sealed segments left unpersisted (the log failed, or it stopped with an earlier
+    /// segment's persist pending): recovery finishes them at the next open.
+    pub abandoned: AtomicU64,
     /// Set once if io_uring could not be set up and the blocking backend is used.
     pub fell_back: AtomicBool,
     /// Whether pinning the thread to the configured core succeeded.

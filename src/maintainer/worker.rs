@@ -348,7 +348,28 @@ impl Worker {
                 .as_ref()
                 .map_or(true, |d| seg.index <= d.persisted_end());
             if !in_order {
-                break;
+                // An earlier segment will never be durable here: the log failed, or it is
+                // stopping with that segment's persist left for recovery (a retry). This one
+                // cannot be persisted in order either: it is left as it is (sealed on disk,
+                // Direct; in its staging buffer, which the recorder then keeps, Staged).
+                let stuck = self.failed
+                    || (self.shared.stop.load(Ordering::Acquire)
+                        && !self
+                            .slots
+                            .iter()
+                            .any(|j| matches!(j, Some(Job::Persist(_)))));
+                if !stuck {
+                    break;
+                }
+                if let Ok(seg) = self.persist_rx.pop() {
+                    log::warn!(
+                        "segment {} left unpersisted for recovery: an earlier one is not durable",
+                        seg.index
+                    );
+                    self.shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                    did = true;
+                }
+                continue;
             }
             let drain = self.durability.as_mut().and_then(|d| d.drain.as_mut());
             let tail = match (seg.staged.is_some(), drain) {

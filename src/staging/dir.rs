@@ -232,15 +232,13 @@ impl StagingDir {
     }
 
     fn lock(&self) -> Result<()> {
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(self.fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(Error::Locked(self.path.clone()));
+        match crate::io::flock_exclusive(self.fd.as_raw_fd()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                Err(Error::Locked(self.path.clone()))
             }
-            return Err(Error::io("flock", &self.path, e));
+            Err(e) => Err(Error::io("flock", &self.path, e)),
         }
-        Ok(())
     }
 
     /// Compares the identity file with `identity`; writes it when absent and `write` is set
