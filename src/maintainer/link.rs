@@ -1,9 +1,14 @@
 //! `WriterLink`: the atomics the recorder's writer and the maintainer share (contract 6: only
 //! SPSC rings and atomics). The writer publishes which segment is active and how far its
-//! pages are complete; the maintainer publishes what is durable. Segment indexes are
-//! claimed through `next_index` so that the maintainer (preparing ahead) and the writer
-//! (preparing itself when nothing is ready) never create the same file or skip one.
+//! pages are complete; the maintainer publishes what is durable. Only the maintainer creates
+//! segment files; `next_index` is the next one it will prepare.
+//!
+//! Under `--cfg loom` the atomics are loom's, and the tests at the end of this file check
+//! the seqlock and the durability latch over every interleaving loom explores.
 
+#[cfg(loom)]
+use loom::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// See the module docs.
@@ -24,7 +29,7 @@ pub struct WriterLink {
     appended_off: AtomicU64,
     /// Sequence number of the last appended record.
     appended_seq: AtomicU64,
-    /// Lowest segment index nobody has claimed for creation yet.
+    /// The index of the next segment the maintainer prepares.
     pub next_index: AtomicU64,
     /// Every record up to here survives power loss.
     pub durable_seq: AtomicU64,
@@ -86,6 +91,7 @@ impl WriterLink {
     /// (the maintainer unmaps the segment once it has it; nothing may touch it after).
     pub fn retire_mapping(&self) {
         self.gen.fetch_add(1, Ordering::AcqRel); // odd: switching
+        fence(Ordering::Release); // as in `begin_segment`
         self.active_base.store(0, Ordering::Relaxed);
         self.active_len.store(0, Ordering::Relaxed);
         self.gen.fetch_add(1, Ordering::Release); // even: stable
@@ -162,5 +168,61 @@ impl WriterLink {
             return;
         }
         self.durable_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// The seqlock: while the writer switches from segment 0 (its first page complete up to
+    /// record 50) to segment 1 (first record 101), a reader sees the old segment whole, the
+    /// new one whole, or nothing; never segment 1 with segment 0's page.
+    #[test]
+    fn a_snapshot_never_mixes_two_segments() {
+        loom::model(|| {
+            let link = Arc::new(WriterLink::new(0, 1, (0x2000, 4096)));
+            link.page_completed(4096, 50);
+            let writer = {
+                let link = link.clone();
+                loom::thread::spawn(move || link.begin_segment(1, 101, (0x4000, 4096)))
+            };
+            if let Some(s) = link.snapshot() {
+                assert!(
+                    s == (0, 4096, 50) || s == (1, 0, 100),
+                    "mixed snapshot {s:?}"
+                );
+            }
+            if let Some(p) = link.pretouch_snapshot() {
+                assert!(
+                    p == (0, 0x2000, 4096, 0) || p == (1, 0x4000, 4096, 0),
+                    "mixed pretouch snapshot {p:?}"
+                );
+            }
+            writer.join().unwrap();
+        });
+    }
+
+    /// Contract 5: once a thread has latched the log failed, no later advance on any thread
+    /// moves `durable_seq`.
+    #[test]
+    fn durable_seq_never_moves_after_the_failure_latch() {
+        loom::model(|| {
+            let link = Arc::new(WriterLink::new(0, 1, (0, 0)));
+            let t = {
+                let link = link.clone();
+                loom::thread::spawn(move || {
+                    link.failed.store(true, Ordering::Release);
+                    link.durable()
+                })
+            };
+            link.advance_durable(10);
+            let at_latch = t.join().unwrap();
+            let after = link.durable();
+            link.advance_durable(20);
+            assert_eq!(link.durable(), after, "advanced after the latch was seen");
+            assert!(at_latch <= after);
+        });
     }
 }
