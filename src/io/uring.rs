@@ -1,7 +1,9 @@
 //! io_uring backend: one ring, operations pushed as SQEs (linked where asked), submitted with
 //! one `io_uring_enter`, completions reaped from the CQ. An opcode the running kernel lacks
-//! (found with the probe at setup; FTRUNCATE needs 6.9) is run as a blocking call at push
-//! time, keeping the chain semantics.
+//! (found with the probe at setup; FTRUNCATE needs 6.9) is run as a blocking call, keeping
+//! the chain semantics and its order: at push time when nothing of its chain is in the ring,
+//! otherwise (with the rest of its chain) once a NOP linked after its predecessors completes.
+//! Kernels without a timeout for `io_uring_enter` (before 5.11) wait on a timeout operation.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,7 +31,20 @@ pub struct UringBackend {
     wake_pending: bool,
     /// Its duration (the kernel copies it when it takes the SQE).
     wake_ts: Box<types::Timespec>,
+    /// The last SQE pushed was linked: the chain it belongs to goes on.
+    prev_link: bool,
+    /// Operations the ring cannot run (FTRUNCATE before 6.9) that come after linked SQEs of
+    /// their chain, with the rest of that chain: run, in order, only once a NOP linked after
+    /// those SQEs completes (so never before them), or cancelled if it is cancelled.
+    deferred: Vec<(u64, Vec<Op>)>,
+    /// The chain being pushed is being deferred (index into `deferred`).
+    deferring: Option<usize>,
+    next_defer: u64,
 }
+
+/// user_data of the NOPs that end a chain's ring part before a deferred operation: from
+/// here up (below [`WAKE`]); never reported.
+const DEFER_BASE: u64 = u64::MAX - (1 << 32);
 
 /// user_data of the timeout operation `wait` uses where `io_uring_enter` cannot time out:
 /// it completes at its expiry or at the next other completion, and is never reported.
@@ -68,7 +83,38 @@ impl UringBackend {
             ext_arg,
             wake_pending: false,
             wake_ts: Box::new(types::Timespec::new()),
+            prev_link: false,
+            deferred: Vec::new(),
+            deferring: None,
+            next_defer: 0,
         })
+    }
+
+    /// Runs a deferred chain part now that the ring part before it completed with
+    /// `result` (0: it all succeeded; otherwise the chain broke there and this is cancelled).
+    fn run_deferred(&mut self, key: u64, result: i32, out: &mut Vec<Completion>) {
+        let Some(pos) = self.deferred.iter().position(|(k, _)| *k == key) else {
+            return;
+        };
+        let (_, ops) = self.deferred.remove(pos);
+        if let Some(d) = self.deferring {
+            // Indexes after `pos` moved down by one.
+            self.deferring = (d != pos).then(|| if d > pos { d - 1 } else { d });
+        }
+        let mut cancel = result != 0;
+        for op in ops {
+            let r = match cancel {
+                true => -libc::ECANCELED,
+                // SAFETY: push's contract keeps the operation's pointers valid until its
+                // completion is reaped, which is now.
+                false => unsafe { run(&op) },
+            };
+            cancel |= op.link && breaks_chain(&op, r);
+            out.push(Completion {
+                user_data: op.user_data,
+                result: r,
+            });
+        }
     }
 
     /// `wait` for kernels before 5.11: queue a timeout that ends at `timeout` or at the next
@@ -143,11 +189,35 @@ impl IoBackend for UringBackend {
     }
 
     unsafe fn push(&mut self, op: Op) -> Result<(), Op> {
+        if let Some(d) = self.deferring {
+            self.deferred[d].1.push(op);
+            self.in_flight += 1;
+            if !op.link {
+                self.deferring = None;
+            }
+            return Ok(());
+        }
         if self.cancel_chain {
             self.synthesize(&op, -libc::ECANCELED);
             return Ok(());
         }
         if op.code == OpCode::Ftruncate && !self.has_ftruncate {
+            if self.prev_link {
+                // Linked SQEs of its chain come first: end them with a NOP, and run this
+                // (with the rest of the chain) when that NOP completes.
+                let key = DEFER_BASE + self.next_defer % (1 << 31);
+                let nop = opcode::Nop::new().build().user_data(key);
+                // SAFETY: a NOP has no pointers.
+                if unsafe { self.ring.submission().push(&nop) }.is_err() {
+                    return Err(op);
+                }
+                self.next_defer += 1;
+                self.prev_link = false;
+                self.deferred.push((key, vec![op]));
+                self.deferring = op.link.then_some(self.deferred.len() - 1);
+                self.in_flight += 1;
+                return Ok(());
+            }
             // SAFETY: ftruncate takes no pointers.
             let result = unsafe { run(&op) };
             self.synthesize(&op, result);
@@ -160,6 +230,7 @@ impl IoBackend for UringBackend {
         match pushed {
             Ok(()) => {
                 self.in_flight += 1;
+                self.prev_link = op.link;
                 // More in flight than the completion queue holds would overflow it (the
                 // kernel then drops or backlogs completions): a bound the callers must keep.
                 debug_assert!(
@@ -213,15 +284,23 @@ impl IoBackend for UringBackend {
     fn reap(&mut self, out: &mut Vec<Completion>) {
         let before = out.len();
         out.extend(self.synthetic.drain(..));
+        let mut ended = Vec::new();
         for cqe in self.ring.completion() {
             if cqe.user_data() == WAKE {
                 self.wake_pending = false;
+                continue;
+            }
+            if cqe.user_data() >= DEFER_BASE {
+                ended.push((cqe.user_data(), cqe.result()));
                 continue;
             }
             out.push(Completion {
                 user_data: cqe.user_data(),
                 result: cqe.result(),
             });
+        }
+        for (key, result) in ended {
+            self.run_deferred(key, result, out);
         }
         self.in_flight -= out.len() - before;
     }
@@ -292,5 +371,69 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!((out[0].user_data, out[0].result), (7, 0));
         assert_eq!(be.in_flight(), 0);
+    }
+
+    fn run_chain(be: &mut UringBackend, ops: &[Op]) -> Vec<Completion> {
+        // SAFETY: the buffers outlive the calls below, which reap every completion.
+        unsafe { crate::io::push_chain(be, ops) }.expect("room");
+        be.submit().expect("submit");
+        let mut out = Vec::new();
+        while out.len() < ops.len() {
+            be.wait(Duration::from_secs(10)).expect("wait");
+            be.reap(&mut out);
+        }
+        assert_eq!(be.in_flight(), 0);
+        out
+    }
+
+    /// Before 6.9 the ring cannot ftruncate, and the blocking fallback must not run it ahead
+    /// of the linked operations before it in its chain (a persist truncates only once the
+    /// records are durable: recovery reads the truncated size as proof of that).
+    #[test]
+    fn an_emulated_ftruncate_runs_after_its_chain_predecessors_or_not_at_all() {
+        use std::os::fd::IntoRawFd;
+        let mut be = UringBackend::new(16, None).expect("io_uring is required for this test");
+        be.has_ftruncate = false;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let fd = std::fs::File::create(&path).unwrap().into_raw_fd();
+        let data = vec![7u8; 8192];
+        let ops = [
+            Op::write(Target::Segment, fd, &data, 0, 1),
+            Op::fdatasync(Target::Segment, fd, 2),
+            Op::ftruncate(Target::Segment, fd, 4096, 3),
+            Op::fdatasync(Target::Segment, fd, 4),
+            Op::close(Target::Segment, fd, 5),
+        ];
+        let out = run_chain(&mut be, &ops);
+        let order: Vec<u64> = out.iter().map(|c| c.user_data).collect();
+        let pos = |ud| order.iter().position(|&u| u == ud).unwrap();
+        assert!(
+            pos(3) > pos(1) && pos(3) > pos(2),
+            "ftruncate ran early: {order:?}"
+        );
+        for c in &out {
+            let want = if c.user_data == 1 { 8192 } else { 0 };
+            assert_eq!(c.result, want, "{out:?}");
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; 4096]);
+
+        // A predecessor that fails cancels the emulated op and the rest of the chain.
+        let ro = std::fs::File::open(&path).unwrap().into_raw_fd();
+        let ops = [
+            Op::write(Target::Segment, ro, &data, 0, 11),
+            Op::ftruncate(Target::Segment, ro, 0, 12),
+            Op::close(Target::Segment, ro, 13),
+        ];
+        let out = run_chain(&mut be, &ops);
+        let result = |ud| out.iter().find(|c| c.user_data == ud).unwrap().result;
+        assert!(result(11) < 0);
+        assert_eq!(
+            (result(12), result(13)),
+            (-libc::ECANCELED, -libc::ECANCELED)
+        );
+        // SAFETY: the cancelled close never ran; the descriptor is still ours.
+        unsafe { libc::close(ro) };
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
     }
 }
