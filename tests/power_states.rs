@@ -9,14 +9,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{file_names, walctl, write_log};
+use common::{file_names, used_len, walctl, write_log};
 use wal_recorder::config::{Config, RecoveryMode};
 use wal_recorder::event;
 use wal_recorder::log::{verify, TailDrop};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::format::{record_size, HEADER_LEN};
 use wal_recorder::segment::names::hot_name;
-use wal_recorder::segment::{truncate_sealed, SegmentEnd, SegmentReader};
+use wal_recorder::segment::truncate_sealed;
 use wal_recorder::Error;
 
 const SEG: u64 = 64 * 1024;
@@ -45,18 +45,6 @@ fn mid_flight_log(dir: &Path) -> Vec<PathBuf> {
         truncate_sealed(p, used_len(p)).unwrap();
     }
     paths
-}
-
-fn used_len(p: &Path) -> u64 {
-    let f = std::fs::File::open(p).unwrap();
-    match SegmentReader::new(std::io::BufReader::new(f), p)
-        .unwrap()
-        .skip_to_end()
-        .unwrap()
-    {
-        SegmentEnd::Sealed(s) => s.end,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// Zeroes `[from, to)` of a file: pages that never reached the disk.

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{file_names, write_log};
+use common::{file_names, used_len, write_log};
 use wal_recorder::codec::lz4::compress_frame;
 use wal_recorder::config::Config;
 use wal_recorder::event;
@@ -44,15 +44,6 @@ fn persist_all_but_last(paths: &[std::path::PathBuf]) {
     for p in &paths[..paths.len() - 1] {
         let used = used_len(p);
         truncate_sealed(p, used).unwrap();
-    }
-}
-
-fn used_len(p: &Path) -> u64 {
-    let f = std::fs::File::open(p).unwrap();
-    let mut r = wal_recorder::segment::SegmentReader::new(std::io::BufReader::new(f), p).unwrap();
-    match r.skip_to_end().unwrap() {
-        wal_recorder::segment::SegmentEnd::Sealed(s) => s.end,
-        other => panic!("{other:?}"),
     }
 }
 

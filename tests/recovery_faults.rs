@@ -9,13 +9,13 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use common::{file_names, staging_root, write_log};
+use common::{file_names, staging_root, used_len, write_log};
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
 use wal_recorder::io::{OpCode, Target};
 use wal_recorder::log::{verify, LogReader};
 use wal_recorder::recorder::Recorder;
-use wal_recorder::segment::{truncate_sealed, SegmentEnd, SegmentReader};
+use wal_recorder::segment::truncate_sealed;
 use wal_recorder::staging::StagingDir;
 
 const SEG: u64 = 64 * 1024;
@@ -40,18 +40,6 @@ fn config(dir: &Path, path: WritePath, staging: &Path, plan: Option<FaultPlan>) 
     c.staging_dir = staging.to_path_buf();
     c.fault_plan = plan;
     c
-}
-
-fn used_len(p: &Path) -> u64 {
-    let f = std::fs::File::open(p).unwrap();
-    match SegmentReader::new(std::io::BufReader::new(f), p)
-        .unwrap()
-        .skip_to_end()
-        .unwrap()
-    {
-        SegmentEnd::Sealed(s) => s.end,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// Records in the files of `dir` read one by one (quarantined segments do not chain).

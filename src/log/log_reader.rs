@@ -126,6 +126,21 @@ struct Break {
     lost_write: bool,
 }
 
+impl Break {
+    /// A break that takes its whole file beyond the end of the log (a header that is
+    /// missing, damaged or does not continue; a damaged compressed segment).
+    fn whole_file(pos: usize, offset: u64, kind: Corruption, lost_write: bool) -> Self {
+        Break {
+            pos,
+            offset,
+            kind,
+            cut: false,
+            clean: false,
+            lost_write,
+        }
+    }
+}
+
 impl LogReader {
     /// Reads every segment of `dir` in index order.
     pub fn open_dir(dir: &Path) -> Result<Self> {
@@ -226,14 +241,7 @@ impl LogReader {
                 // A damaged compressed frame: the file is unreadable from here.
                 Err(Error::Corrupt { offset, kind, .. }) => {
                     self.cur = None;
-                    self.on_break(Break {
-                        pos: self.pos - 1,
-                        offset,
-                        kind,
-                        cut: false,
-                        clean: false,
-                        lost_write: false,
-                    })?;
+                    self.on_break(Break::whole_file(self.pos - 1, offset, kind, false))?;
                 }
                 Err(e) => return Err(e),
             }
@@ -268,14 +276,7 @@ impl LogReader {
                     // Prepare makes a file's size durable before the writer can use it, so
                     // only a header page that never reached the disk is a lost write.
                     let lost_write = entry.tier == Tier::Hot && kind == Corruption::ZeroHeader;
-                    self.on_break(Break {
-                        pos: self.pos - 1,
-                        offset,
-                        kind,
-                        cut: false,
-                        clean: false,
-                        lost_write,
-                    })?;
+                    self.on_break(Break::whole_file(self.pos - 1, offset, kind, lost_write))?;
                     return Ok(false);
                 }
                 Err(e) => return Err(e),
@@ -286,14 +287,7 @@ impl LogReader {
                 };
                 // Segment N + 1 written while N lost its last pages: N ends unsealed.
                 let lost_write = entry.tier == Tier::Hot && self.prev_open;
-                self.on_break(Break {
-                    pos: self.pos - 1,
-                    offset: 0,
-                    kind,
-                    cut: false,
-                    clean: false,
-                    lost_write,
-                })?;
+                self.on_break(Break::whole_file(self.pos - 1, 0, kind, lost_write))?;
                 return Ok(false);
             }
             self.segments_read += 1;
@@ -356,14 +350,7 @@ impl LogReader {
             crc: reader.last_crc(),
         });
         let pos = self.pos - 1;
-        let whole_file = |offset, kind| Break {
-            pos,
-            offset,
-            kind,
-            cut: false,
-            clean: false,
-            lost_write: false,
-        };
+        let whole_file = |offset, kind| Break::whole_file(pos, offset, kind, false);
         self.prev_open = matches!(end, SegmentEnd::Open { .. });
         match end {
             SegmentEnd::Sealed(_) if entry.tier == Tier::Cold => {

@@ -264,3 +264,14 @@ impl Drop for ReadOnlyDir {
             .status();
     }
 }
+
+/// The used length of a sealed segment file (where its seal ends).
+#[allow(dead_code)]
+pub fn used_len(p: &Path) -> u64 {
+    let f = std::fs::File::open(p).unwrap();
+    let mut r = wal_recorder::segment::SegmentReader::new(std::io::BufReader::new(f), p).unwrap();
+    match r.skip_to_end().unwrap() {
+        wal_recorder::segment::SegmentEnd::Sealed(s) => s.end,
+        other => panic!("{}: not sealed: {other:?}", p.display()),
+    }
+}
