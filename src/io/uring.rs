@@ -42,9 +42,15 @@ pub struct UringBackend {
     next_defer: u64,
 }
 
-/// user_data of the NOPs that end a chain's ring part before a deferred operation: from
-/// here up (below [`WAKE`]); never reported.
-const DEFER_BASE: u64 = u64::MAX - (1 << 32);
+/// The high half of the user_data of the NOPs that end a chain's ring part before a
+/// deferred operation (the low half counts them); never reported. The maintainer's job
+/// slots are small numbers and its reserved ones `u32::MAX`, `- 1` and `- 2`: this one is
+/// below those.
+const DEFER_SLOT: u64 = (u32::MAX - 3) as u64;
+
+fn is_defer_key(user_data: u64) -> bool {
+    user_data >> 32 == DEFER_SLOT
+}
 
 /// user_data of the timeout operation `wait` uses where `io_uring_enter` cannot time out:
 /// it completes at its expiry or at the next other completion, and is never reported.
@@ -205,7 +211,7 @@ impl IoBackend for UringBackend {
             if self.prev_link {
                 // Linked SQEs of its chain come first: end them with a NOP, and run this
                 // (with the rest of the chain) when that NOP completes.
-                let key = DEFER_BASE + self.next_defer % (1 << 31);
+                let key = (DEFER_SLOT << 32) | (self.next_defer % (1 << 31));
                 let nop = opcode::Nop::new().build().user_data(key);
                 // SAFETY: a NOP has no pointers.
                 if unsafe { self.ring.submission().push(&nop) }.is_err() {
@@ -290,7 +296,7 @@ impl IoBackend for UringBackend {
                 self.wake_pending = false;
                 continue;
             }
-            if cqe.user_data() >= DEFER_BASE {
+            if is_defer_key(cqe.user_data()) {
                 ended.push((cqe.user_data(), cqe.result()));
                 continue;
             }
@@ -378,8 +384,14 @@ mod tests {
         unsafe { crate::io::push_chain(be, ops) }.expect("room");
         be.submit().expect("submit");
         let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while out.len() < ops.len() {
-            be.wait(Duration::from_secs(10)).expect("wait");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "completions lost: {out:?} of {} operations",
+                ops.len()
+            );
+            be.wait(Duration::from_millis(100)).expect("wait");
             be.reap(&mut out);
         }
         assert_eq!(be.in_flight(), 0);
@@ -435,5 +447,22 @@ mod tests {
         // SAFETY: the cancelled close never ran; the descriptor is still ours.
         unsafe { libc::close(ro) };
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+    }
+
+    /// The backend's own user_data (its NOPs, its wait's timeout) never swallows one of the
+    /// maintainer's: the reserved job slots `u32::MAX`, `- 1` and `- 2` pass through reap.
+    #[test]
+    fn reserved_job_slots_are_reported_not_taken_for_the_backends_own() {
+        let mut be = UringBackend::new(8, None).expect("io_uring is required for this test");
+        let file = tempfile::tempfile().expect("temp file");
+        for slot in [u32::MAX, u32::MAX - 1, u32::MAX - 2] {
+            let ud = (u64::from(slot) << 32) | 3;
+            let out = run_chain(
+                &mut be,
+                &[Op::fdatasync(Target::Segment, file.as_raw_fd(), ud)],
+            );
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].user_data, ud);
+        }
     }
 }

@@ -34,6 +34,7 @@ use crate::telemetry::{self, Hist, Stamp};
 pub(crate) const DRAIN_SLOT: u32 = u32::MAX - 1;
 /// Job slot reserved for the preparation of the next segment.
 pub(crate) const PREPARE_SLOT: u32 = u32::MAX - 2;
+// (u32::MAX - 3 belongs to the io_uring backend's own NOPs: see `io::uring`.)
 const WRITE: u32 = 0;
 const SYNC: u32 = 1;
 const DIR_SYNC: u32 = 2;

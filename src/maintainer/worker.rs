@@ -429,6 +429,12 @@ impl Worker {
         let res = job.start(slot as u32, &mut self.ctx());
         match res {
             Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
+            Err(e) if job.slot.is_some() => {
+                // Staged: the buffer's tail is not on disk, and a retry (rebuilt from the
+                // path) could not write it. Fail-stop: the staging buffers are kept and the
+                // next open applies them.
+                self.fsync_failed(Error::io("submit persist", &job.path, e));
+            }
             Err(e) => {
                 log::error!("submitting persist of {}: {e}", job.path.display());
                 self.retry_persist(&job, 0);
