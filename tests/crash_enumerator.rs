@@ -33,6 +33,7 @@ fn config(dir: &Path, path: WritePath, staging: &Path, plan: Option<FaultPlan>) 
     // timing, so each N lands near the same step in every run.
     c.sync_interval = Duration::from_secs(10);
     c.fault_plan = plan;
+    c.backend = common::backend();
     c
 }
 
@@ -134,12 +135,14 @@ fn enumerate(path: WritePath) {
     );
 }
 
-#[test]
+common::on_both_backends! {
 fn a_disk_dying_at_every_operation_of_a_staged_workload_loses_nothing() {
     enumerate(WritePath::Staged);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn a_disk_dying_at_every_operation_of_a_direct_workload_loses_nothing() {
     enumerate(WritePath::Direct);
+}
 }

@@ -1,5 +1,6 @@
-//! Failure ordering of the maintainer (contracts 4 and 5), with the fault-injecting backend
-//! and, for the full disk, a real small tmpfs. After every injected failure the directory
+//! Failure ordering of the maintainer (contracts 4 and 5), with faults injected into both I/O
+//! backends (each test runs as `NAME::io_uring` and `NAME::blocking`) and, for the full disk, a
+//! real small tmpfs. After every injected failure the directory
 //! must still hold every record in a file that verifies.
 
 mod common;
@@ -28,6 +29,7 @@ fn start(dir: &Path, plan: Option<FaultPlan>, hot: usize) -> SegmentMaintainer {
     c.min_sleep = Duration::from_micros(20);
     c.max_sleep = Duration::from_millis(1);
     c.fault_plan = plan;
+    c.backend = common::backend();
     let m = SegmentMaintainer::new(c).unwrap();
     let mut m = m;
     m.start().unwrap();
@@ -83,22 +85,25 @@ fn transient_freeze_failure(code: OpCode, target: Target, errno: i32) {
     assert_nothing_lost(dir.path(), last);
 }
 
-#[test]
+common::on_both_backends! {
 fn read_error_during_freeze_keeps_the_wal_and_retries() {
     transient_freeze_failure(OpCode::Read, Target::Segment, libc::EIO);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn write_error_during_freeze_keeps_the_wal_and_retries() {
     transient_freeze_failure(OpCode::Write, Target::Tmp, libc::EIO);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn rename_error_keeps_the_wal_and_retries() {
     transient_freeze_failure(OpCode::Rename, Target::Tmp, libc::EACCES);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn enospc_on_write_degrades_health_until_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -114,8 +119,9 @@ fn enospc_on_write_degrades_health_until_space_returns() {
     m.stop().unwrap();
     assert_nothing_lost(dir.path(), last);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn eio_on_fdatasync_of_the_tmp_fails_health_and_deletes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -133,8 +139,9 @@ fn eio_on_fdatasync_of_the_tmp_fails_health_and_deletes_nothing() {
     }
     assert_nothing_lost(dir.path(), last);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn eio_on_the_directory_fsync_after_rename_keeps_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -150,8 +157,9 @@ fn eio_on_the_directory_fsync_after_rename_keeps_the_wal() {
     assert_eq!(get(&m.stats().freed), 0);
     assert_nothing_lost(dir.path(), last);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn eacces_on_unlink_of_the_wal_is_retried_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -173,8 +181,9 @@ fn eacces_on_unlink_of_the_wal_is_retried_and_loses_nothing() {
     assert!(dir.path().join(cold_name(0)).exists());
     assert_nothing_lost(dir.path(), last);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn eio_on_persist_fdatasync_fails_health_and_keeps_the_segment() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -193,8 +202,9 @@ fn eio_on_persist_fdatasync_fails_health_and_keeps_the_segment() {
     assert_eq!(get(&m.stats().freed), 0);
     assert_nothing_lost(dir.path(), last);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn failed_ftruncate_cancels_the_linked_chain_and_persist_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -219,8 +229,9 @@ fn failed_ftruncate_cancels_the_linked_chain_and_persist_is_retried() {
     assert_eq!(m.health(), Health::Ok);
     assert_nothing_lost(dir.path(), last);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn short_reads_and_writes_still_give_byte_exact_frames() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -250,8 +261,9 @@ fn short_reads_and_writes_still_give_byte_exact_frames() {
     }
     assert_nothing_lost(dir.path(), last);
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn real_full_disk_during_freeze_is_retried_and_loses_nothing() {
     let fs = SmallTmpfs::mount(4 * SEG + 64 * 1024);
     let dir = fs.path();
@@ -279,12 +291,13 @@ fn real_full_disk_during_freeze_is_retried_and_loses_nothing() {
     assert!(file_names(dir).iter().all(|n| !n.ends_with(".tmp")));
     assert_nothing_lost(dir, last);
 }
+}
 
+common::on_both_backends! {
 /// Contract 5: after a failed fdatasync, retention deletes nothing more (a cold limit of one
 /// would otherwise delete every segment but the newest), the failed persist is never retried
 /// (the segment keeps its preallocated size: a retry would have truncated it), and stop
 /// still returns.
-#[test]
 fn retention_stops_after_an_fsync_error_and_the_failed_fdatasync_is_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
@@ -303,6 +316,7 @@ fn retention_stops_after_an_fsync_error_and_the_failed_fdatasync_is_not_retried(
     c.min_sleep = Duration::from_micros(20);
     c.max_sleep = Duration::from_millis(1);
     c.fault_plan = Some(plan.clone());
+    c.backend = common::backend();
     let mut m = SegmentMaintainer::new(c).unwrap();
     m.start().unwrap();
     let (_, last) = feed(&mut m, dir.path(), 6);
@@ -325,6 +339,7 @@ fn retention_stops_after_an_fsync_error_and_the_failed_fdatasync_is_not_retried(
         .len();
     assert_eq!(len, SEG, "the failed persist was retried");
     assert_nothing_lost_from(dir.path(), last);
+}
 }
 
 /// Every record from the first retained one to `last` is in a file that verifies.

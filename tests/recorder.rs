@@ -23,6 +23,7 @@ fn config(dir: &std::path::Path) -> Config {
     c.min_sleep = Duration::from_micros(20);
     c.max_sleep = Duration::from_millis(1);
     c.sync_interval = Duration::from_millis(2);
+    c.backend = common::backend();
     c
 }
 
@@ -306,10 +307,10 @@ fn append_until_refused(rec: &mut Recorder) -> Error {
     }
 }
 
+common::on_both_backends! {
 /// The creation of a segment file ahead of the writer is reached by fault rules too
 /// (`Target::Prepare`), in both write paths: its failed fsync latches the log failed with
 /// the file and the cause, never retried; every record appended before stays readable.
-#[test]
 fn a_failed_fsync_while_preparing_a_segment_latches_the_log_in_both_paths() {
     use wal_recorder::config::WritePath;
     use wal_recorder::io::fault::FaultPlan;
@@ -341,6 +342,7 @@ fn a_failed_fsync_while_preparing_a_segment_latches_the_log_in_both_paths() {
         assert_eq!(rec.last_seq(), last, "{path:?}");
         rec.close().unwrap();
     }
+}
 }
 
 #[test]
@@ -380,7 +382,7 @@ fn after_an_fsync_error_append_refuses_instead_of_pretending() {
     assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
 }
 
-#[test]
+common::on_both_backends! {
 fn a_slow_disk_makes_the_writer_wait_and_never_overwrites_undrained_data() {
     use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
     use wal_recorder::io::{OpCode, Target};
@@ -426,8 +428,9 @@ fn a_slow_disk_makes_the_writer_wait_and_never_overwrites_undrained_data() {
         );
     }
 }
+}
 
-#[test]
+common::on_both_backends! {
 fn zero_filled_segments_are_written_in_steps_before_the_writer_gets_them() {
     use wal_recorder::io::fault::FaultPlan;
     use wal_recorder::io::{OpCode, Target};
@@ -457,6 +460,7 @@ fn zero_filled_segments_are_written_in_steps_before_the_writer_gets_them() {
     let r = verify(dir.path()).unwrap();
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(n));
+}
 }
 
 #[test]
@@ -493,9 +497,9 @@ fn a_failed_drain_write_latches_failed_and_the_next_open_loses_nothing() {
     assert_eq!(r.last_seq, Some(last));
 }
 
+common::on_both_backends! {
 /// Contract 5 on the writer's own path: Linux reports a writeback error once per file, so a
 /// failed msync must latch the log; the next `sync()` must not succeed over lost pages.
-#[test]
 fn a_failed_msync_in_sync_latches_failed_with_its_cause_and_stays_failed() {
     use wal_recorder::config::WritePath;
     use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
@@ -537,10 +541,11 @@ fn a_failed_msync_in_sync_latches_failed_with_its_cause_and_stays_failed() {
     assert!(rec.maintainer_stats().failure().is_some());
     assert!(rec.close().is_err());
 }
+}
 
+common::on_both_backends! {
 /// Contract 5 on the prepare path: a failed fsync while preparing a segment latches the log
 /// (it used to be retried as a failed preparation) and is not retried.
-#[test]
 fn a_failed_fsync_while_preparing_latches_failed_and_is_not_retried() {
     use wal_recorder::io::fault::FaultPlan;
     use wal_recorder::io::{OpCode, Target};
@@ -582,6 +587,7 @@ fn a_failed_fsync_while_preparing_latches_failed_and_is_not_retried() {
     ));
     assert!(rec.close().is_err());
 }
+}
 
 /// A maintainer thread that dies (a panic on a broken invariant) must not leave the log
 /// looking healthy until the writer waits out a 30 s limit: the log latches Failed at once,
@@ -609,9 +615,9 @@ fn a_maintainer_that_panics_latches_failed_instead_of_hiding() {
     assert!(rec.close().is_err());
 }
 
+common::on_both_backends! {
 /// A log that failed before anything was appended (here: the fsync of a segment prepared at
 /// open) still reports the failure from `sync()`: nothing to wait for is no success.
-#[test]
 fn sync_on_a_log_that_failed_before_any_append_reports_the_failure() {
     use wal_recorder::io::fault::FaultPlan;
     use wal_recorder::io::{OpCode, Target};
@@ -629,6 +635,7 @@ fn sync_on_a_log_that_failed_before_any_append_reports_the_failure() {
     assert_eq!(rec.last_seq(), 0);
     assert!(matches!(rec.sync(), Err(Error::Failed { .. })));
     assert!(rec.close().is_err());
+}
 }
 
 /// Direct mode: the maintainer's pretoucher never touches a mapping the writer handed over
@@ -654,11 +661,11 @@ fn the_pretoucher_never_touches_a_segment_after_its_hand_over() {
     }
 }
 
+common::on_both_backends! {
 /// Staged persist writes a segment's seal only after every byte before it is durable: a
 /// power cut can then leave a torn tail, never a hole followed by a valid seal (which
 /// recovery must call corruption). The backend's trace shows the order (the drain runs once
 /// at start and then not for 10 s, so segment 0 goes to disk mostly at its persist).
-#[test]
 fn staged_persist_writes_the_seal_only_after_the_records_are_durable() {
     use wal_recorder::io::fault::FaultPlan;
     use wal_recorder::io::{OpCode, Target};
@@ -703,11 +710,12 @@ fn staged_persist_writes_the_seal_only_after_the_records_are_durable() {
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(900));
 }
+}
 
+common::on_both_backends! {
 /// A persist whose close ran and then reported an error must not close the descriptor
 /// number again: it may belong to another file by then. The fault backend hands each freed
 /// number to a "squatter" at once; every squatter must still be open afterwards.
-#[test]
 fn a_close_that_ran_and_failed_is_not_closed_again() {
     use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
     use wal_recorder::io::{OpCode, Target};
@@ -742,4 +750,5 @@ fn a_close_that_ran_and_failed_is_not_closed_again() {
     let r = verify(dir.path()).unwrap();
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(n));
+}
 }

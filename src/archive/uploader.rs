@@ -220,8 +220,7 @@ impl Loop {
             if let Some(at) = stop_at {
                 // Drained once the maintainer has stopped (no more offers) and every offer
                 // is confirmed.
-                let maintainer_done = self.link.flags.maintainer_done.load(Ordering::Acquire);
-                self.intake();
+                let maintainer_done = self.intake();
                 let drained = maintainer_done
                     && self.queue.is_empty()
                     && self.unlisted.is_empty()
@@ -231,7 +230,7 @@ impl Loop {
                 }
             }
         }
-        self.link.flags.archiver_done.store(true, Ordering::Release);
+        self.link.finish();
         self.tasks.abort_all();
         if !self.queue.is_empty() {
             log::warn!(
@@ -243,18 +242,20 @@ impl Loop {
         self.hists.maybe_publish(true);
     }
 
-    fn intake(&mut self) {
-        while let Ok(index) = self.link.offers.pop() {
-            let path = cold_path(&self.dir, index);
+    /// Takes the maintainer's offers; true if it had stopped before (no more will come).
+    fn intake(&mut self) -> bool {
+        let (dir, queue) = (&self.dir, &mut self.queue);
+        self.link.take_offers(|index| {
+            let path = cold_path(dir, index);
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            self.queue.entry(index).or_insert(Pending {
+            queue.entry(index).or_insert(Pending {
                 size,
                 attempts: 0,
                 not_before: Instant::now(),
                 in_flight: false,
                 local_error: false,
             });
-        }
+        })
     }
 
     fn start_uploads(&mut self) {
@@ -387,7 +388,7 @@ impl Loop {
 
     fn flush_confirms(&mut self) {
         while let Some(&i) = self.confirm_outbox.front() {
-            if self.link.confirmed.push(i).is_err() {
+            if self.link.confirm(i).is_err() {
                 break;
             }
             self.confirm_outbox.pop_front();

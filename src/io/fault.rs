@@ -1,7 +1,9 @@
 //! Fault injection for tests: wraps a real backend and makes chosen operations fail with a
 //! chosen errno, or transfer fewer bytes than asked (short reads and writes), with link
 //! semantics kept (the rest of a failed chain completes with `-ECANCELED`). Rules are named
-//! after the place they break: an opcode, a target, and which occurrence.
+//! after the place they break: an opcode, a target, and which occurrence. The io_uring
+//! backend applies a plan too ([`super::UringBackend::with_faults`]): an operation a rule
+//! matches runs outside the ring, with the chain's order and link semantics kept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -162,7 +164,8 @@ impl FaultPlan {
         }
     }
 
-    fn effect_for(&self, op: &Op) -> Option<Effect> {
+    /// Counts `op` and returns what the rules do to it (None: it runs as asked).
+    pub(crate) fn effect_for(&self, op: &Op) -> Option<Effect> {
         let mut st = self.inner.lock().expect("fault plan lock");
         if let Some(t) = st.trace.as_mut() {
             t.push((op.code, op.target, op.offset, op.len));
@@ -189,6 +192,46 @@ impl FaultPlan {
             st.fired += 1;
         }
         effect
+    }
+}
+
+/// Runs `op` with a system call after applying `effect` (what [`FaultPlan::effect_for`]
+/// returned for it); `-errno` on failure. Shared by the blocking fault backend and the
+/// io_uring backend, which runs an operation a rule matches outside the ring.
+///
+/// # Safety
+/// The pointers in `op` must be valid as promised to [`IoBackend::push`].
+pub(crate) unsafe fn run_with(plan: &FaultPlan, op: &Op, effect: Option<Effect>) -> i32 {
+    match effect {
+        Some(Effect::Fail(errno)) => -errno,
+        Some(Effect::Short(n)) => {
+            // A short transfer: the chain still sees the length asked for.
+            let short = Op {
+                len: op.len.min(n),
+                ..*op
+            };
+            // SAFETY: the caller's guarantee; the shortened range lies inside the original.
+            unsafe { run(&short) }
+        }
+        Some(Effect::RunThenFail(errno)) => {
+            // SAFETY: the caller's guarantee.
+            let ran = unsafe { run(op) };
+            if op.code == OpCode::Close && ran == 0 {
+                // SAFETY: a valid C string; the result is checked.
+                let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+                if fd >= 0 {
+                    plan.add_squatter(fd);
+                }
+            }
+            -errno
+        }
+        Some(Effect::DelayMs(ms)) => {
+            std::thread::sleep(Duration::from_millis(u64::from(ms)));
+            // SAFETY: the caller's guarantee.
+            unsafe { run(op) }
+        }
+        // SAFETY: the caller's guarantee.
+        None => unsafe { run(op) },
     }
 }
 
@@ -221,37 +264,11 @@ impl IoBackend for FaultBackend {
 
     fn submit(&mut self) -> std::io::Result<()> {
         let plan = &self.plan;
-        self.inner.run_queued(|op| match plan.effect_for(op) {
-            Some(Effect::Fail(errno)) => -errno,
-            Some(Effect::Short(n)) => {
-                // A short transfer: the chain still sees the length asked for.
-                let short = Op {
-                    len: op.len.min(n),
-                    ..*op
-                };
-                // SAFETY: push's contract keeps the pointers valid until the completion is
-                // reaped; the shortened range lies inside the original one.
-                unsafe { run(&short) }
-            }
-            Some(Effect::RunThenFail(errno)) => {
-                // SAFETY: as above.
-                let ran = unsafe { run(op) };
-                if op.code == OpCode::Close && ran == 0 {
-                    // SAFETY: a valid C string; the result is checked.
-                    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
-                    if fd >= 0 {
-                        plan.add_squatter(fd);
-                    }
-                }
-                -errno
-            }
-            Some(Effect::DelayMs(ms)) => {
-                std::thread::sleep(Duration::from_millis(u64::from(ms)));
-                // SAFETY: as above.
-                unsafe { run(op) }
-            }
-            // SAFETY: as above.
-            None => unsafe { run(op) },
+        self.inner.run_queued(|op| {
+            let effect = plan.effect_for(op);
+            // SAFETY: push's contract keeps the pointers valid until the completion is
+            // reaped, which is after this call.
+            unsafe { run_with(plan, op, effect) }
         });
         Ok(())
     }

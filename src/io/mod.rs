@@ -288,25 +288,40 @@ pub enum BackendChoice {
 
 /// Builds the backend for `choice`. With `Auto`, a failure to set up io_uring (ENOSYS, EPERM
 /// under seccomp or `io_uring_disabled`, ...) falls back to the blocking backend, logged once;
-/// `force_uring_error` simulates such a failure (tests).
+/// `force_uring_error` simulates such a failure (tests). With `faults` (tests), either backend
+/// applies the plan: the blocking one through [`fault::FaultBackend`], io_uring by running
+/// the operations a rule matches outside the ring.
 pub fn open_backend(
     choice: BackendChoice,
     entries: u32,
     force_uring_error: Option<i32>,
     core: Option<usize>,
+    faults: Option<fault::FaultPlan>,
 ) -> std::io::Result<(Box<dyn IoBackend>, bool)> {
+    let blocking = |faults: Option<fault::FaultPlan>| -> Box<dyn IoBackend> {
+        match faults {
+            Some(plan) => Box::new(fault::FaultBackend::new(plan)),
+            None => Box::new(BlockingBackend::new()),
+        }
+    };
     if choice == BackendChoice::Blocking {
-        return Ok((Box::new(BlockingBackend::new()), false));
+        return Ok((blocking(faults), false));
     }
     let uring = match force_uring_error {
         Some(errno) => Err(std::io::Error::from_raw_os_error(errno)),
         None => UringBackend::new(entries, core),
     };
     match uring {
-        Ok(b) => Ok((Box::new(b), false)),
+        Ok(b) => Ok((
+            match faults {
+                Some(plan) => Box::new(b.with_faults(plan)),
+                None => Box::new(b),
+            },
+            false,
+        )),
         Err(e) if choice == BackendChoice::Auto => {
             log::warn!("io_uring unavailable ({e}); using blocking system calls");
-            Ok((Box::new(BlockingBackend::new()), true))
+            Ok((blocking(faults), true))
         }
         Err(e) => Err(e),
     }

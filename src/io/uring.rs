@@ -4,6 +4,9 @@
 //! the chain semantics and its order: at push time when nothing of its chain is in the ring,
 //! otherwise (with the rest of its chain) once a NOP linked after its predecessors completes.
 //! Kernels without a timeout for `io_uring_enter` (before 5.11) wait on a timeout operation.
+//! Tests give it a [`FaultPlan`]: an operation a rule matches is "emulated" the same way (run
+//! outside the ring with its effect, in chain order), so injected failures take the paths a
+//! real failure of the ring takes: completions reaped late, chains cancelled by the kernel.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use std::time::Duration;
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
 use super::blocking::{breaks_chain, run};
+use super::fault::{run_with, Effect, FaultPlan};
 use super::{Completion, IoBackend, Op, OpCode};
 
 /// See the module docs.
@@ -36,10 +40,20 @@ pub struct UringBackend {
     /// Operations the ring cannot run (FTRUNCATE before 6.9) that come after linked SQEs of
     /// their chain, with the rest of that chain: run, in order, only once a NOP linked after
     /// those SQEs completes (so never before them), or cancelled if it is cancelled.
-    deferred: Vec<(u64, Vec<Op>)>,
+    deferred: Vec<(u64, Vec<Deferred>)>,
     /// The chain being pushed is being deferred (index into `deferred`).
     deferring: Option<usize>,
     next_defer: u64,
+    /// Fault injection (tests): operations a rule matches run outside the ring.
+    faults: Option<FaultPlan>,
+}
+
+/// An operation run outside the ring after its chain's ring part, with the fault rules'
+/// effect when it was decided at push time (the operation that started the deferral).
+#[derive(Clone, Copy)]
+struct Deferred {
+    op: Op,
+    effect: Option<Option<Effect>>,
 }
 
 /// The high half of the user_data of the NOPs that end a chain's ring part before a
@@ -93,7 +107,31 @@ impl UringBackend {
             deferred: Vec::new(),
             deferring: None,
             next_defer: 0,
+            faults: None,
         })
+    }
+
+    /// Applies `plan` to every operation (tests): one a rule matches runs outside the ring.
+    pub fn with_faults(mut self, plan: FaultPlan) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
+    /// Runs `op` outside the ring: with `effect` if the rules were consulted already, else
+    /// consulting them now.
+    ///
+    /// # Safety
+    /// As [`run`].
+    unsafe fn run_outside(&self, op: &Op, effect: Option<Option<Effect>>) -> i32 {
+        match &self.faults {
+            Some(plan) => {
+                let effect = effect.unwrap_or_else(|| plan.effect_for(op));
+                // SAFETY: the caller's guarantee.
+                unsafe { run_with(plan, op, effect) }
+            }
+            // SAFETY: the caller's guarantee.
+            None => unsafe { run(op) },
+        }
     }
 
     /// Runs a deferred chain part now that the ring part before it completed with
@@ -108,12 +146,12 @@ impl UringBackend {
             self.deferring = (d != pos).then(|| if d > pos { d - 1 } else { d });
         }
         let mut cancel = result != 0;
-        for op in ops {
+        for Deferred { op, effect } in ops {
             let r = match cancel {
                 true => -libc::ECANCELED,
                 // SAFETY: push's contract keeps the operation's pointers valid until its
                 // completion is reaped, which is now.
-                false => unsafe { run(&op) },
+                false => unsafe { self.run_outside(&op, effect) },
             };
             cancel |= op.link && breaks_chain(&op, r);
             out.push(Completion {
@@ -196,7 +234,7 @@ impl IoBackend for UringBackend {
 
     unsafe fn push(&mut self, op: Op) -> Result<(), Op> {
         if let Some(d) = self.deferring {
-            self.deferred[d].1.push(op);
+            self.deferred[d].1.push(Deferred { op, effect: None });
             self.in_flight += 1;
             if !op.link {
                 self.deferring = None;
@@ -207,7 +245,13 @@ impl IoBackend for UringBackend {
             self.synthesize(&op, -libc::ECANCELED);
             return Ok(());
         }
-        if op.code == OpCode::Ftruncate && !self.has_ftruncate {
+        if self.faults.is_some() && self.room() == 0 {
+            // Refused before the rules count it: the caller pushes it again later.
+            return Err(op);
+        }
+        let effect = self.faults.as_ref().map(|plan| plan.effect_for(&op));
+        let unsupported = op.code == OpCode::Ftruncate && !self.has_ftruncate;
+        if unsupported || matches!(effect, Some(Some(_))) {
             if self.prev_link {
                 // Linked SQEs of its chain come first: end them with a NOP, and run this
                 // (with the rest of the chain) when that NOP completes.
@@ -219,13 +263,14 @@ impl IoBackend for UringBackend {
                 }
                 self.next_defer += 1;
                 self.prev_link = false;
-                self.deferred.push((key, vec![op]));
+                self.deferred.push((key, vec![Deferred { op, effect }]));
                 self.deferring = op.link.then_some(self.deferred.len() - 1);
                 self.in_flight += 1;
                 return Ok(());
             }
-            // SAFETY: ftruncate takes no pointers.
-            let result = unsafe { run(&op) };
+            // SAFETY: push's contract keeps the pointers valid until the completion is
+            // reaped, which is after this call.
+            let result = unsafe { self.run_outside(&op, effect) };
             self.synthesize(&op, result);
             return Ok(());
         }
@@ -464,5 +509,59 @@ mod tests {
             assert_eq!(out.len(), 1);
             assert_eq!(out[0].user_data, ud);
         }
+    }
+
+    /// A fault rule reaches operations of the ring too: the operation it matches runs
+    /// outside the ring after its chain's predecessors, with the rule's effect, and cancels
+    /// the rest of its chain as a failure in the ring would; a chain without a match runs in
+    /// the ring untouched.
+    #[test]
+    fn a_fault_rule_fails_a_ring_operation_mid_chain_and_cancels_the_rest() {
+        use super::super::fault::Rule;
+        use std::os::fd::IntoRawFd;
+        let plan = FaultPlan::new();
+        plan.add(Rule {
+            code: OpCode::Fdatasync,
+            target: Target::Segment,
+            nth: 0,
+            count: 1,
+            effect: Effect::Fail(libc::EIO),
+        });
+        plan.record();
+        let mut be = UringBackend::new(16, None)
+            .expect("io_uring is required for this test")
+            .with_faults(plan.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let fd = std::fs::File::create(&path).unwrap().into_raw_fd();
+        let data = vec![7u8; 4096];
+        let ops = [
+            Op::write(Target::Segment, fd, &data, 0, 1),
+            Op::fdatasync(Target::Segment, fd, 2),
+            Op::close(Target::Segment, fd, 3),
+        ];
+        let out = run_chain(&mut be, &ops);
+        let result = |ud| out.iter().find(|c| c.user_data == ud).unwrap().result;
+        assert_eq!(
+            (result(1), result(2), result(3)),
+            (4096, -libc::EIO, -libc::ECANCELED),
+            "{out:?}"
+        );
+        assert_eq!(plan.fired(), 1);
+        // The second fdatasync is past the rule: the same chain now runs in the ring.
+        let ops = [
+            Op::write(Target::Segment, fd, &data, 4096, 4),
+            Op::fdatasync(Target::Segment, fd, 5),
+            Op::close(Target::Segment, fd, 6),
+        ];
+        let out = run_chain(&mut be, &ops);
+        assert!(out.iter().all(|c| c.result >= 0), "{out:?}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+        assert_eq!(plan.seen(OpCode::Fdatasync, Target::Segment), 2);
+        assert_eq!(
+            plan.trace().len(),
+            5,
+            "the cancelled close is not counted as run"
+        );
     }
 }

@@ -21,7 +21,6 @@ use super::Shared;
 use crate::config::Config;
 use crate::constants::{BATCH_SIZE, RETRY_MAX, RETRY_MIN, RING_ENTRIES};
 use crate::error::{Error, Result};
-use crate::io::fault::FaultBackend;
 use crate::io::{open_backend, Completion, IoBackend};
 use crate::segment::names::{classify, FileKind};
 use crate::segment::SealedSegment;
@@ -177,23 +176,18 @@ impl Worker {
         if self.be.is_some() {
             return Ok(());
         }
-        let be: Box<dyn IoBackend> = match &self.config.fault_plan {
-            Some(plan) => Box::new(FaultBackend::new(plan.clone())),
-            None => {
-                let (be, fell_back) = open_backend(
-                    self.config.backend,
-                    RING_ENTRIES,
-                    self.config.simulate_uring_error,
-                    self.config.core,
-                )
-                .map_err(|e| Error::io("io_uring setup", &self.config.dir, e))?;
-                self.shared
-                    .stats
-                    .fell_back
-                    .store(fell_back, Ordering::Relaxed);
-                be
-            }
-        };
+        let (be, fell_back) = open_backend(
+            self.config.backend,
+            RING_ENTRIES,
+            self.config.simulate_uring_error,
+            self.config.core,
+            self.config.fault_plan.clone(),
+        )
+        .map_err(|e| Error::io("io_uring setup", &self.config.dir, e))?;
+        self.shared
+            .stats
+            .fell_back
+            .store(fell_back, Ordering::Relaxed);
         log::info!("segment maintainer I/O backend: {}", be.name());
         self.be = Some(be);
         Ok(())

@@ -275,3 +275,50 @@ pub fn used_len(p: &Path) -> u64 {
         other => panic!("{}: not sealed: {other:?}", p.display()),
     }
 }
+
+thread_local! {
+    static BACKEND: std::cell::Cell<wal_recorder::io::BackendChoice> =
+        const { std::cell::Cell::new(wal_recorder::io::BackendChoice::Auto) };
+}
+
+/// The maintainer's I/O backend this test thread runs on (see [`on_both_backends`]); `Auto`
+/// outside it.
+pub fn backend() -> wal_recorder::io::BackendChoice {
+    BACKEND.with(|b| b.get())
+}
+
+/// Sets this thread's backend (used by [`on_both_backends`]).
+pub fn set_backend(choice: wal_recorder::io::BackendChoice) {
+    BACKEND.with(|b| b.set(choice));
+}
+
+/// Runs a test twice, as `NAME::io_uring` and `NAME::blocking`: a fault plan reaches the
+/// operations of either backend, and each must fail, cancel and retry alike. The test's
+/// configs take [`backend()`]. `IoUring` (not `Auto`): a kernel without io_uring fails the
+/// test instead of silently testing the blocking backend twice.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($(#[doc = $doc:literal])* fn $name:ident() $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body() $body
+
+            #[test]
+            fn io_uring() {
+                $crate::common::set_backend(wal_recorder::io::BackendChoice::IoUring);
+                body()
+            }
+
+            #[test]
+            fn blocking() {
+                $crate::common::set_backend(wal_recorder::io::BackendChoice::Blocking);
+                body()
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
