@@ -138,6 +138,11 @@ pub struct Config {
     pub zero_fill: bool,
     /// What a torn end of the log the open accepts. Default `TruncateTail`.
     pub recovery_mode: RecoveryMode,
+    /// Read every record of every segment at open, as `walctl verify` does, instead of
+    /// walking sealed segments by their summaries (docs/RECOVERY.md, "Open in constant
+    /// time"). Default off: the open then reads only the unsealed tail's records, and damage
+    /// inside a sealed segment is found by the scrub (`scrub_rate`) or `walctl verify`.
+    pub full_scan_on_open: bool,
     /// Segments the maintainer keeps created, preallocated and prefaulted ahead of the
     /// writer (recorder). Default 2, 1..=`MAX_PREPARED_SEGMENTS`.
     pub prepared_segments: usize,
@@ -182,6 +187,7 @@ impl Config {
             direct_io: false,
             zero_fill: false,
             recovery_mode: RecoveryMode::TruncateTail,
+            full_scan_on_open: false,
             prepared_segments: DEFAULT_PREPARED_SEGMENTS,
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,

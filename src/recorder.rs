@@ -88,6 +88,7 @@ impl Recorder {
             RecoverOptions {
                 rule: config.recovery_mode.tail_rule(),
                 dry_run: false,
+                full_scan: config.full_scan_on_open,
                 faults: config.fault_plan.clone(),
             },
         )?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Corruption, Error, Result};
 use crate::io::fault::FaultPlan;
 use crate::io::{OpCode, Target};
+use crate::log::summary::{hot_summary, write_index, FileStamp, SegmentSummary, SummaryIndex};
 use crate::log::{list_dir, LogReader, SegmentEntry, TailDrop, TailRule, Tier, Warning};
 use crate::segment::format::{Seal, SEAL_LEN};
 use crate::segment::{
@@ -36,6 +37,24 @@ pub struct Recovered {
     /// What lay beyond the end of the log and was dropped (moved to `quarantine/`): records
     /// never reported durable. `None` when nothing but a partial record was cut.
     pub dropped: Option<TailDrop>,
+    /// How the chain was walked, and how long recovery took.
+    pub report: OpenReport,
+}
+
+/// How recovery walked the log (docs/RECOVERY.md, "Open in constant time").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Sealed segments taken from their summaries (records not read).
+    pub summarized: u64,
+    /// Segments whose records were read: the unsealed tail, and any segment without a
+    /// summary that matches it.
+    pub read: u64,
+    /// A summary disagreed with the chain here: the log was walked again from its records.
+    pub summary_conflict: Option<PathBuf>,
+    /// `cold.summary` was rewritten (a summary was missing, or most entries were stale).
+    pub summary_rewritten: bool,
+    /// Time recovery took (listing, walk, repairs; the staging replay not included).
+    pub elapsed: std::time::Duration,
 }
 
 /// The subdirectory of a log where recovery and `walctl repair` move what they drop.
@@ -48,6 +67,9 @@ pub struct RecoverOptions {
     pub rule: TailRule,
     /// Decide and report everything, change nothing.
     pub dry_run: bool,
+    /// Read every record of every segment (always so for [`TailRule::FirstBreak`]); by
+    /// default sealed segments are walked by their summaries.
+    pub full_scan: bool,
     /// Test hook: fault rules on [`Target::Recovery`] for recovery's own file operations.
     pub faults: Option<FaultPlan>,
 }
@@ -59,6 +81,7 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
 
 /// Recovers `dir` (see the module docs); with `dry_run`, reports what it would do.
 pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
+    let started = std::time::Instant::now();
     let mut fx = Fixer {
         dir,
         dry_run: opts.dry_run,
@@ -84,9 +107,27 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
     fx.sync_dir()?;
 
     // The log must verify up to a break the rule accepts; anything else stops the open.
+    // Sealed segments are walked by their summaries; if one disagrees with the chain, the
+    // whole log is walked again from its records.
+    let index = SummaryIndex::load(dir);
+    let entries_read = index.entries_read();
+    let mut report = OpenReport::default();
+    let full_scan = opts.full_scan || opts.rule == TailRule::FirstBreak;
     let mut reader = LogReader::open_dir(dir)?.with_rule(opts.rule);
-    let mut buf = Vec::new();
-    while reader.next_record(&mut buf)?.is_some() {}
+    if !full_scan {
+        reader = reader.with_summaries(index.clone());
+    }
+    let mut reader = walk(reader)?;
+    if let Some(path) = reader.summary_conflict() {
+        log::warn!(
+            "{}: its summary disagrees with the chain; reading the whole log",
+            path.display()
+        );
+        report.summary_conflict = Some(path.to_path_buf());
+        reader = walk(LogReader::open_dir(dir)?.with_rule(opts.rule))?;
+    }
+    report.summarized = reader.summarized();
+    report.read = reader.segments_read().0 - report.summarized;
     let chain_end = reader.chain_end();
     let dropped = reader.warnings().iter().find_map(|w| match w {
         Warning::Dropped(d) => Some(d.clone()),
@@ -119,12 +160,22 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         .collect();
     let mut sealed_any = false;
     for seg in kept.iter().filter(|s| s.tier == Tier::Hot) {
-        sealed_any |= finish_segment(seg, &mut fx)?;
+        sealed_any |= finish_segment(seg, &mut fx, full_scan)?;
     }
     if sealed_any {
         fx.sync_dir()?;
     }
+    let cold: Vec<&SegmentEntry> = kept
+        .iter()
+        .copied()
+        .filter(|s| s.tier == Tier::Cold)
+        .collect();
+    if !opts.dry_run {
+        report.summary_rewritten =
+            refresh_summaries(dir, &cold, &index, entries_read, reader.learned())?;
+    }
     let (next_seq, prev_crc) = chain_end.unwrap_or((crate::constants::FIRST_SEQ, 0));
+    report.elapsed = started.elapsed();
     let tier = |t: Tier| {
         kept.iter()
             .filter(|s| s.tier == t)
@@ -140,7 +191,53 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         actions: fx.actions,
         replayed_records: 0,
         dropped,
+        report,
     })
+}
+
+/// Reads `reader` to its end (records of summarized segments are skipped).
+fn walk(mut reader: LogReader) -> Result<LogReader> {
+    let mut buf = Vec::new();
+    while reader.next_record(&mut buf)?.is_some() {}
+    Ok(reader)
+}
+
+/// Rewrites `cold.summary` when a cold segment had to be decoded (its entry was missing or
+/// stale) or when stale entries outnumber the live ones; true if it did. A failure to write
+/// it is logged, not fatal: the summaries only make the next open faster.
+fn refresh_summaries(
+    dir: &Path,
+    cold: &[&SegmentEntry],
+    index: &SummaryIndex,
+    entries_read: usize,
+    learned: &[(SegmentSummary, FileStamp)],
+) -> Result<bool> {
+    let mut entries = Vec::with_capacity(cold.len());
+    let mut missing = false;
+    for seg in cold {
+        if let Some(s) = index.get(seg) {
+            entries.push((s, seg.stamp));
+        } else if let Some(l) = learned
+            .iter()
+            .find(|(s, stamp)| s.index == seg.index && *stamp == seg.stamp)
+        {
+            entries.push(*l);
+            missing = true;
+        } else {
+            // Not walked (beyond a break): nothing to summarize it by.
+            return Ok(false);
+        }
+    }
+    if !missing && entries_read <= 2 * cold.len() + 64 {
+        return Ok(false);
+    }
+    match write_index(dir, &entries) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            log::warn!("{e}; the next open decodes the cold segments again");
+            Ok(false)
+        }
+    }
 }
 
 /// `walctl repair`: takes the directory's lock (a running recorder keeps it), then recovers
@@ -154,6 +251,7 @@ pub fn repair(dir: &Path, dry_run: bool) -> Result<Recovered> {
         RecoverOptions {
             rule: TailRule::FirstBreak,
             dry_run,
+            full_scan: true,
             faults: None,
         },
     )
@@ -344,7 +442,12 @@ fn remove_unused_tail(segments: &[SegmentEntry], fx: &mut Fixer<'_>) -> Result<(
 /// Makes a hot segment what persist would have made it: sealed (a crash may have left it
 /// unsealed, with a torn tail that is cut here), truncated to its used length, fdatasynced.
 /// Returns true if it changed the file.
-fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>) -> Result<bool> {
+/// Unless `full_scan`, a segment that ends in its seal is taken as the walk took it (by its
+/// summary) and not read: its records may not be cut here by what the walk did not see.
+fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>, full_scan: bool) -> Result<bool> {
+    if !full_scan && hot_summary(seg)?.is_some() {
+        return Ok(false); // sealed, and truncated to its seal: nothing to do
+    }
     let actions = &mut fx.actions;
     let f = File::open(&seg.path).map_err(|e| Error::io("open", &seg.path, e))?;
     let mut r = SegmentReader::new(std::io::BufReader::new(f), &seg.path)?;

@@ -176,6 +176,8 @@ fn missing_segment_in_the_middle_stops_the_open() {
     assert_eq!(file_names(dir.path()), before, "nothing changed");
 }
 
+/// With `full_scan_on_open` (the default open does not read a sealed segment's records:
+/// tests/summary_open.rs).
 #[test]
 fn corruption_in_a_sealed_segment_stops_the_open_without_repair() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,7 +185,10 @@ fn corruption_in_a_sealed_segment_stops_the_open_without_repair() {
     persist_all_but_last(&paths);
     common::flip_bit(&paths[1], 500);
     let before = std::fs::read(&paths[1]).unwrap();
-    let err = open(dir.path()).err().unwrap();
+    let mut c = Config::new(dir.path());
+    c.segment_size = SEG;
+    c.full_scan_on_open = true;
+    let err = Recorder::open(dir.path(), c).err().unwrap();
     assert!(err.to_string().contains(&hot_name(1)), "{err}");
     assert!(err.to_string().contains("offset"), "{err}");
     assert_eq!(std::fs::read(&paths[1]).unwrap(), before);

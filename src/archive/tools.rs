@@ -387,6 +387,7 @@ pub fn verify_url(cfg: ArchiveConfig) -> Result<VerifyReport> {
             path: PathBuf::from(store.target(&e.name())),
             tier: Tier::Cold,
             file_len: e.size,
+            stamp: Default::default(),
         })
         .collect();
     let opener = Box::new(move |entry: &SegmentEntry| {

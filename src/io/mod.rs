@@ -66,6 +66,8 @@ pub enum Target {
     /// `Write` (a seal, a copy into quarantine), `Fdatasync`, `Ftruncate`, `Fsync` (a
     /// directory); only fault rules use it.
     Recovery,
+    /// `cold.summary`: the maintainer's append of a frozen segment's summary (`Write`).
+    Summary,
 }
 
 /// One operation. Raw pointers, as in an io_uring SQE: see [`IoBackend::push`] for how long

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::summary::{FileStamp, SUMMARY_FILE, SUMMARY_TMP};
 use crate::error::{Error, Result};
 use crate::segment::names::{classify, FileKind};
 
@@ -26,6 +27,8 @@ pub struct SegmentEntry {
     pub tier: Tier,
     /// Size of the file on disk.
     pub file_len: u64,
+    /// Which version of the file this is (for [`super::summary`]).
+    pub stamp: FileStamp,
 }
 
 /// What a directory holds.
@@ -42,6 +45,8 @@ pub struct DirListing {
     pub foreign: Vec<PathBuf>,
     /// The `quarantine/` directory recovery and `walctl repair` move dropped files into.
     pub quarantine: Option<PathBuf>,
+    /// `cold.summary`, the cold segments' summaries ([`super::summary`]).
+    pub summary: Option<PathBuf>,
 }
 
 /// Lists `dir`. Errors name the directory.
@@ -56,6 +61,14 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
         let meta = entry.metadata().map_err(|e| Error::io("stat", &path, e))?;
         if meta.is_dir() && name == crate::recovery::QUARANTINE_DIR {
             out.quarantine = Some(path);
+            continue;
+        }
+        if meta.is_file() && name == SUMMARY_FILE {
+            out.summary = Some(path);
+            continue;
+        }
+        if meta.is_file() && name == SUMMARY_TMP {
+            out.tmp.push(path);
             continue;
         }
         let (index, tier) = match kind {
@@ -75,6 +88,7 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
             path,
             tier,
             file_len: meta.len(),
+            stamp: FileStamp::of(&meta),
         });
     }
     // Hot before cold for the same index, so the duplicate to drop is the second one.

@@ -12,8 +12,10 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::listing::{list_dir, SegmentEntry, Tier};
+use super::summary::{hot_summary, FileStamp, SegmentSummary, SummaryIndex};
 use super::tail::{count_records, proves_durable, TailDrop, TailRule};
 use crate::error::{Corruption, Error, Result};
+use crate::segment::format::SegmentHeader;
 use crate::segment::reader::data_after;
 use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
 
@@ -78,6 +80,14 @@ struct ChainPoint {
     crc: u32,
 }
 
+/// Where the current segment's chain comes from.
+enum Source {
+    /// Its records, read and checked.
+    Read(SegmentReader<Box<dyn Read + Send>>),
+    /// Its summary: header and seal only, records not read.
+    Summary(SegmentSummary),
+}
+
 /// Opens the byte stream of a segment that is not a local file (an archived object).
 pub type SourceOpener = Box<dyn FnMut(&SegmentEntry) -> Result<Box<dyn Read + Send>> + Send>;
 
@@ -86,7 +96,7 @@ pub struct LogReader {
     segments: Vec<SegmentEntry>,
     /// Index into `segments` of the next segment to open.
     pos: usize,
-    cur: Option<(SegmentEntry, SegmentReader<Box<dyn Read + Send>>)>,
+    cur: Option<(SegmentEntry, Source)>,
     chain: Option<ChainPoint>,
     warnings: Vec<Warning>,
     done: bool,
@@ -106,6 +116,17 @@ pub struct LogReader {
     rule: TailRule,
     /// The last segment finished ended unsealed (a zero frame).
     prev_open: bool,
+    /// Walk sealed segments by their summaries instead of their records (recovery).
+    summaries: Option<SummaryIndex>,
+    /// The last segment finished came from its summary.
+    prev_summarized: bool,
+    /// A summary did not continue the chain (or the segment after it did not): the walk
+    /// stopped there and must be redone from the records.
+    summary_conflict: Option<PathBuf>,
+    /// Segments taken from their summaries.
+    summarized: u64,
+    /// Summaries of the cold segments read in full and found sealed.
+    learned: Vec<(SegmentSummary, FileStamp)>,
 }
 
 /// A break found while reading: where, what, and how much of its file stays.
@@ -172,6 +193,7 @@ impl LogReader {
             path: path.to_path_buf(),
             tier,
             file_len: meta.len(),
+            stamp: super::summary::FileStamp::of(&meta),
         };
         let mut reader = Self::new(vec![entry], Vec::new());
         reader.ignore_index = index.is_none();
@@ -198,7 +220,37 @@ impl LogReader {
             opener: None,
             rule: TailRule::default(),
             prev_open: false,
+            summaries: None,
+            prev_summarized: false,
+            summary_conflict: None,
+            summarized: 0,
+            learned: Vec::new(),
         }
+    }
+
+    /// Walks sealed segments by their summaries (cold: entries of `index` that match the
+    /// file; hot: the header and the seal at the end), without reading their records:
+    /// recovery's constant-time chain walk. Their records are counted, not returned. If a
+    /// summary does not continue the chain, the walk stops there and
+    /// [`Self::summary_conflict`] names the file: walk again without summaries.
+    pub fn with_summaries(mut self, index: SummaryIndex) -> Self {
+        self.summaries = Some(index);
+        self
+    }
+
+    /// The file where a summary disagreed with the chain (see [`Self::with_summaries`]).
+    pub fn summary_conflict(&self) -> Option<&Path> {
+        self.summary_conflict.as_deref()
+    }
+
+    /// Segments taken from their summaries.
+    pub fn summarized(&self) -> u64 {
+        self.summarized
+    }
+
+    /// Summaries of the cold segments this walk had to read in full (and found sealed).
+    pub fn learned(&self) -> &[(SegmentSummary, FileStamp)] {
+        &self.learned
     }
 
     /// Reads with `rule` deciding which break ends the log (default: `TruncateTail`).
@@ -229,7 +281,11 @@ impl LogReader {
                 self.done = true;
                 return Ok(None);
             }
-            let (_, reader) = self.cur.as_mut().expect("a segment is open");
+            let (_, source) = self.cur.as_mut().expect("a segment is open");
+            let Source::Read(reader) = source else {
+                self.finish_segment()?;
+                continue;
+            };
             match reader.next_record(payload) {
                 Ok(Some(info)) => {
                     self.first_seq.get_or_insert(info.seq);
@@ -253,6 +309,23 @@ impl LogReader {
         while self.pos < self.segments.len() {
             let entry = self.segments[self.pos].clone();
             self.pos += 1;
+            if let Some(summary) = self.summary_of(&entry)? {
+                let h = SegmentHeader {
+                    index: summary.index,
+                    first_seq: summary.first_seq,
+                    prev_crc: summary.prev_crc,
+                    capacity: 0,
+                };
+                if self.check_continues(&entry, &h).is_err() {
+                    self.summary_conflict = Some(entry.path);
+                    self.done = true;
+                    return Ok(false);
+                }
+                self.count_opened(entry.tier);
+                self.summarized += 1;
+                self.cur = Some((entry, Source::Summary(summary)));
+                return Ok(true);
+            }
             let src = match self.opener.as_mut() {
                 Some(open) => open(&entry)?,
                 None => open_source(&entry)?,
@@ -285,20 +358,40 @@ impl LogReader {
                 let Error::Corrupt { kind, .. } = e else {
                     return Err(e);
                 };
+                if self.prev_summarized {
+                    self.summary_conflict = Some(entry.path);
+                    self.done = true;
+                    return Ok(false);
+                }
                 // Segment N + 1 written while N lost its last pages: N ends unsealed.
                 let lost_write = entry.tier == Tier::Hot && self.prev_open;
                 self.on_break(Break::whole_file(self.pos - 1, 0, kind, lost_write))?;
                 return Ok(false);
             }
-            self.segments_read += 1;
-            match entry.tier {
-                Tier::Hot => self.hot_read += 1,
-                Tier::Cold => self.cold_read += 1,
-            }
-            self.cur = Some((entry, reader));
+            self.count_opened(entry.tier);
+            self.cur = Some((entry, Source::Read(reader)));
             return Ok(true);
         }
         Ok(false)
+    }
+
+    fn count_opened(&mut self, tier: Tier) {
+        self.segments_read += 1;
+        match tier {
+            Tier::Hot => self.hot_read += 1,
+            Tier::Cold => self.cold_read += 1,
+        }
+    }
+
+    /// The summary to walk `entry` by, when walking by summaries and it has one.
+    fn summary_of(&self, entry: &SegmentEntry) -> Result<Option<SegmentSummary>> {
+        let Some(index) = &self.summaries else {
+            return Ok(None);
+        };
+        match entry.tier {
+            Tier::Cold => Ok(index.get(entry)),
+            Tier::Hot => hot_summary(entry),
+        }
     }
 
     /// Checks that a segment's header continues the chain of the one before it.
@@ -341,7 +434,26 @@ impl LogReader {
 
     /// Decides what the end of the current segment means for the log.
     fn finish_segment(&mut self) -> Result<()> {
-        let (entry, mut reader) = self.cur.take().expect("a segment is open");
+        let (entry, source) = self.cur.take().expect("a segment is open");
+        let mut reader = match source {
+            Source::Read(reader) => reader,
+            Source::Summary(s) => {
+                self.chain = Some(ChainPoint {
+                    index: s.index,
+                    next_seq: s.next_seq(),
+                    crc: s.last_crc,
+                });
+                self.prev_open = false;
+                self.prev_summarized = true;
+                if s.count > 0 {
+                    self.first_seq.get_or_insert(s.first_seq);
+                    self.last_seq = Some(s.next_seq() - 1);
+                    self.records += s.count;
+                }
+                return Ok(());
+            }
+        };
+        self.prev_summarized = false;
         let end = reader.end().cloned().expect("reader ended");
         let before = self.chain;
         self.chain = Some(ChainPoint {
@@ -353,11 +465,16 @@ impl LogReader {
         let whole_file = |offset, kind| Break::whole_file(pos, offset, kind, false);
         self.prev_open = matches!(end, SegmentEnd::Open { .. });
         match end {
-            SegmentEnd::Sealed(_) if entry.tier == Tier::Cold => {
+            SegmentEnd::Sealed(seal) if entry.tier == Tier::Cold => {
                 match reader.expect_end_of_stream() {
                     Err(Error::Corrupt { offset, kind, .. }) => {
                         self.chain = before;
                         self.on_break(whole_file(offset, kind))
+                    }
+                    Ok(()) => {
+                        let s = SegmentSummary::new(reader.header(), &seal);
+                        self.learned.push((s, entry.stamp));
+                        Ok(())
                     }
                     other => other,
                 }

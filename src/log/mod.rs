@@ -3,6 +3,7 @@
 
 mod listing;
 mod log_reader;
+pub mod summary;
 mod tail;
 mod verify;
 

@@ -7,7 +7,9 @@
 //! 2. `fdatasync(tmp)`.
 //! 3. Check (on by default): decode the tmp file and compare length and CRC32C with the
 //!    bytes that were read.
-//! 4. One linked chain: `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`.
+//! 4. One linked chain: `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`,
+//!    then the segment's summary (its header and seal, captured while reading, and the cold
+//!    file's stamp) appended to `cold.summary` (not synced: a lost entry costs one decode).
 //!
 //! Any failure before the rename's directory fsync leaves the `.wal` untouched and the tmp
 //! removed, and the freeze is retried later; an fsync failure is never retried (contract 5)
@@ -24,13 +26,15 @@ use crate::codec::ColdEncoder;
 use crate::constants::{CHUNK_SIZE, FREEZE_PIPELINE_DEPTH};
 use crate::error::{Corruption, Error, Result};
 use crate::io::{check, push_chain, Op, Target};
+use crate::log::summary::{FileStamp, SegmentSummary, ENTRY_LEN};
+use crate::segment::format::{Seal, SegmentHeader, HEADER_LEN, SEAL_LEN};
 use crate::segment::names::{cold_name, hot_name};
 
 const READ: u32 = 0x100;
 const WRITE: u32 = 0x200;
 const SYNC_TMP: u32 = 0x300;
 const PUBLISH: u32 = 0x400;
-const PUBLISH_STEPS: usize = 4;
+const PUBLISH_STEPS: usize = 5;
 
 /// How a freeze ended.
 pub(crate) enum FreezeOutcome {
@@ -106,6 +110,11 @@ pub(crate) struct FreezeJob {
     started: crate::telemetry::Stamp,
     sync_started: crate::telemetry::Stamp,
     compress_ns: u64,
+    /// The segment's first bytes (its header) and last bytes (its seal), seen while reading.
+    head: [u8; HEADER_LEN],
+    tail: [u8; SEAL_LEN],
+    /// Its `cold.summary` entry, once the tmp is synced.
+    entry: Option<[u8; ENTRY_LEN]>,
 }
 
 fn cstr(s: String) -> CString {
@@ -177,6 +186,9 @@ impl FreezeJob {
             started: crate::telemetry::now(),
             sync_started: crate::telemetry::now(),
             compress_ns: 0,
+            head: [0; HEADER_LEN],
+            tail: [0; SEAL_LEN],
+            entry: None,
         });
         Ok(job)
     }
@@ -271,6 +283,16 @@ impl FreezeJob {
             }
             let data = &r.buf[..r.want];
             self.src_crc = crc32c::crc32c_append(self.src_crc, data);
+            if self.next_compress == 0 {
+                let n = data.len().min(HEADER_LEN);
+                self.head[..n].copy_from_slice(&data[..n]);
+            }
+            if data.len() >= SEAL_LEN {
+                self.tail.copy_from_slice(&data[data.len() - SEAL_LEN..]);
+            } else {
+                self.tail.copy_within(data.len().., 0);
+                self.tail[SEAL_LEN - data.len()..].copy_from_slice(data);
+            }
             self.enc
                 .as_mut()
                 .expect("encoder lives until the last chunk")
@@ -388,6 +410,7 @@ impl FreezeJob {
             close(&mut self.tmp);
             return Some(FreezeOutcome::FsyncFailed(e));
         }
+        self.entry = self.summary_entry();
         close(&mut self.src);
         close(&mut self.tmp);
         cx.hists
@@ -414,10 +437,36 @@ impl FreezeJob {
         matches!(self.phase, Phase::Publish(_))
     }
 
-    /// Starts `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`.
+    /// The segment's `cold.summary` entry: its header and seal, and the stamp of the tmp file
+    /// (the cold file after the rename: same inode, same length, same modification time).
+    fn summary_entry(&self) -> Option<[u8; ENTRY_LEN]> {
+        let (Ok(h), Ok(seal)) = (SegmentHeader::decode(&self.head), Seal::decode(&self.tail))
+        else {
+            return None; // not a sealed segment: nothing to summarize
+        };
+        let meta = self.tmp.as_ref()?.metadata().ok()?;
+        Some(SegmentSummary::new(&h, &seal).encode(FileStamp::of(&meta)))
+    }
+
+    /// Starts `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`, then the
+    /// append of the summary entry.
     pub fn publish(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
         debug_assert!(self.is_ready_to_publish());
-        let ops = [
+        let append = match (&self.entry, cx.summaries.as_deref_mut()) {
+            (Some(entry), Some(log)) => {
+                let op = Op::write(
+                    Target::Summary,
+                    log.file.as_raw_fd(),
+                    entry,
+                    log.next,
+                    ud(slot, PUBLISH + 4),
+                );
+                log.next += ENTRY_LEN as u64;
+                Some(op)
+            }
+            _ => None,
+        };
+        let chain = [
             Op::rename(
                 Target::Tmp,
                 cx.dirfd,
@@ -434,13 +483,20 @@ impl FreezeJob {
             ),
             Op::fsync(Target::Dir, cx.dirfd, ud(slot, PUBLISH + 3)),
         ];
-        // SAFETY: the names live in this boxed job until the completions are reaped.
+        let mut ops = chain.to_vec();
+        ops.extend(append);
+        // SAFETY: the names and the entry live in this boxed job until the completions are
+        // reaped; the summary file stays open in the worker.
         if let Err(e) = unsafe { push_chain(cx.be, &ops) } {
             self.phase = Phase::Pipeline; // nothing in flight: end as a failure
             self.fail(Error::io("submit", &self.tmp_path, e));
             return self.end_if_failed();
         }
-        self.phase = Phase::Publish([None; PUBLISH_STEPS]);
+        let mut results = [None; PUBLISH_STEPS];
+        if ops.len() < PUBLISH_STEPS {
+            results[PUBLISH_STEPS - 1] = Some(0); // no summary to append
+        }
+        self.phase = Phase::Publish(results);
         None
     }
 
@@ -477,9 +533,16 @@ impl FreezeJob {
             unreachable!("publish completion outside the publish phase");
         };
         results[step] = Some(result);
-        let [Some(rename), Some(sync1), Some(unlink), Some(sync2)] = *results else {
+        let [Some(rename), Some(sync1), Some(unlink), Some(sync2), Some(append)] = *results else {
             return None;
         };
+        if append < 0 && append != -libc::ECANCELED {
+            let e = std::io::Error::from_raw_os_error(-append);
+            log::warn!(
+                "appending to cold.summary: {e}; the next open decodes segment {}",
+                self.index
+            );
+        }
         let cold = cx.dir.join(cold_name(self.index));
         if let Err(e) = check(rename, "rename", &self.tmp_path) {
             let _ = std::fs::remove_file(&self.tmp_path);

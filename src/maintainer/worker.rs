@@ -14,7 +14,7 @@ use super::archive_gate::ArchiveGate;
 use super::drain::{DRAIN_SLOT, PREPARE_SLOT};
 use super::durability::{Durability, SYNC_SLOT};
 use super::freeze::{FreezeJob, FreezeOutcome};
-use super::job::{split_ud, Ctx};
+use super::job::{split_ud, Ctx, SummaryLog};
 use super::persist::{PersistJob, PersistOutcome};
 use super::retention::{FreeJob, FreeOutcome};
 use super::Shared;
@@ -74,6 +74,8 @@ pub(crate) struct Worker {
     config: Config,
     shared: Arc<Shared>,
     dir: File,
+    /// `cold.summary` (see [`SummaryLog`]).
+    summaries: Option<SummaryLog>,
     be: Option<Box<dyn IoBackend>>,
     persist_rx: rtrb::Consumer<SealedSegment>,
     freeze_rx: rtrb::Consumer<PathBuf>,
@@ -128,6 +130,7 @@ impl Worker {
         stats.hot.store(hot.len() as u64, Ordering::Relaxed);
         stats.cold.store(cold.len() as u64, Ordering::Relaxed);
         Ok(Worker {
+            summaries: SummaryLog::open(&config.dir),
             sleep: config.min_sleep,
             wait_failed: false,
             config,
@@ -323,6 +326,7 @@ impl Worker {
             dir: &self.config.dir,
             config: &self.config,
             hists: &mut self.hists,
+            summaries: self.summaries.as_mut(),
         }
     }
 

@@ -121,11 +121,13 @@ pub fn write_segments(
     (sealed, seq - 1)
 }
 
-/// Names of the files in `dir`, sorted.
+/// Names of the files in `dir`, sorted, but for the cold segments' summaries
+/// (`cold.summary`, a cache the maintainer keeps beside them).
 pub fn file_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != wal_recorder::log::summary::SUMMARY_FILE)
         .collect();
     v.sort();
     v
