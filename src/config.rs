@@ -143,6 +143,13 @@ pub struct Config {
     /// time"). Default off: the open then reads only the unsealed tail's records, and damage
     /// inside a sealed segment is found by the scrub (`scrub_rate`) or `walctl verify`.
     pub full_scan_on_open: bool,
+    /// The background scrub: verifies every sealed segment (cold ones decoded) in full, one
+    /// after another, reading at most this many bytes per second, on a helper thread at idle
+    /// priority (pinned with the maintainer). Damage it finds turns health `Degraded`.
+    /// Default `Some(64 MiB/s)`; `None` turns it off.
+    pub scrub_rate: Option<u64>,
+    /// Pause between two scrub passes over the log. Default 60 s.
+    pub scrub_interval: Duration,
     /// Segments the maintainer keeps created, preallocated and prefaulted ahead of the
     /// writer (recorder). Default 2, 1..=`MAX_PREPARED_SEGMENTS`.
     pub prepared_segments: usize,
@@ -188,6 +195,8 @@ impl Config {
             zero_fill: false,
             recovery_mode: RecoveryMode::TruncateTail,
             full_scan_on_open: false,
+            scrub_rate: Some(64 << 20),
+            scrub_interval: Duration::from_secs(60),
             prepared_segments: DEFAULT_PREPARED_SEGMENTS,
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,

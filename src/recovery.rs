@@ -215,14 +215,15 @@ fn refresh_summaries(
     let mut entries = Vec::with_capacity(cold.len());
     let mut missing = false;
     for seg in cold {
-        if let Some(s) = index.get(seg) {
-            entries.push((s, seg.stamp));
-        } else if let Some(l) = learned
+        // What the walk read from the file overrules the index (a conflict made it read).
+        let read = learned
             .iter()
-            .find(|(s, stamp)| s.index == seg.index && *stamp == seg.stamp)
-        {
+            .find(|(s, stamp)| s.index == seg.index && *stamp == seg.stamp);
+        if let Some(l) = read {
+            missing |= index.get(seg) != Some(l.0);
             entries.push(*l);
-            missing = true;
+        } else if let Some(s) = index.get(seg) {
+            entries.push((s, seg.stamp));
         } else {
             // Not walked (beyond a break): nothing to summarize it by.
             return Ok(false);
