@@ -33,7 +33,7 @@ const ENTRY_MAGIC: u32 = u32::from_le_bytes(*b"WSM1");
 
 /// What identifies one version of a file: a file replaced (restored, copied, rewritten) has
 /// another inode or modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FileStamp {
     /// Size in bytes.
     pub len: u64,

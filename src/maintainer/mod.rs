@@ -25,6 +25,7 @@ mod job;
 pub mod link;
 mod persist;
 mod retention;
+mod scrub;
 mod stats;
 mod worker;
 
@@ -103,6 +104,10 @@ pub struct SegmentMaintainer {
     requests: Mutex<Requests>,
     worker: Option<Worker>,
     thread: Option<JoinHandle<()>>,
+    /// The background scrub ([`scrub`]), when `config.scrub_rate` is set.
+    scrub: Option<JoinHandle<()>>,
+    /// Kept to start the scrub with.
+    config: Config,
     /// The maintainer's published histograms (compiled out without `fs1-metrics`).
     hist_shared: telemetry::Shared,
     /// The recorder's writer link, to latch it if the thread dies.
@@ -136,7 +141,7 @@ impl SegmentMaintainer {
         let hist_shared = telemetry::shared();
         #[allow(clippy::clone_on_copy)] // a ZST without fs1-metrics
         let worker = Worker::new(
-            config,
+            config.clone(),
             shared.clone(),
             worker::Rings {
                 persist: prx,
@@ -155,6 +160,8 @@ impl SegmentMaintainer {
             }),
             worker: Some(worker),
             thread: None,
+            scrub: None,
+            config,
             hist_shared,
             link: None,
         })
@@ -200,6 +207,7 @@ impl SegmentMaintainer {
             return Ok(()); // already started
         };
         worker.open_backend()?;
+        self.scrub = scrub::start(&self.config, self.shared.clone())?;
         let shared = self.shared.clone();
         let link = self.link.clone();
         let handle = std::thread::Builder::new()
@@ -261,6 +269,9 @@ impl SegmentMaintainer {
     /// (recovery handles it on the next open).
     pub fn stop(&mut self) -> Result<()> {
         self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.scrub.take() {
+            let _ = t.join();
+        }
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 return Err(Error::Config("maintainer thread panicked".into()));

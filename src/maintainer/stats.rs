@@ -69,6 +69,14 @@ pub struct MaintainerStats {
     /// Sealed segments left unpersisted (the log failed, or it stopped with an earlier
     /// segment's persist pending): recovery finishes them at the next open.
     pub abandoned: AtomicU64,
+    /// Segments the scrub verified in full (each pass counts again).
+    pub scrubbed_segments: AtomicU64,
+    /// Bytes of segment files the scrub read.
+    pub scrubbed_bytes: AtomicU64,
+    /// Passes of the scrub over the whole log.
+    pub scrub_passes: AtomicU64,
+    /// Damaged segments the scrub found (each file once); health is degraded while not zero.
+    pub scrub_corruptions: AtomicU64,
     /// Set once if io_uring could not be set up and the blocking backend is used.
     pub fell_back: AtomicBool,
     /// Whether pinning the thread to the configured core succeeded.
@@ -83,7 +91,9 @@ impl MaintainerStats {
     pub fn health(&self) -> Health {
         if self.failed.load(Ordering::Acquire) {
             Health::Failed
-        } else if self.pending_retries.load(Ordering::Relaxed) > 0 {
+        } else if self.pending_retries.load(Ordering::Relaxed) > 0
+            || self.scrub_corruptions.load(Ordering::Relaxed) > 0
+        {
             Health::Degraded
         } else {
             Health::Ok

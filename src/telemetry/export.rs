@@ -43,6 +43,14 @@ pub struct Counters {
     pub persist_ring_full: u64,
     /// 1 if the maintainer fell back to blocking system calls.
     pub fell_back_to_blocking: u64,
+    /// Segments the background scrub verified in full.
+    pub scrubbed_segments: u64,
+    /// Bytes the scrub read.
+    pub scrubbed_bytes: u64,
+    /// Scrub passes over the whole log.
+    pub scrub_passes: u64,
+    /// Damaged segments the scrub found.
+    pub scrub_corruptions: u64,
     /// Last appended sequence number.
     pub last_seq: u64,
     /// Durable sequence number.
@@ -191,6 +199,30 @@ fn counter_rows(c: &Counters) -> Vec<(&'static str, &'static str, bool, u64)> {
             "1 if io_uring was unavailable and blocking calls are used",
             false,
             c.fell_back_to_blocking,
+        ),
+        (
+            "wal_scrubbed_segments_total",
+            "segments the background scrub verified in full",
+            true,
+            c.scrubbed_segments,
+        ),
+        (
+            "wal_scrubbed_bytes_total",
+            "bytes of segment files the scrub read",
+            true,
+            c.scrubbed_bytes,
+        ),
+        (
+            "wal_scrub_passes_total",
+            "scrub passes over the whole log",
+            true,
+            c.scrub_passes,
+        ),
+        (
+            "wal_scrub_corruptions_total",
+            "damaged segments the scrub found (health degraded)",
+            true,
+            c.scrub_corruptions,
         ),
         (
             "wal_last_seq",
