@@ -14,6 +14,7 @@ use wal_recorder::config::{Config, RecoveryMode};
 use wal_recorder::event;
 use wal_recorder::log::{verify, TailDrop};
 use wal_recorder::recorder::Recorder;
+use wal_recorder::recovery::Action;
 use wal_recorder::segment::format::{record_size, HEADER_LEN};
 use wal_recorder::segment::names::hot_name;
 use wal_recorder::segment::truncate_sealed;
@@ -71,7 +72,7 @@ fn opens_dropping(dir: &Path, kept: u64) -> TailDrop {
         rec.recovered()
             .actions
             .iter()
-            .any(|a| a.contains(&format!("from sequence number {} on", kept + 1))),
+            .any(|a| matches!(a, Action::Dropped { drop, .. } if drop.first_seq == kept + 1)),
         "{:?}",
         rec.recovered().actions
     );

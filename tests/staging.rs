@@ -12,6 +12,7 @@ use common::{staging_root, write_log};
 use wal_recorder::config::Config;
 use wal_recorder::log::verify;
 use wal_recorder::recorder::Recorder;
+use wal_recorder::recovery::Action;
 use wal_recorder::staging::StagingDir;
 use wal_recorder::Error;
 
@@ -75,7 +76,14 @@ fn staging_ahead_of_disk_is_applied_before_recovery() {
     assert_eq!(rec.last_seq(), 1500);
     assert_eq!(rec.recovered().replayed_records, 500);
     assert!(
-        rec.recovered().actions[0].contains("500 records of segment 1"),
+        matches!(
+            rec.recovered().actions[0],
+            Action::Replayed {
+                segment: 1,
+                records: 500,
+                ..
+            }
+        ),
         "{:?}",
         rec.recovered().actions
     );
@@ -133,7 +141,7 @@ fn staging_older_than_disk_is_discarded_and_the_disk_left_alone() {
         .recovered()
         .actions
         .iter()
-        .filter(|a| a.contains("discarded"))
+        .filter(|a| matches!(a, Action::StagingDiscarded { .. }))
         .count();
     assert_eq!(discarded, 2, "{:?}", rec.recovered().actions);
     // Only recovery touched the disk: it sealed segment 2, and cut the sealed 0 and 1 to

@@ -33,7 +33,7 @@ use crate::segment::{sync_dir, SegmentEnd, SegmentReader};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
     /// One line per buffer that held a segment.
-    pub actions: Vec<String>,
+    pub actions: Vec<crate::recovery::Action>,
     /// Records the disk lacked and got from staging.
     pub records: u64,
     /// Segments written from staging.
@@ -139,10 +139,11 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
         let i = s.header.index;
         let spath = dir.path().join(&s.name);
         let Some((create, (disk_end, disk_count))) = disk else {
-            out.actions.push(format!(
-                "{}: segment {i} is older than the disk's copy; discarded",
-                spath.display()
-            ));
+            out.actions.push(crate::recovery::Action::StagingDiscarded {
+                path: spath,
+                segment: i,
+                older: true,
+            });
             continue;
         };
         s.file
@@ -150,10 +151,11 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
             .map_err(|e| Error::io("seek", &spath, e))?;
         let (end, count) = valid_end(&mut s.file, &spath)?;
         if end <= disk_end {
-            out.actions.push(format!(
-                "{}: segment {i} holds nothing the disk lacks; discarded",
-                spath.display()
-            ));
+            out.actions.push(crate::recovery::Action::StagingDiscarded {
+                path: spath,
+                segment: i,
+                older: false,
+            });
             continue;
         }
         let target = segment_path(log_dir, i);
@@ -169,12 +171,12 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
         created |= create;
         out.records += count - disk_count;
         out.segments += 1;
-        out.actions.push(format!(
-            "{}: {} records of segment {i} the disk lacked applied from {} (process crash before the drain)",
-            target.display(),
-            count - disk_count,
-            spath.display()
-        ));
+        out.actions.push(crate::recovery::Action::Replayed {
+            path: target,
+            from: spath,
+            segment: i,
+            records: count - disk_count,
+        });
     }
     if created {
         injected_at(

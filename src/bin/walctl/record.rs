@@ -171,7 +171,21 @@ pub fn run(a: RecordArgs) -> CmdResult {
         eprintln!("appended {} durable {}", last_seq, rec.durable_seq());
     }
     let writer = rec.writer_stats();
-    let recovery = rec.recovered().actions.clone();
+    let recovered = rec.recovered().clone();
+    let recovery: Vec<String> = recovered.actions.iter().map(ToString::to_string).collect();
+    let open = &recovered.report;
+    let open_json = json!({
+        "summarized_segments": open.summarized, "read_segments": open.read,
+        "summary_rewritten": open.summary_rewritten,
+        "summary_conflict": open.summary_conflict.as_ref().map(|p| p.display().to_string()),
+        "recovery_ms": open.elapsed.as_secs_f64() * 1e3,
+    });
+    let open_line = format!(
+        "open: {} sealed segments walked by their summaries, {} read, recovery {:.1} ms",
+        open.summarized,
+        open.read,
+        open.elapsed.as_secs_f64() * 1e3
+    );
     // Closing drains the maintainer: every record is persisted, retention applied.
     rec.sync()?;
     let health = format!("{:?}", rec.health());
@@ -204,12 +218,15 @@ pub fn run(a: RecordArgs) -> CmdResult {
             "rate": a.rate, "write_path": a.write_path,
             "durability_lag_ns": { "p50": lag.hist.quantile(0.5), "p99": lag.hist.quantile(0.99),
                                    "max": lag.hist.max(), "samples_dropped": lag.dropped },
-            "pinned": two_cores, "recovery": recovery, "health": health,
+            "pinned": two_cores, "recovery": recovery, "open": open_json, "health": health,
             "histograms": histograms_json(&snapshot),
             "archive": archive_json(&snapshot.counters.archive, a.archive.as_deref()),
         });
         println!("{v}");
     } else {
+        if open.summarized + open.read > 0 {
+            eprintln!("{open_line}");
+        }
         for r in &recovery {
             eprintln!("recovery: {r}");
         }

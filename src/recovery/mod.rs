@@ -6,6 +6,10 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+mod action;
+
+pub use action::{Action, Removal};
+
 use crate::error::{Corruption, Error, Result};
 use crate::io::fault::FaultPlan;
 use crate::io::{OpCode, Target};
@@ -30,7 +34,7 @@ pub struct Recovered {
     /// Checksum the next record chains from.
     pub prev_crc: u32,
     /// One line per action taken (for logs and `walctl record`).
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
     /// Records a crashed process had left only in its staging buffers, written to disk by
     /// the replay before recovery.
     pub replayed_records: u64,
@@ -91,7 +95,7 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
     };
     let listing = list_dir(dir)?;
     for tmp in &listing.tmp {
-        fx.remove(tmp, "leftover temporary file of an interrupted freeze")?;
+        fx.remove(tmp, Removal::Leftover)?;
     }
     for cold in &listing.shadowed_cold {
         match resolve_duplicate(cold, &mut fx) {
@@ -141,14 +145,10 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         for f in &d.files {
             fx.quarantine(f)?;
         }
-        fx.actions.push(format!(
-            "{d}; {} moved to {}/ (never reported durable)",
-            match d.bytes_after {
-                0 => "the later segments",
-                _ => "a copy of it and the later segments",
-            },
-            QUARANTINE_DIR
-        ));
+        fx.actions.push(Action::Dropped {
+            drop: d.clone(),
+            copied: d.bytes_after > 0,
+        });
         fx.sync_dir()?;
     }
 
@@ -262,7 +262,7 @@ pub fn repair(dir: &Path, dry_run: bool) -> Result<Recovered> {
 struct Fixer<'a> {
     dir: &'a Path,
     dry_run: bool,
-    actions: Vec<String>,
+    actions: Vec<Action>,
     /// Files removed or moved away (also when dry).
     gone: Vec<PathBuf>,
     faults: Option<FaultPlan>,
@@ -285,14 +285,16 @@ impl Fixer<'_> {
         }
     }
 
-    fn remove(&mut self, path: &Path, why: &str) -> Result<()> {
+    fn remove(&mut self, path: &Path, why: Removal) -> Result<()> {
         if !self.dry_run {
             self.step(OpCode::Unlink, "unlink", path)?;
             std::fs::remove_file(path).map_err(|e| Error::io("unlink", path, e))?;
         }
         self.gone.push(path.to_path_buf());
-        self.actions
-            .push(format!("removed {}: {why}", path.display()));
+        self.actions.push(Action::Removed {
+            path: path.to_path_buf(),
+            why,
+        });
         Ok(())
     }
 
@@ -304,8 +306,10 @@ impl Fixer<'_> {
             std::fs::rename(path, &to).map_err(|e| Error::io("rename", path, e))?;
         }
         self.gone.push(path.to_path_buf());
-        self.actions
-            .push(format!("moved {} to {}", path.display(), to.display()));
+        self.actions.push(Action::Quarantined {
+            from: path.to_path_buf(),
+            to,
+        });
         Ok(())
     }
 
@@ -320,11 +324,10 @@ impl Fixer<'_> {
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io("fsync", &to, e))?;
         }
-        self.actions.push(format!(
-            "copied {} to {} before cutting it",
-            path.display(),
-            to.display()
-        ));
+        self.actions.push(Action::CopiedToQuarantine {
+            from: path.to_path_buf(),
+            to,
+        });
         Ok(())
     }
 
@@ -367,7 +370,7 @@ fn resolve_duplicate(cold: &Path, fx: &mut Fixer<'_>) -> Result<()> {
     let cold_digest = match digest_cold(cold) {
         Ok(d) => d,
         Err(Error::Corrupt { .. }) => {
-            return fx.remove(cold, "incomplete compressed copy of a hot segment");
+            return fx.remove(cold, Removal::IncompleteCopy);
         }
         Err(e) => return Err(e),
     };
@@ -376,7 +379,7 @@ fn resolve_duplicate(cold: &Path, fx: &mut Fixer<'_>) -> Result<()> {
         &hot,
     )?;
     if hot_digest == cold_digest {
-        fx.remove(&hot, "its .wal.lz4 is complete and verified")
+        fx.remove(&hot, Removal::Redundant)
     } else {
         Err(Error::corrupt(
             cold,
@@ -431,11 +434,7 @@ fn remove_unused_tail(segments: &[SegmentEntry], fx: &mut Fixer<'_>) -> Result<(
         if seg.tier != Tier::Hot || !crate::segment::reader::is_unused_file(&seg.path)? {
             break;
         }
-        fx.remove(
-            &seg.path,
-            "no header on disk and no data: prepared ahead of the writer, or activated and lost \
-             before its first write reached the disk (nothing in it was reported durable)",
-        )?;
+        fx.remove(&seg.path, Removal::Unused)?;
     }
     Ok(())
 }
@@ -443,6 +442,7 @@ fn remove_unused_tail(segments: &[SegmentEntry], fx: &mut Fixer<'_>) -> Result<(
 /// Makes a hot segment what persist would have made it: sealed (a crash may have left it
 /// unsealed, with a torn tail that is cut here), truncated to its used length, fdatasynced.
 /// Returns true if it changed the file.
+///
 /// Unless `full_scan`, a segment that ends in its seal is taken as the walk took it (by its
 /// summary) and not read: its records may not be cut here by what the walk did not see.
 fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>, full_scan: bool) -> Result<bool> {
@@ -459,17 +459,14 @@ fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>, full_scan: bool) -> Re
             if !fx.dry_run {
                 truncate_sealed_with(&seg.path, seal.end, fx.faults.as_ref())?;
             }
-            actions.push(format!(
-                "{}: sealed but not persisted; truncated to {} bytes and synced",
-                seg.path.display(),
-                seal.end
-            ));
+            actions.push(Action::Truncated {
+                path: seg.path.clone(),
+                len: seal.end,
+            });
             return Ok(true);
         }
-        SegmentEnd::Open { offset } => (offset, "unsealed (crash)".to_string()),
-        SegmentEnd::Broken { offset, kind, .. } => {
-            (offset, format!("torn tail cut at offset {offset} ({kind})"))
-        }
+        SegmentEnd::Open { offset } => (offset, None),
+        SegmentEnd::Broken { offset, kind, .. } => (offset, Some((offset, kind))),
     };
     let seal = Seal {
         count: r.count(),
@@ -479,10 +476,10 @@ fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>, full_scan: bool) -> Re
     if !fx.dry_run {
         seal_in_place_with(&seg.path, offset, &seal, fx.faults.as_ref())?;
     }
-    actions.push(format!(
-        "{}: {why}; sealed after record {} and synced",
-        seg.path.display(),
-        r.next_seq() - 1
-    ));
+    actions.push(Action::Sealed {
+        path: seg.path.clone(),
+        last_seq: r.next_seq() - 1,
+        cut: why,
+    });
     Ok(true)
 }
