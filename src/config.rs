@@ -227,6 +227,11 @@ impl Config {
                 self.segment_size
             )));
         }
+        if self.scrub_rate == Some(0) {
+            return Err(Error::Config(
+                "scrub_rate must be at least 1 byte per second (None turns the scrub off)".into(),
+            ));
+        }
         if self.prepared_segments == 0 || self.persist_overflow == 0 {
             return Err(Error::Config(
                 "prepared_segments and persist_overflow must be at least 1".into(),

@@ -1,0 +1,231 @@
+//! Open time against the full check, on logs of many cold segments (issue 14).
+//!
+//! For each log (100 and 1 000 cold segments of 4 MiB; with `full`, also 100 of 64 MiB) it
+//! measures, alternated in rounds, with a warm page cache and after `drop_caches` (root only):
+//! - `recovery`: `recovery::recover_with` (what the open does before the writer starts),
+//! - `open`: `Recorder::open` until it returns (recovery, staging, the first prepared
+//!   segment, the threads),
+//! - `verify`: `log::verify` (what `walctl verify` does: every record of every segment),
+//!
+//! and reports medians, open / verify, and open(1 000) / open(100). The logs are generated
+//! once under `$BENCH_DIR/open-logs` (the synthetic trading stream, compressed as a freeze
+//! would, without `cold.summary`): the first open of each builds it by decoding every cold
+//! segment, which is reported too (the cost of an open without summaries).
+//!
+//! Run: `scripts/bench-open.sh` (or `cargo bench --bench open -- [quick|full] [rounds]`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use wal_recorder::codec::lz4::compress_frame;
+use wal_recorder::config::Config;
+use wal_recorder::event;
+use wal_recorder::recorder::Recorder;
+use wal_recorder::recovery::{recover_with, RecoverOptions};
+use wal_recorder::segment::names::{cold_name, hot_name};
+use wal_recorder::segment::{truncate_sealed, AppendError, SegmentWriter};
+
+struct LogSpec {
+    name: &'static str,
+    cold: u64,
+    seg: u64,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let full = args.first().is_some_and(|a| a == "full");
+    let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+    core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+    let base = PathBuf::from(std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into()))
+        .join("open-logs");
+    let mut specs = vec![
+        LogSpec {
+            name: "100x4MiB",
+            cold: 100,
+            seg: 4 << 20,
+        },
+        LogSpec {
+            name: "1000x4MiB",
+            cold: 1000,
+            seg: 4 << 20,
+        },
+    ];
+    if full {
+        specs.push(LogSpec {
+            name: "100x64MiB",
+            cold: 100,
+            seg: 64 << 20,
+        });
+    }
+    let root = can_drop_caches();
+    if !root {
+        println!("(not root: no cold-cache rows; drop_caches needs root)");
+    }
+    println!();
+    println!("open time vs the full check (`walctl verify`), medians of {rounds} rounds");
+    println!();
+    println!(
+        "| log | cold segments | on disk MiB | cache | recovery ms | open ms | verify ms | open / verify |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|---:|");
+    let mut warm_open = Vec::new();
+    for spec in &specs {
+        let dir = base.join(spec.name);
+        generate(&dir, spec);
+        let first = first_open(&dir, spec.seg);
+        let disk = du(&dir) >> 20;
+        let mut results: Vec<(&str, [Vec<f64>; 3])> = vec![("warm", Default::default())];
+        if root {
+            results.push(("cold", Default::default()));
+        }
+        for _ in 0..rounds {
+            for (cache, [rec_ms, open_ms, ver_ms]) in results.iter_mut() {
+                let cold = *cache == "cold";
+                rec_ms.push(timed(cold, || {
+                    recover_with(&dir, RecoverOptions::default()).expect("recover");
+                }));
+                let mut rec = None;
+                open_ms.push(timed(cold, || {
+                    rec = Some(Recorder::open(&dir, config(&dir, spec.seg)).expect("open"));
+                }));
+                rec.expect("opened").close().expect("close");
+                ver_ms.push(timed(cold, || {
+                    let r = wal_recorder::log::verify(&dir).expect("verify");
+                    assert!(r.ok, "{:?}", r.errors);
+                }));
+            }
+        }
+        for (cache, [rec_ms, open_ms, ver_ms]) in &mut results {
+            let (r, o, v) = (median(rec_ms), median(open_ms), median(ver_ms));
+            if *cache == "warm" {
+                warm_open.push((spec.name, o, r));
+            }
+            println!(
+                "| {} | {} | {disk} | {cache} | {r:.1} | {o:.1} | {v:.0} | {:.4}x |",
+                spec.name,
+                spec.cold,
+                o / v
+            );
+        }
+        println!(
+            "| {} | {} | {disk} | warm, first open, no `cold.summary` | {:.1} | | | |",
+            spec.name, spec.cold, first
+        );
+    }
+    println!();
+    if let (Some(a), Some(b)) = (
+        warm_open.iter().find(|w| w.0 == "100x4MiB"),
+        warm_open.iter().find(|w| w.0 == "1000x4MiB"),
+    ) {
+        println!(
+            "warm, 100 -> 1 000 cold segments: open {:.2}x, recovery {:.2}x",
+            b.1 / a.1,
+            b.2 / a.2
+        );
+    }
+}
+
+fn config(dir: &Path, seg: u64) -> Config {
+    let mut c = Config::new(dir);
+    c.segment_size = seg;
+    c.max_segments = 4;
+    c.max_compressed_segments = 100_000;
+    c.scrub_rate = None;
+    c
+}
+
+/// Milliseconds `f` takes, after dropping the page cache if `cold`.
+fn timed(cold: bool, f: impl FnOnce()) -> f64 {
+    if cold {
+        drop_caches();
+    }
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn can_drop_caches() -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/vm/drop_caches")
+        .is_ok()
+}
+
+fn drop_caches() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches");
+}
+
+fn du(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The first open of a freshly generated log: it has no `cold.summary`, so recovery decodes
+/// every cold segment (and writes the file). Milliseconds of that recovery.
+fn first_open(dir: &Path, seg: u64) -> f64 {
+    let summary = dir.join(wal_recorder::log::summary::SUMMARY_FILE);
+    let _ = std::fs::remove_file(&summary);
+    let rec = Recorder::open(dir, config(dir, seg)).expect("first open");
+    let ms = rec.recovered().report.elapsed.as_secs_f64() * 1e3;
+    assert!(rec.recovered().report.summary_rewritten);
+    rec.close().expect("close");
+    ms
+}
+
+/// `spec.cold` cold segments, two persisted hot ones and an unsealed one of 100 records, as
+/// the recorder leaves them; skipped if `dir` holds a complete log already.
+fn generate(dir: &Path, spec: &LogSpec) {
+    let done = dir.with_extension("generated");
+    if done.exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("mkdir");
+    eprintln!("generating {} in {}", spec.name, dir.display());
+    let (mut seq, mut crc) = (1u64, 0u32);
+    let hot = 2;
+    for index in 0..spec.cold + hot + 1 {
+        let mut w = SegmentWriter::create(dir, index, spec.seg, seq, crc).expect("segment");
+        let last = index == spec.cold + hot;
+        loop {
+            if last && w.record_count() == 100 {
+                break;
+            }
+            match w.append_with(64, |b| event::fill(seq, b)) {
+                Ok(_) => seq += 1,
+                Err(AppendError::Full) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        crc = w.last_crc();
+        if last {
+            w.sync().expect("sync");
+            break;
+        }
+        w.seal();
+        let used = w.used_len();
+        drop(w);
+        let path = dir.join(hot_name(index));
+        truncate_sealed(&path, used).expect("truncate");
+        if index < spec.cold {
+            let raw = std::fs::read(&path).expect("read");
+            let frame = compress_frame(&raw, 1).expect("compress");
+            std::fs::write(dir.join(cold_name(index)), frame).expect("write");
+            std::fs::remove_file(&path).expect("unlink");
+        }
+    }
+    std::fs::write(&done, b"").expect("marker");
+}
