@@ -174,6 +174,16 @@ fn a_summary_that_disagrees_with_the_chain_is_overruled_by_the_records() {
     s.last_crc ^= 1;
     all[1] = s.encode(stamp);
     std::fs::write(dir.path().join(SUMMARY_FILE), all.concat()).unwrap();
+    // The full check reads the records and says which entry lies.
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains(&cold_name(1)) && w.contains(SUMMARY_FILE)),
+        "{:?}",
+        r.warnings
+    );
     let report = reopen(dir.path(), last);
     assert!(report.summary_conflict.is_some(), "{report:?}");
     assert!(report.summary_rewritten, "{report:?}");

@@ -203,6 +203,11 @@ impl SummaryIndex {
         (entry.tier == Tier::Cold && *stamp == entry.stamp).then_some(*s)
     }
 
+    /// The entry of segment `index`, whatever file it describes.
+    pub fn entry(&self, index: u64) -> Option<(SegmentSummary, FileStamp)> {
+        self.entries.get(&index).copied()
+    }
+
     /// Valid entries read, superseded ones included.
     pub fn entries_read(&self) -> usize {
         self.read

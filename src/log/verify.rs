@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::log_reader::LogReader;
+use super::summary::{SummaryIndex, SUMMARY_FILE};
 use crate::error::Result;
 
 /// The outcome of verifying a log directory or file. The keys of `walctl verify --json`.
@@ -33,16 +34,35 @@ pub struct VerifyReport {
 /// Verifies `path`: a directory (the whole log) or a single segment file. An `Err` means the
 /// path could not be read at all; corruption is reported in the report.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
-    let reader = if path.is_dir() {
-        LogReader::open_dir(path)?
-    } else {
-        LogReader::open_file(path)?
-    };
-    Ok(verify_reader(reader))
+    if !path.is_dir() {
+        return Ok(verify_reader(LogReader::open_file(path)?));
+    }
+    let mut reader = LogReader::open_dir(path)?;
+    let mut report = read_all(&mut reader);
+    // The summaries the open trusts must say what the records say.
+    let index = SummaryIndex::load(path);
+    for (read, stamp) in reader.learned() {
+        if let Some((entry, entry_stamp)) = index.entry(read.index) {
+            if entry_stamp == *stamp && entry != *read {
+                report.warnings.push(format!(
+                    "{}: its entry in {SUMMARY_FILE} disagrees with its records (the open \
+                     reads the log from its records when the chain shows it; deleting \
+                     {SUMMARY_FILE} rebuilds it)",
+                    path.join(crate::segment::names::cold_name(read.index))
+                        .display()
+                ));
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Reads `reader` to its end (or its first break) and reports.
 pub fn verify_reader(mut reader: LogReader) -> VerifyReport {
+    read_all(&mut reader)
+}
+
+fn read_all(reader: &mut LogReader) -> VerifyReport {
     let mut report = VerifyReport::default();
     let mut buf = Vec::new();
     loop {
