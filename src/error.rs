@@ -156,6 +156,22 @@ pub enum Error {
     /// The segment maintainer's thread died (a panic): the log is latched failed.
     #[error("the segment maintainer thread died: {0}")]
     MaintainerDied(String),
+    /// A sequence number the log does not hold (before its first retained record, or after
+    /// its last).
+    #[error("{}: sequence number {seq} is not in the log (it holds {})", dir.display(), match (first, last) {
+        (Some(f), Some(l)) => format!("{f}..={l}"),
+        _ => "no record".to_string(),
+    })]
+    SeqNotFound {
+        /// The log directory.
+        dir: PathBuf,
+        /// The sequence number asked for.
+        seq: u64,
+        /// First retained sequence number.
+        first: Option<u64>,
+        /// Last sequence number.
+        last: Option<u64>,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -58,7 +58,12 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
         let path = entry.path();
         let name = entry.file_name();
         let kind = name.to_str().map_or(FileKind::Foreign, classify);
-        let meta = entry.metadata().map_err(|e| Error::io("stat", &path, e))?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Removed since the directory was read (a reader lists a live log).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("stat", &path, e)),
+        };
         if meta.is_dir() && name == crate::recovery::QUARANTINE_DIR {
             out.quarantine = Some(path);
             continue;

@@ -127,6 +127,8 @@ pub struct LogReader {
     summarized: u64,
     /// Summaries of the cold segments read in full and found sealed.
     learned: Vec<(SegmentSummary, FileStamp)>,
+    /// The record [`Self::open_at`] positioned on, returned first.
+    pending: Option<(RecordInfo, Vec<u8>)>,
 }
 
 /// A break found while reading: where, what, and how much of its file stays.
@@ -225,7 +227,52 @@ impl LogReader {
             summary_conflict: None,
             summarized: 0,
             learned: Vec::new(),
+            pending: None,
         }
+    }
+
+    /// Reads `dir` from sequence number `seq` on: finds the segment holding it by bisecting
+    /// the segments' first sequence numbers (summaries and headers, see [`super::seek`]),
+    /// then reads only inside that segment up to it, the chain checked from that segment's
+    /// header on. [`Error::SeqNotFound`] if the log does not hold `seq`.
+    pub fn open_at(dir: &Path, seq: u64) -> Result<Self> {
+        let listing = list_dir(dir)?;
+        let index = SummaryIndex::load(dir);
+        let first = match listing.segments.first() {
+            Some(e) => super::seek::first_seq_of(e, &index)?,
+            None => None,
+        };
+        let not_found = |last| Error::SeqNotFound {
+            dir: dir.to_path_buf(),
+            seq,
+            first,
+            last,
+        };
+        let Some(pos) = super::seek::locate(&listing.segments, &index, seq)? else {
+            let mut all = Self::open_dir(dir)?;
+            let mut buf = Vec::new();
+            while all.next_record(&mut buf)?.is_some() {}
+            return Err(not_found(all.last_seq()));
+        };
+        let mut reader = Self::new(listing.segments[pos..].to_vec(), Vec::new());
+        let mut buf = Vec::new();
+        loop {
+            match reader.next_record(&mut buf)? {
+                Some(info) if info.seq < seq => {}
+                Some(info) if info.seq == seq => {
+                    reader.pending = Some((info, buf));
+                    (reader.records, reader.first_seq) = (1, Some(seq));
+                    return Ok(reader);
+                }
+                _ => return Err(not_found(reader.last_seq())),
+            }
+        }
+    }
+
+    /// The records from here on, each with its payload (an allocation per record; use
+    /// [`Self::next_record`] to reuse one buffer).
+    pub fn into_records(self) -> Records {
+        Records { reader: self }
     }
 
     /// Walks sealed segments by their summaries (cold: entries of `index` that match the
@@ -273,6 +320,10 @@ impl LogReader {
 
     /// The next record, its payload in `payload`; `Ok(None)` at the end of the log.
     pub fn next_record(&mut self, payload: &mut Vec<u8>) -> Result<Option<RecordInfo>> {
+        if let Some((info, bytes)) = self.pending.take() {
+            *payload = bytes;
+            return Ok(Some(info));
+        }
         loop {
             if self.done {
                 return Ok(None);
@@ -647,6 +698,35 @@ impl LogReader {
     /// Where the chain stands after the last finished segment: (next seq, last crc).
     pub fn chain_end(&self) -> Option<(u64, u32)> {
         self.chain.map(|c| (c.next_seq, c.crc))
+    }
+}
+
+/// An iterator over a [`LogReader`]'s records: `(info, payload)`, or the error that ended
+/// the read (then `None`).
+pub struct Records {
+    reader: LogReader,
+}
+
+impl Records {
+    /// The reader (its warnings, counters and chain end).
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<(RecordInfo, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut payload = Vec::new();
+        match self.reader.next_record(&mut payload) {
+            Ok(Some(info)) => Some(Ok((info, payload))),
+            Ok(None) => None,
+            Err(e) => {
+                self.reader.done = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 

@@ -3,12 +3,15 @@
 
 mod listing;
 mod log_reader;
+pub mod seek;
 pub mod summary;
 mod tail;
+mod tailer;
 mod verify;
 
 pub use crate::segment::reader::data_after;
 pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
-pub use log_reader::{LogReader, SourceOpener, Warning};
+pub use log_reader::{LogReader, Records, SourceOpener, Warning};
 pub use tail::{TailDrop, TailRule};
+pub use tailer::{Idle, StartAt, Tailer};
 pub use verify::{verify, verify_reader, VerifyReport};

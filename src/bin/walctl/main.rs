@@ -6,6 +6,7 @@ mod archive;
 mod lag;
 mod latency;
 mod record;
+mod tail;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a log's records from a sequence number (or the first, or only new ones) and,
+    /// with --follow, keep printing them as a recorder in another process appends them
+    Tail(tail::TailArgs),
     /// Summarise what a directory holds
     Stats {
         /// Log directory
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
             hex,
         } => cmd_cat(&path, from, to, hex),
         Cmd::Stats { dir, json } => cmd_stats(&dir, json),
+        Cmd::Tail(args) => tail::run(args),
         Cmd::Repair { dir, dry_run } => cmd_repair(&dir, dry_run),
         #[cfg(feature = "archive")]
         Cmd::Archive(a) => archive::cmd_archive(a),
@@ -283,10 +288,11 @@ fn describe_segment(
 }
 
 fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdResult {
-    let mut reader = if path.is_dir() {
-        LogReader::open_dir(path)?
-    } else {
-        LogReader::open_file(path)?
+    // `--from` on a directory seeks (a bisection of the segments, then one segment scanned).
+    let mut reader = match (path.is_dir(), from) {
+        (true, Some(seq)) => LogReader::open_at(path, seq)?,
+        (true, None) => LogReader::open_dir(path)?,
+        (false, _) => LogReader::open_file(path)?,
     };
     let from = from.unwrap_or(0);
     let to = to.unwrap_or(u64::MAX);
@@ -300,23 +306,7 @@ fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdRes
         if info.seq > to {
             break;
         }
-        let line = match TradeEvent::decode(&buf) {
-            Some(ev) if !hex && ev.seq == info.seq => format!(
-                "{} {} {:?} ts={} order={} instr={} side={} px={} qty={} trader={}",
-                info.seq,
-                info.len,
-                ev.kind,
-                ev.ts_ns,
-                ev.order_id,
-                ev.instrument,
-                if ev.side == 0 { "buy" } else { "sell" },
-                ev.price,
-                ev.qty,
-                ev.trader
-            ),
-            _ => format!("{} {} {}", info.seq, info.len, to_hex(&buf)),
-        };
-        if writeln!(out, "{line}").is_err() {
+        if writeln!(out, "{}", format_record(&info, &buf, hex)).is_err() {
             return Ok(ExitCode::SUCCESS); // reader closed the pipe (e.g. `| head`)
         }
     }
@@ -325,6 +315,30 @@ fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdRes
         eprintln!("warning: {w}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One record as `cat` and `tail` print it: a decoded trading event, or the payload in hex.
+pub(crate) fn format_record(
+    info: &wal_recorder::segment::RecordInfo,
+    buf: &[u8],
+    hex: bool,
+) -> String {
+    match TradeEvent::decode(buf) {
+        Some(ev) if !hex && ev.seq == info.seq => format!(
+            "{} {} {:?} ts={} order={} instr={} side={} px={} qty={} trader={}",
+            info.seq,
+            info.len,
+            ev.kind,
+            ev.ts_ns,
+            ev.order_id,
+            ev.instrument,
+            if ev.side == 0 { "buy" } else { "sell" },
+            ev.price,
+            ev.qty,
+            ev.trader
+        ),
+        _ => format!("{} {} {}", info.seq, info.len, to_hex(buf)),
+    }
 }
 
 fn to_hex(b: &[u8]) -> String {

@@ -1,0 +1,108 @@
+//! `walctl tail`: prints a log's records as `cat` does, and with `--follow` keeps printing
+//! them as they are appended, like `tail -f`. Reads files only: never slows the writer.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+use wal_recorder::event::TradeEvent;
+use wal_recorder::log::{Idle, StartAt, Tailer};
+use wal_recorder::segment::RecordInfo;
+
+use crate::CmdResult;
+
+#[derive(Args)]
+pub(crate) struct TailArgs {
+    /// Log directory (may be written by a recorder in another process)
+    dir: PathBuf,
+    /// Start at this sequence number (default: the first retained record)
+    #[arg(long, conflicts_with = "from_end")]
+    from: Option<u64>,
+    /// Start after the last record written: print only new ones
+    #[arg(long)]
+    from_end: bool,
+    /// Keep following the log as it grows (stop with Ctrl-C: exit 0); without it, stop at
+    /// its current end
+    #[arg(short, long)]
+    follow: bool,
+    /// One JSON object per record
+    #[arg(long)]
+    json: bool,
+    /// Always print the payload as hex
+    #[arg(long)]
+    hex: bool,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+pub(crate) fn run(a: TailArgs) -> CmdResult {
+    if !a.dir.is_dir() {
+        return Err(format!("{}: not a directory", a.dir.display()).into());
+    }
+    // SAFETY: the handler only stores to an atomic (async-signal-safe); SIGPIPE ignored makes
+    // a closed pipe an EPIPE write error, which ends the command with 0 below.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let start = match (a.from, a.from_end) {
+        (Some(seq), _) => StartAt::Seq(seq),
+        (None, true) => StartAt::End,
+        (None, false) => StartAt::First,
+    };
+    let mut t = Tailer::open(&a.dir, start)?.with_idle(Idle::Backoff {
+        max: Duration::from_millis(1),
+    });
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut buf = Vec::new();
+    while !STOP.load(Ordering::Relaxed) {
+        let got = match a.follow {
+            true => t.next_timeout(&mut buf, Duration::from_millis(50))?,
+            false => t.poll(&mut buf)?,
+        };
+        let Some(info) = got else {
+            if !a.follow {
+                break;
+            }
+            if out.flush().is_err() {
+                break; // the reader went away
+            }
+            continue;
+        };
+        let line = match a.json {
+            true => json_line(&info, &buf),
+            false => crate::format_record(&info, &buf, a.hex),
+        };
+        if writeln!(out, "{line}").is_err() {
+            break; // the reader closed the pipe
+        }
+    }
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json_line(info: &RecordInfo, buf: &[u8]) -> String {
+    let v = match TradeEvent::decode(buf) {
+        Some(ev) if ev.seq == info.seq => json!({
+            "seq": info.seq, "len": info.len, "kind": format!("{:?}", ev.kind),
+            "ts_ns": ev.ts_ns, "order": ev.order_id, "instrument": ev.instrument,
+            "side": if ev.side == 0 { "buy" } else { "sell" }, "price": ev.price,
+            "qty": ev.qty, "trader": ev.trader,
+        }),
+        _ => json!({
+            "seq": info.seq, "len": info.len,
+            "hex": buf.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        }),
+    };
+    v.to_string()
+}

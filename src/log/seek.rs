@@ -1,0 +1,56 @@
+//! Finding the segment that holds a sequence number without reading the log: a bisection
+//! over the segments' first sequence numbers, each taken from the segment's summary (a cold
+//! segment's `cold.summary` entry, a hot segment's header) or, where a cold segment has no
+//! usable entry, from the first bytes its decoder gives (its header).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+
+use super::listing::{SegmentEntry, Tier};
+use super::summary::SummaryIndex;
+use crate::error::{Corruption, Error, Result};
+use crate::segment::format::{SegmentHeader, HEADER_LEN};
+
+/// First sequence number of a segment; `None` for a hot file whose header is not written yet
+/// (a prepared segment) or is damaged (the reader reports that when it gets there).
+pub fn first_seq_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result<Option<u64>> {
+    if let Some(s) = index.get(entry) {
+        return Ok(Some(s.first_seq));
+    }
+    let path = &entry.path;
+    let mut head = [0u8; HEADER_LEN];
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let got = match entry.tier {
+        Tier::Hot => file.read_at(&mut head, 0),
+        Tier::Cold => crate::codec::open_cold(file, path)?.read(&mut head),
+    };
+    match got {
+        Ok(n) if n == HEADER_LEN => Ok(SegmentHeader::decode(&head).ok().map(|h| h.first_seq)),
+        Ok(_) if entry.tier == Tier::Hot => Ok(None),
+        Ok(_) => Err(Error::corrupt(path, 0, Corruption::TruncatedHeader)),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+/// Position in `segments` of the segment that holds `seq`, if any segment can (the last one
+/// whose first sequence number is at most `seq`): O(log n) header or summary reads. Unwritten
+/// hot segments at the end are skipped. `Ok(None)`: `seq` lies before the first segment.
+pub fn locate(segments: &[SegmentEntry], index: &SummaryIndex, seq: u64) -> Result<Option<usize>> {
+    // Hot files whose header is not written yet can only be at the end.
+    let mut end = segments.len();
+    while end > 0 && first_seq_of(&segments[end - 1], index)?.is_none() {
+        end -= 1;
+    }
+    let (mut lo, mut hi) = (0, end); // answer in lo-1 after: first position with first_seq > seq
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let first = first_seq_of(&segments[mid], index)?.unwrap_or(u64::MAX);
+        if first <= seq {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo.checked_sub(1))
+}

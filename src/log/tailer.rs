@@ -1,0 +1,475 @@
+//! `Tailer`: follows a log that a `Recorder` in this or another process is writing, record by
+//! record, in order, each exactly once, across rollovers, freezes and (while it keeps up)
+//! retention. It only reads files: it never writes to the log, takes no lock, and never
+//! slows or blocks the writer.
+//!
+//! It reads the hot segment being written with `pread` and takes a record only once it is
+//! complete: its sequence number is the next one and its chained checksum verifies (a record
+//! half written, or a page not yet drained, reads as zeros or fails the checksum and is read
+//! again later). A segment ends at its seal; the tailer then opens the next one, hot or, if
+//! it was frozen meanwhile, cold (decoded). A file frozen or deleted while the tailer reads it
+//! stays readable through the open descriptor. If retention deleted a segment before the
+//! tailer reached it, the tailer stops with [`Error::SeqNotFound`] naming the first record it
+//! missed, never skipping silently.
+//!
+//! How soon a record is seen: in Direct mode the writer's stores are in the file's page
+//! cache at once; in Staged mode (the default) the maintainer drains the staging buffer to
+//! the file every `sync_interval` (1 ms by default), at a rollover and at `sync()`.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::listing::list_dir;
+use super::seek;
+use super::summary::SummaryIndex;
+use crate::error::{Corruption, Error, Result};
+use crate::segment::format::{
+    record_crc, record_size, RecordHeader, Seal, SegmentHeader, HEADER_LEN, RECORD_HEADER_LEN,
+    SEAL_LEN, SEAL_MARKER,
+};
+use crate::segment::names::{cold_path, segment_path};
+use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
+
+/// Bytes read from a hot segment at a time.
+const WINDOW: usize = 64 * 1024;
+
+/// Where a tailer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first retained record.
+    First,
+    /// This sequence number (it must not be older than the first retained record).
+    Seq(u64),
+    /// After the last record written when it opens: only new records.
+    End,
+}
+
+/// What [`Tailer::next`] does while no record is available (the caller's trade of CPU for
+/// latency, as Aeron's idle strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll again at once: the lowest latency, a whole core.
+    BusySpin,
+    /// `yield` to other threads between polls.
+    Yield,
+    /// Sleep this long between polls.
+    Sleep(Duration),
+    /// Spin a little, then yield, then sleep, doubling up to `max`; back to spinning after a
+    /// record.
+    Backoff {
+        /// The longest sleep.
+        max: Duration,
+    },
+}
+
+/// The segment being read.
+enum Cur {
+    /// A cold segment: decoded, complete.
+    Cold(Box<SegmentReader<Box<dyn Read + Send>>>),
+    /// A hot segment, read with `pread` as it grows.
+    Hot {
+        file: File,
+        path: PathBuf,
+        /// Offset of the next record frame.
+        pos: u64,
+        /// Bytes of the file from `win_at` on, as last read.
+        window: Vec<u8>,
+        win_at: u64,
+    },
+}
+
+/// What a poll of the current segment found.
+enum Step {
+    Record(RecordInfo),
+    /// Nothing complete yet.
+    NotYet,
+    /// The segment's seal: go on with the next one.
+    Sealed,
+}
+
+/// See the module docs.
+pub struct Tailer {
+    dir: PathBuf,
+    /// Index of the segment being read (or to open next).
+    index: u64,
+    cur: Option<Cur>,
+    /// Sequence number of the next record, and the checksum it chains from (unknown until
+    /// the first segment's header is read).
+    next_seq: u64,
+    prev_crc: u32,
+    chained: bool,
+    /// Records below this are read and checked but not returned (a start at a sequence
+    /// number).
+    skip_below: u64,
+    /// Starting at the end: discard records until nothing more is available.
+    to_end: bool,
+    idle: Idle,
+    idle_round: u32,
+}
+
+impl Tailer {
+    /// Opens a tailer on `dir` (which must exist; the log may still be empty).
+    pub fn open(dir: &Path, start: StartAt) -> Result<Self> {
+        let listing = list_dir(dir)?;
+        let index = SummaryIndex::load(dir);
+        let first_index = listing.segments.first().map_or(0, |s| s.index);
+        let mut t = Tailer {
+            dir: dir.to_path_buf(),
+            index: first_index,
+            cur: None,
+            next_seq: 0,
+            prev_crc: 0,
+            chained: false,
+            skip_below: 0,
+            to_end: false,
+            idle: Idle::Backoff {
+                max: Duration::from_millis(1),
+            },
+            idle_round: 0,
+        };
+        match start {
+            StartAt::First => {}
+            StartAt::Seq(seq) => {
+                let first = match listing.segments.first() {
+                    Some(e) => seek::first_seq_of(e, &index)?,
+                    None => None,
+                };
+                match seek::locate(&listing.segments, &index, seq)? {
+                    Some(pos) => t.index = listing.segments[pos].index,
+                    None if first.is_some() => {
+                        return Err(Error::SeqNotFound {
+                            dir: dir.to_path_buf(),
+                            seq,
+                            first,
+                            last: None,
+                        })
+                    }
+                    None => {} // an empty log: wait from its start
+                }
+                t.skip_below = seq;
+            }
+            StartAt::End => {
+                if let Some(pos) = seek::locate(&listing.segments, &index, u64::MAX)? {
+                    t.index = listing.segments[pos].index;
+                }
+                t.to_end = true;
+            }
+        }
+        Ok(t)
+    }
+
+    /// Sets what [`Self::next`] does while it waits (default: back off up to 1 ms).
+    pub fn with_idle(mut self, idle: Idle) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Sequence number of the next record this tailer returns (0 before it read a header).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The next record if one is complete now (its payload in `payload`), without waiting.
+    pub fn poll(&mut self, payload: &mut Vec<u8>) -> Result<Option<RecordInfo>> {
+        loop {
+            if self.cur.is_none() && !self.open_segment()? {
+                self.to_end = false;
+                return Ok(None);
+            }
+            match self.step(payload)? {
+                Step::Record(info) if info.seq < self.skip_below || self.to_end => continue,
+                Step::Record(info) => return Ok(Some(info)),
+                Step::Sealed => {
+                    self.cur = None;
+                    self.index += 1;
+                }
+                Step::NotYet => {
+                    self.to_end = false;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// The next record, waiting for it with the idle strategy.
+    pub fn next(&mut self, payload: &mut Vec<u8>) -> Result<RecordInfo> {
+        loop {
+            if let Some(info) = self.poll(payload)? {
+                self.idle_round = 0;
+                return Ok(info);
+            }
+            self.pause();
+        }
+    }
+
+    /// As [`Self::next`], giving up after `timeout` (`Ok(None)`).
+    pub fn next_timeout(
+        &mut self,
+        payload: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Option<RecordInfo>> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(info) = self.poll(payload)? {
+                self.idle_round = 0;
+                return Ok(Some(info));
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            self.pause();
+        }
+    }
+
+    fn pause(&mut self) {
+        match self.idle {
+            Idle::BusySpin => std::hint::spin_loop(),
+            Idle::Yield => std::thread::yield_now(),
+            Idle::Sleep(d) => std::thread::sleep(d),
+            Idle::Backoff { max } => {
+                self.idle_round = self.idle_round.saturating_add(1);
+                match self.idle_round {
+                    0..=100 => std::hint::spin_loop(),
+                    101..=200 => std::thread::yield_now(),
+                    n => {
+                        let us = 1u64 << (n - 200).min(20);
+                        std::thread::sleep(Duration::from_micros(us).min(max));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens segment `self.index`, hot or cold; false if it does not exist yet (or its header
+    /// is not written yet).
+    fn open_segment(&mut self) -> Result<bool> {
+        let hot = segment_path(&self.dir, self.index);
+        match File::open(&hot) {
+            Ok(file) => {
+                let mut head = [0u8; HEADER_LEN];
+                let got = file
+                    .read_at(&mut head, 0)
+                    .map_err(|e| Error::io("read", &hot, e))?;
+                // Prepared ahead and not written yet, or its first page not drained yet.
+                let Ok(h) = SegmentHeader::decode(&head[..got]) else {
+                    return Ok(false);
+                };
+                self.check_continues(&hot, &h)?;
+                self.cur = Some(Cur::Hot {
+                    file,
+                    path: hot,
+                    pos: HEADER_LEN as u64,
+                    window: Vec::new(),
+                    win_at: 0,
+                });
+                return Ok(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("open", &hot, e)),
+        }
+        let cold = cold_path(&self.dir, self.index);
+        match File::open(&cold) {
+            Ok(file) => {
+                let src = crate::codec::open_cold(file, &cold)?;
+                let r = SegmentReader::new(src, &cold)?;
+                let h = *r.header();
+                self.check_continues(&cold, &h)?;
+                self.cur = Some(Cur::Cold(Box::new(r)));
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.missing(),
+            Err(e) => Err(Error::io("open", &cold, e)),
+        }
+    }
+
+    /// Segment `self.index` is neither hot nor cold: not created yet, or deleted by retention
+    /// before this tailer read it (a later segment has been written). Later files with no
+    /// header yet are segments prepared ahead, which prove nothing.
+    fn missing(&self) -> Result<bool> {
+        let listing = list_dir(&self.dir)?;
+        let index = SummaryIndex::load(&self.dir);
+        let mut first = None;
+        for (i, entry) in listing.segments.iter().enumerate() {
+            let written = match seek::first_seq_of(entry, &index) {
+                Ok(f) => f,
+                Err(_) => continue, // removed while we looked, or damaged: proves nothing
+            };
+            if i == 0 {
+                first = written;
+            }
+            if entry.index > self.index && written.is_some() {
+                return Err(Error::SeqNotFound {
+                    dir: self.dir.clone(),
+                    seq: self.next_seq.max(self.skip_below),
+                    first,
+                    last: None,
+                });
+            }
+        }
+        Ok(false)
+    }
+
+    fn check_continues(&mut self, path: &Path, h: &SegmentHeader) -> Result<()> {
+        let broken = |why: String| Err(Error::corrupt(path, 0, Corruption::BrokenChain(why)));
+        if h.index != self.index {
+            return broken(format!("header says segment {}", h.index));
+        }
+        if self.chained {
+            if h.first_seq != self.next_seq {
+                return broken(format!(
+                    "first sequence number {} where {} was expected",
+                    h.first_seq, self.next_seq
+                ));
+            }
+            if h.prev_crc != self.prev_crc {
+                return broken("previous checksum does not continue the chain".into());
+            }
+        }
+        (self.next_seq, self.prev_crc, self.chained) = (h.first_seq, h.prev_crc, true);
+        Ok(())
+    }
+
+    fn step(&mut self, payload: &mut Vec<u8>) -> Result<Step> {
+        match self.cur.as_mut().expect("a segment is open") {
+            Cur::Cold(r) => match r.next_record(payload)? {
+                Some(info) => {
+                    (self.next_seq, self.prev_crc) = (info.seq + 1, info.crc);
+                    Ok(Step::Record(info))
+                }
+                None => match r.end() {
+                    Some(SegmentEnd::Sealed(_)) => Ok(Step::Sealed),
+                    Some(SegmentEnd::Broken { offset, kind, .. }) => {
+                        Err(Error::corrupt(r.path(), *offset, kind.clone()))
+                    }
+                    _ => Err(Error::corrupt(
+                        r.path(),
+                        0,
+                        Corruption::BadSeal("compressed segment without a seal"),
+                    )),
+                },
+            },
+            Cur::Hot {
+                file,
+                path,
+                pos,
+                window,
+                win_at,
+            } => {
+                let step = hot_step(
+                    file,
+                    path,
+                    pos,
+                    window,
+                    win_at,
+                    (self.next_seq, self.prev_crc),
+                    payload,
+                )?;
+                if let Step::Record(info) = step {
+                    (self.next_seq, self.prev_crc) = (info.seq + 1, info.crc);
+                }
+                Ok(step)
+            }
+        }
+    }
+}
+
+/// The bytes `[at, at + len)` of a hot segment, from the window or read again; `None` if the
+/// file does not hold them (yet).
+fn bytes<'w>(
+    file: &File,
+    path: &Path,
+    window: &'w mut Vec<u8>,
+    win_at: &mut u64,
+    at: u64,
+    len: usize,
+) -> Result<Option<&'w [u8]>> {
+    let have = at >= *win_at && at + len as u64 <= *win_at + window.len() as u64;
+    if !have {
+        window.resize(WINDOW.max(len), 0);
+        let mut got = 0;
+        while got < window.len() {
+            match file.read_at(&mut window[got..], at + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read", path, e)),
+            }
+        }
+        window.truncate(got);
+        *win_at = at;
+        if got < len {
+            return Ok(None);
+        }
+    }
+    let from = (at - *win_at) as usize;
+    Ok(Some(&window[from..from + len]))
+}
+
+/// The next complete record of a hot segment at `pos`, or its seal, or nothing yet (then the
+/// window is dropped: the next poll reads the file again).
+fn hot_step(
+    file: &File,
+    path: &Path,
+    pos: &mut u64,
+    window: &mut Vec<u8>,
+    win_at: &mut u64,
+    chain: (u64, u32),
+    payload: &mut Vec<u8>,
+) -> Result<Step> {
+    let step = hot_frame(file, path, pos, window, win_at, chain, payload)?;
+    if matches!(step, Step::NotYet) {
+        window.clear();
+    }
+    Ok(step)
+}
+
+fn hot_frame(
+    file: &File,
+    path: &Path,
+    pos: &mut u64,
+    window: &mut Vec<u8>,
+    win_at: &mut u64,
+    (next_seq, prev_crc): (u64, u32),
+    payload: &mut Vec<u8>,
+) -> Result<Step> {
+    let Some(hb) = bytes(file, path, window, win_at, *pos, RECORD_HEADER_LEN)? else {
+        return Ok(Step::NotYet);
+    };
+    let rh = RecordHeader::decode(hb.try_into().expect("a record header"));
+    if rh.seq == SEAL_MARKER {
+        let Some(sb) = bytes(file, path, window, win_at, *pos, SEAL_LEN)? else {
+            return Ok(Step::NotYet);
+        };
+        return match Seal::decode(sb.try_into().expect("a seal")) {
+            Ok(seal) if seal.last_crc == prev_crc && seal.end == *pos + SEAL_LEN as u64 => {
+                Ok(Step::Sealed)
+            }
+            // Half written, or not this segment's: read again later.
+            _ => Ok(Step::NotYet),
+        };
+    }
+    if rh.seq != next_seq || rh.check_len().is_err() {
+        return Ok(Step::NotYet); // zeros (not written yet) or a frame in progress
+    }
+    let size = record_size(rh.len as usize);
+    let Some(frame) = bytes(file, path, window, win_at, *pos, size)? else {
+        return Ok(Step::NotYet);
+    };
+    let body = &frame[RECORD_HEADER_LEN..RECORD_HEADER_LEN + rh.len as usize];
+    if record_crc(prev_crc, rh.seq, body) != rh.crc {
+        return Ok(Step::NotYet); // its payload is not all there yet
+    }
+    payload.clear();
+    payload.extend_from_slice(body);
+    let info = RecordInfo {
+        seq: rh.seq,
+        crc: rh.crc,
+        offset: *pos,
+        len: rh.len,
+    };
+    *pos += size as u64;
+    Ok(Step::Record(info))
+}

@@ -1,0 +1,270 @@
+//! Readers: seeking to a sequence number, and tailing a log that `walctl record` writes in
+//! another process (issue 15).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{file_names, wait_for, walctl};
+use wal_recorder::config::{Config, WritePath};
+use wal_recorder::event::{self, TradeEvent};
+use wal_recorder::log::{LogReader, StartAt, Tailer};
+use wal_recorder::recorder::Recorder;
+use wal_recorder::Error;
+
+const SEG: u64 = 64 * 1024;
+const PER_SEG: u64 = 817; // 64-byte records in a 64 KiB segment
+
+/// A closed log of 10 segments and 100 records: cold segments 0..=7, hot 8..=10.
+fn closed_log(dir: &Path) -> u64 {
+    let mut c = Config::new(dir);
+    c.segment_size = SEG;
+    c.max_segments = 2;
+    c.max_compressed_segments = 100;
+    c.write_path = WritePath::Direct;
+    c.scrub_rate = None;
+    let mut rec = Recorder::open(dir, c).unwrap();
+    let last = 10 * PER_SEG + 100;
+    for seq in 1..=last {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.close().unwrap();
+    last
+}
+
+/// Reads `n` records from a seek to `seq`, checking they are `seq..seq + n` and intact.
+fn read_from(dir: &Path, seq: u64, n: u64) {
+    let records: Vec<_> = LogReader::open_at(dir, seq)
+        .unwrap()
+        .into_records()
+        .take(n as usize)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(records.len() as u64, n);
+    for (i, (info, payload)) in records.iter().enumerate() {
+        assert_eq!(info.seq, seq + i as u64);
+        assert_eq!(TradeEvent::decode(payload).unwrap().seq, info.seq);
+    }
+}
+
+#[test]
+fn seek_finds_the_first_last_middle_and_a_cold_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = closed_log(dir.path());
+    assert!(file_names(dir.path())
+        .iter()
+        .any(|n| n.ends_with(".wal.lz4")));
+    read_from(dir.path(), 1, 5); // first (in the first cold segment)
+    read_from(dir.path(), 3 * PER_SEG + 17, 900); // inside a cold segment, across into the next
+    read_from(dir.path(), 9 * PER_SEG + 1, 3); // first record of a hot segment
+    read_from(dir.path(), last / 2, 1); // middle
+    read_from(dir.path(), last, 1); // last
+}
+
+#[test]
+fn seek_to_a_sequence_number_the_log_does_not_hold_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = closed_log(dir.path());
+    for seq in [0, last + 1, last + 1000] {
+        match LogReader::open_at(dir.path(), seq).err() {
+            Some(Error::SeqNotFound {
+                seq: s,
+                first,
+                last: l,
+                ..
+            }) => {
+                assert_eq!(s, seq);
+                assert_eq!(first, Some(1));
+                if seq > last {
+                    assert_eq!(l, Some(last));
+                }
+            }
+            other => panic!("seek to {seq}: {other:?}"),
+        }
+    }
+    // `walctl cat --from` seeks too.
+    let out = walctl()
+        .args(["cat", "--from"])
+        .arg((last - 1).to_string())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = String::from_utf8(out.stdout).unwrap();
+    let seqs: Vec<&str> = lines
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(seqs, [(last - 1).to_string(), last.to_string()]);
+}
+
+#[test]
+fn a_tailer_started_at_the_end_returns_only_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = closed_log(dir.path());
+    let mut t = Tailer::open(dir.path(), StartAt::End).unwrap();
+    let mut buf = Vec::new();
+    assert!(t.poll(&mut buf).unwrap().is_none());
+    let mut c = Config::new(dir.path());
+    c.segment_size = SEG;
+    c.write_path = WritePath::Direct;
+    c.scrub_rate = None;
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    for seq in last + 1..=last + 3 {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    // Direct mode: the tailer reads the writer's stores from the page cache, before any
+    // sync; across the recorder's new segment.
+    follow(&mut t, last + 1, last + 3);
+    rec.close().unwrap();
+}
+
+/// `walctl record` in a child process, paced, with small segments and retention.
+fn record(dir: &Path, records: u64, rate: u64, max_compressed: u64) -> Child {
+    walctl()
+        .arg("record")
+        .arg(dir)
+        .args(["--records", &records.to_string()])
+        .args(["--segment-size", &SEG.to_string()])
+        .args(["--max-segments", "2"])
+        .args(["--max-compressed", &max_compressed.to_string()])
+        .args(["--rate", &rate.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads records with `t` until `last`, checking each is the next one, intact.
+fn follow(t: &mut Tailer, from: u64, last: u64) {
+    let mut buf = Vec::new();
+    for expect in from..=last {
+        let info = t
+            .next_timeout(&mut buf, Duration::from_secs(30))
+            .unwrap()
+            .unwrap_or_else(|| panic!("record {expect} never came"));
+        assert_eq!(info.seq, expect);
+        assert_eq!(TradeEvent::decode(&buf).unwrap().seq, expect);
+    }
+}
+
+fn cold_count(dir: &Path) -> usize {
+    file_names(dir)
+        .iter()
+        .filter(|n| n.ends_with(".wal.lz4"))
+        .count()
+}
+
+#[test]
+fn a_tailer_reads_every_record_of_another_process_once_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("log");
+    let n = 30 * PER_SEG;
+    let mut child = record(&dir, n, 200_000, 6);
+    wait_for("the log", || dir.is_dir() && !file_names(&dir).is_empty());
+    let mut t = Tailer::open(&dir, StartAt::First).unwrap();
+    // Across rollovers, freezes and retention (six cold segments kept: it must keep up).
+    follow(&mut t, 1, n);
+    assert!(child.wait().unwrap().success());
+    let mut buf = Vec::new();
+    assert!(
+        t.poll(&mut buf).unwrap().is_none(),
+        "nothing after the last"
+    );
+}
+
+#[test]
+fn a_tailer_started_late_or_paused_catches_up_from_disk_without_gap_or_duplicate() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("log");
+    let n = 30 * PER_SEG;
+    let mut child = record(&dir, n, 100_000, 1000);
+    // Started late: several segments are frozen already.
+    wait_for("freezes", || dir.is_dir() && cold_count(&dir) >= 3);
+    let mut t = Tailer::open(&dir, StartAt::Seq(100)).unwrap();
+    follow(&mut t, 100, 2 * PER_SEG);
+    // Paused while the writer goes on: what it left behind is cold by the time it resumes.
+    let cold_before = cold_count(&dir);
+    wait_for("more freezes", || cold_count(&dir) >= cold_before + 4);
+    follow(&mut t, 2 * PER_SEG + 1, n);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_tailer_of_a_killed_writer_sees_every_record_recovery_keeps() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("log");
+    let mut child = record(&dir, 100 * PER_SEG, 100_000, 1000);
+    wait_for("the log", || dir.is_dir() && !file_names(&dir).is_empty());
+    let mut t = Tailer::open(&dir, StartAt::First).unwrap();
+    follow(&mut t, 1, 3 * PER_SEG);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Recovery (the staging buffers replayed, the tail sealed) in this process.
+    let mut c = Config::new(&dir);
+    c.segment_size = SEG;
+    c.scrub_rate = None;
+    let rec = Recorder::open(&dir, c).unwrap();
+    let kept = rec.last_seq();
+    rec.close().unwrap();
+    assert!(kept > 3 * PER_SEG);
+    follow(&mut t, 3 * PER_SEG + 1, kept);
+    let mut buf = Vec::new();
+    assert!(t.poll(&mut buf).unwrap().is_none());
+}
+
+#[test]
+fn walctl_tail_prints_from_a_sequence_number_and_follows_until_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = closed_log(dir.path());
+    let out = walctl()
+        .args(["tail", "--from"])
+        .arg((last - 2).to_string())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.starts_with(&format!("{} 64 ", last - 2)), "{text}");
+
+    // --follow --json from the next sequence number: prints what a recorder appends next,
+    // exits 0 on SIGINT.
+    let mut tail = walctl()
+        .args(["tail", "--follow", "--json", "--from"])
+        .arg((last + 1).to_string())
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut c = Config::new(dir.path());
+    c.segment_size = SEG;
+    c.scrub_rate = None;
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    for seq in last + 1..=last + 5 {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.sync().unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seqs = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            seqs.push(v["seq"].as_u64().unwrap());
+            if seqs.len() == 5 {
+                break;
+            }
+        }
+        seqs
+    });
+    let seqs = reader.join().unwrap();
+    assert_eq!(seqs, (last + 1..=last + 5).collect::<Vec<_>>());
+    rec.close().unwrap();
+    // SAFETY: a plain kill of our child.
+    unsafe { libc::kill(tail.id() as i32, libc::SIGINT) };
+    let status = tail.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
