@@ -121,6 +121,44 @@ fn a_tailer_started_at_the_end_returns_only_new_records() {
     rec.close().unwrap();
 }
 
+/// Staged mode: the tailer takes records from the staging buffers as the writer commits them,
+/// long before the maintainer drains them (here: not for a minute, or at `sync()`); reading
+/// the files alone, it sees them only after the drain.
+#[test]
+fn a_tailer_reads_committed_records_from_the_staging_buffers_before_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let mut c = Config::new(dir.path());
+    c.segment_size = SEG;
+    c.staging_dir = staging.path().to_path_buf();
+    c.sync_interval = Duration::from_secs(60);
+    c.scrub_rate = None;
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    for seq in 1..=10 {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    let mut files_only = Tailer::open(dir.path(), StartAt::First)
+        .unwrap()
+        .with_staging_dir(None);
+    let mut buf = Vec::new();
+    assert!(
+        files_only.poll(&mut buf).unwrap().is_none(),
+        "not drained yet"
+    );
+    let mut t = Tailer::open(dir.path(), StartAt::First)
+        .unwrap()
+        .with_staging_dir(Some(staging.path()));
+    follow(&mut t, 1, 10);
+    // Across a rollover, still ahead of the drain.
+    for seq in 11..=2 * PER_SEG {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    follow(&mut t, 11, 2 * PER_SEG);
+    rec.sync().unwrap();
+    follow(&mut files_only, 1, 2 * PER_SEG);
+    rec.close().unwrap();
+}
+
 /// `walctl record` in a child process, paced, with small segments and retention.
 fn record(dir: &Path, records: u64, rate: u64, max_compressed: u64) -> Child {
     walctl()

@@ -4,6 +4,7 @@
 mod listing;
 mod log_reader;
 pub mod seek;
+mod staged_view;
 pub mod summary;
 mod tail;
 mod tailer;

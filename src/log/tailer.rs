@@ -13,8 +13,10 @@
 //! missed, never skipping silently.
 //!
 //! How soon a record is seen: in Direct mode the writer's stores are in the file's page
-//! cache at once; in Staged mode (the default) the maintainer drains the staging buffer to
-//! the file every `sync_interval` (1 ms by default), at a rollover and at `sync()`.
+//! cache at once. In Staged mode (the default) the tailer maps the recorder's staging buffers
+//! read-only (same user, or the `staging_group`) and takes records there as the writer
+//! commits them ([`super::staged_view`]); without access to them it reads what the
+//! maintainer drains to the file every `sync_interval` (1 ms by default).
 
 use std::fs::File;
 use std::io::Read;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::listing::list_dir;
 use super::seek;
+use super::staged_view::{Staged, StagedView};
 use super::summary::SummaryIndex;
 use crate::error::{Corruption, Error, Result};
 use crate::segment::format::{
@@ -108,6 +111,8 @@ pub struct Tailer {
     to_end: bool,
     idle: Idle,
     idle_round: u32,
+    /// The staging buffers of a Staged recorder of this log.
+    staged: Option<StagedView>,
 }
 
 impl Tailer {
@@ -129,6 +134,9 @@ impl Tailer {
                 max: Duration::from_millis(1),
             },
             idle_round: 0,
+            staged: crate::staging::staging_path(Path::new("/dev/shm"), dir)
+                .ok()
+                .map(StagedView::new),
         };
         match start {
             StartAt::First => {}
@@ -159,6 +167,15 @@ impl Tailer {
             }
         }
         Ok(t)
+    }
+
+    /// Reads the staging buffers of a recorder whose `staging_dir` is `base` (default
+    /// `/dev/shm`); `None`: only the segment files.
+    pub fn with_staging_dir(mut self, base: Option<&Path>) -> Self {
+        self.staged = base
+            .and_then(|b| crate::staging::staging_path(b, &self.dir).ok())
+            .map(StagedView::new);
+        self
     }
 
     /// Sets what [`Self::next`] does while it waits (default: back off up to 1 ms).
@@ -253,8 +270,13 @@ impl Tailer {
                 let got = file
                     .read_at(&mut head, 0)
                     .map_err(|e| Error::io("read", &hot, e))?;
-                // Prepared ahead and not written yet, or its first page not drained yet.
-                let Ok(h) = SegmentHeader::decode(&head[..got]) else {
+                // Prepared ahead and not written yet, or its first page not drained yet (then
+                // its staging buffer has the header).
+                let staged = self
+                    .staged
+                    .as_mut()
+                    .and_then(|v| v.segment_header(self.index));
+                let Some(h) = SegmentHeader::decode(&head[..got]).ok().or(staged) else {
                     return Ok(false);
                 };
                 self.check_continues(&hot, &h)?;
@@ -358,15 +380,25 @@ impl Tailer {
                 window,
                 win_at,
             } => {
-                let step = hot_step(
-                    file,
-                    path,
-                    pos,
-                    window,
-                    win_at,
-                    (self.next_seq, self.prev_crc),
-                    payload,
-                )?;
+                let chain = (self.next_seq, self.prev_crc);
+                let staged = self.staged.as_mut();
+                let step = match staged.and_then(|v| v.step(self.index, *pos, chain, payload)) {
+                    Some(Staged::Record(info)) => {
+                        *pos += record_size(info.len as usize) as u64;
+                        Step::Record(info)
+                    }
+                    Some(Staged::Sealed) => Step::Sealed,
+                    Some(Staged::NotYet) => Step::NotYet,
+                    None => hot_step(
+                        file,
+                        path,
+                        pos,
+                        window,
+                        win_at,
+                        (self.next_seq, self.prev_crc),
+                        payload,
+                    )?,
+                };
                 if let Step::Record(info) = step {
                     (self.next_seq, self.prev_crc) = (info.seq + 1, info.crc);
                 }

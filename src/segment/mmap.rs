@@ -131,3 +131,77 @@ impl Drop for SharedMap {
         }
     }
 }
+
+/// A `MAP_SHARED` read-only mapping of a whole file that another process writes (a tailer's
+/// view of a staging buffer). Reads through it race with that process's writes: callers load
+/// what decides visibility atomically (a record's sequence number, stored last with release
+/// ordering) and check the rest (checksums) before trusting it.
+pub struct ReadMap {
+    /// Start of the mapping; valid for `len` bytes until drop.
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: plain memory owned by this value; `&ReadMap` only reads.
+unsafe impl Send for ReadMap {}
+
+impl ReadMap {
+    /// Maps the first `len` bytes of `file` for reading. The file must not shrink below `len`
+    /// while mapped (staging buffers never do).
+    pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
+        // SAFETY: a fresh mapping at an address the kernel chooses; the result is checked.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(Error::io("mmap", path, std::io::Error::last_os_error()));
+        }
+        Ok(ReadMap {
+            ptr: NonNull::new(raw.cast()).expect("mmap returned null without MAP_FAILED"),
+            len,
+        })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it maps nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The 8 bytes at `at` (a multiple of 8), loaded atomically with acquire ordering: what
+    /// the writer stored before its release store of them is visible after.
+    pub fn load_u64(&self, at: usize) -> u64 {
+        assert!(at % 8 == 0 && at + 8 <= self.len, "aligned and in bounds");
+        // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); an AtomicU64 view of
+        // shared memory is how another process's release store is acquired.
+        let a = unsafe { &*(self.ptr.as_ptr().add(at) as *const std::sync::atomic::AtomicU64) };
+        u64::from_le(a.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Copies `out.len()` bytes from `at` (they may be changing: check them after).
+    pub fn copy_to(&self, at: usize, out: &mut [u8]) {
+        assert!(at + out.len() <= self.len, "in bounds");
+        // SAFETY: in bounds of the mapping; `out` is ours and does not overlap it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(at), out.as_mut_ptr(), out.len())
+        };
+    }
+}
+
+impl Drop for ReadMap {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `map`, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}

@@ -9,7 +9,7 @@ pub mod names;
 pub mod reader;
 pub mod writer;
 
-pub use mmap::{populate_write, SharedMap};
+pub use mmap::{populate_write, ReadMap, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
 pub use writer::{
     create_segment_file, seal_in_place, seal_in_place_with, sync_dir, truncate_sealed,
