@@ -92,7 +92,13 @@ fn tailer(dir: &Path, records: u64) {
 fn percentiles(v: &mut [u64]) -> [u64; 5] {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    [at(0.5), at(0.99), at(0.999), at(0.9999), *v.last().expect("samples")]
+    [
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(0.9999),
+        *v.last().expect("samples"),
+    ]
 }
 
 /// One writer run; with `tail`, a tailer process follows. Returns the writer's and (if any)
@@ -173,7 +179,8 @@ fn latency(rate: u64, records: u64, rounds: usize) {
         with.push(w);
         one_way.push(t.expect("tailer percentiles"));
     }
-    let med = |rows: &[[u64; 5]], i: usize| median(&mut rows.iter().map(|r| r[i]).collect::<Vec<_>>());
+    let med =
+        |rows: &[[u64; 5]], i: usize| median(&mut rows.iter().map(|r| r[i]).collect::<Vec<_>>());
     println!();
     println!(
         "tailing, {records} records of 64 B at {rate}/s, a tailer in another process (Idle::Yield, core 1), medians of {rounds} rounds, ns"
@@ -182,7 +189,10 @@ fn latency(rate: u64, records: u64, rounds: usize) {
     println!("| measure | p50 | p99 | p99.9 | p99.99 | max |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, rows) in [
-        ("one-way latency, writer's intended start to the tailer's read", &one_way),
+        (
+            "one-way latency, writer's intended start to the tailer's read",
+            &one_way,
+        ),
         ("writer append latency, no tailer (baseline)", &without),
         ("writer append latency, tailer attached", &with),
     ] {
@@ -204,7 +214,11 @@ fn seek(dir: &Path) {
     let mut r = LogReader::open_dir(dir).expect("log");
     let mut buf = Vec::new();
     // The range, and one segment's full read as the baseline.
-    let first = r.next_record(&mut buf).expect("read").expect("a record").seq;
+    let first = r
+        .next_record(&mut buf)
+        .expect("read")
+        .expect("a record")
+        .seq;
     let t = Instant::now();
     let mut in_first = 1u64;
     while let Some(info) = r.next_record(&mut buf).expect("read") {

@@ -148,6 +148,11 @@ pub struct Config {
     /// priority (pinned with the maintainer). Damage it finds turns health `Degraded`.
     /// Default `Some(64 MiB/s)`; `None` turns it off.
     pub scrub_rate: Option<u64>,
+    /// Keep up to this many cold segments beyond `max_compressed_segments` while a reader
+    /// that publishes its position (`log::Tailer::with_position`, `<log>/readers/`) has not
+    /// read them; past that budget retention deletes anyway and the reader gets
+    /// `Error::SeqNotFound`. Default `None`: readers do not hold retention.
+    pub hold_for_readers: Option<usize>,
     /// Pause between two scrub passes over the log. Default 60 s.
     pub scrub_interval: Duration,
     /// Segments the maintainer keeps created, preallocated and prefaulted ahead of the
@@ -197,6 +202,7 @@ impl Config {
             full_scan_on_open: false,
             scrub_rate: Some(64 << 20),
             scrub_interval: Duration::from_secs(60),
+            hold_for_readers: None,
             prepared_segments: DEFAULT_PREPARED_SEGMENTS,
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,

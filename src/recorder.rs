@@ -509,6 +509,7 @@ impl Recorder {
                 writer_stalls: self.stats.stalls,
                 persist_ring_full: self.stats.persist_ring_full,
                 fell_back_to_blocking: u64::from(m.fell_back.load(Ordering::Relaxed)),
+                held_for_readers: g(&m.held_for_readers),
                 scrubbed_segments: g(&m.scrubbed_segments),
                 scrubbed_bytes: g(&m.scrubbed_bytes),
                 scrub_passes: g(&m.scrub_passes),

@@ -267,6 +267,18 @@ fn walctl_tail_prints_from_a_sequence_number_and_follows_until_sigint() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.starts_with(&format!("{} 64 ", last - 2)), "{text}");
+    // A named reader resumes where it stopped.
+    let named = || {
+        let out = walctl()
+            .args(["tail", "--name", "ops"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().lines().count() as u64
+    };
+    assert_eq!(named(), last);
+    assert_eq!(named(), 0);
 
     // --follow --json from the next sequence number: prints what a recorder appends next,
     // exits 0 on SIGINT.
@@ -305,4 +317,85 @@ fn walctl_tail_prints_from_a_sequence_number_and_follows_until_sigint() {
     unsafe { libc::kill(tail.id() as i32, libc::SIGINT) };
     let status = tail.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_reader_resumes_from_its_saved_position_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = closed_log(dir.path());
+    let mut t = Tailer::resume(dir.path(), "audit").unwrap();
+    follow(&mut t, 1, 1000);
+    drop(t); // saves the position
+    let mut t = Tailer::resume(dir.path(), "audit").unwrap();
+    follow(&mut t, 1001, last);
+    t.commit().unwrap();
+    let pos = wal_recorder::log::reader_position::ReaderPosition::open(dir.path(), "audit")
+        .unwrap()
+        .load();
+    assert_eq!(pos, Some(last + 1));
+    // The log itself is untouched by its readers: it still verifies with no warning.
+    let r = wal_recorder::log::verify(dir.path()).unwrap();
+    assert!(r.ok && r.warnings.is_empty(), "{r:?}");
+}
+
+/// `hold_for_readers`: retention keeps the cold segments a registered reader has not read,
+/// deletes them once it has, and past the budget deletes anyway (the reader then gets a
+/// typed error, never a gap).
+#[test]
+fn retention_waits_for_a_registered_reader_within_its_budget() {
+    use wal_recorder::log::reader_position::ReaderPosition;
+    let dir = tempfile::tempdir().unwrap();
+    let reader = ReaderPosition::open(dir.path(), "slow").unwrap();
+    reader.store(1).unwrap(); // has read nothing
+    let mut c = Config::new(dir.path());
+    c.segment_size = SEG;
+    c.max_segments = 2;
+    c.max_compressed_segments = 2;
+    c.hold_for_readers = Some(6);
+    c.write_path = WritePath::Direct;
+    c.scrub_rate = None;
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    let mut seq = 0;
+    let mut append = |rec: &mut Recorder, n: u64| {
+        for _ in 0..n {
+            seq += 1;
+            rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+        }
+    };
+    append(&mut rec, 7 * PER_SEG);
+    wait_for("freezes", || rec.metrics().counters.frozen >= 4);
+    let m = rec.maintainer_stats();
+    assert_eq!(wal_recorder::maintainer::MaintainerStats::get(&m.freed), 0);
+    assert!(dir
+        .path()
+        .join(wal_recorder::segment::names::cold_name(0))
+        .exists());
+    assert!(wal_recorder::maintainer::MaintainerStats::get(&m.held_for_readers) >= 2);
+    // The reader has read segments 0..=2: retention deletes down to its limit (2 cold).
+    reader.store(3 * PER_SEG + 1).unwrap();
+    wait_for("deletes", || rec.metrics().counters.freed >= 2);
+    assert!(!dir
+        .path()
+        .join(wal_recorder::segment::names::cold_name(1))
+        .exists());
+    assert!(dir
+        .path()
+        .join(wal_recorder::segment::names::cold_name(3))
+        .exists());
+    // Past the budget (2 + 6 cold segments) retention deletes what it has not read.
+    append(&mut rec, 12 * PER_SEG);
+    wait_for("the budget", || {
+        !dir.path()
+            .join(wal_recorder::segment::names::cold_name(3))
+            .exists()
+    });
+    rec.close().unwrap();
+    assert!(cold_count(dir.path()) <= 8, "{:?}", file_names(dir.path()));
+    match Tailer::resume(dir.path(), "slow").err() {
+        Some(Error::SeqNotFound { seq, first, .. }) => {
+            assert_eq!(seq, 3 * PER_SEG + 1);
+            assert!(first.unwrap() > seq);
+        }
+        other => panic!("{other:?}"),
+    }
 }

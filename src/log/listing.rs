@@ -68,6 +68,9 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
             out.quarantine = Some(path);
             continue;
         }
+        if meta.is_dir() && name == super::reader_position::READERS_DIR {
+            continue; // the readers' position files: theirs, not the log's
+        }
         if meta.is_file() && name == SUMMARY_FILE {
             out.summary = Some(path);
             continue;

@@ -3,6 +3,7 @@
 
 mod listing;
 mod log_reader;
+pub mod reader_position;
 pub mod seek;
 mod staged_view;
 pub mod summary;

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::listing::list_dir;
+use super::reader_position::ReaderPosition;
 use super::seek;
 use super::staged_view::{Staged, StagedView};
 use super::summary::SummaryIndex;
@@ -35,6 +36,9 @@ use crate::segment::format::{
 };
 use crate::segment::names::{cold_path, segment_path};
 use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
+
+/// Records between two automatic saves of a reader's position.
+const COMMIT_EVERY: u64 = 1024;
 
 /// Bytes read from a hot segment at a time.
 const WINDOW: usize = 64 * 1024;
@@ -113,6 +117,9 @@ pub struct Tailer {
     idle_round: u32,
     /// The staging buffers of a Staged recorder of this log.
     staged: Option<StagedView>,
+    /// Where this reader publishes how far it has read, and records since the last save.
+    position: Option<ReaderPosition>,
+    uncommitted: u64,
 }
 
 impl Tailer {
@@ -137,6 +144,8 @@ impl Tailer {
             staged: crate::staging::staging_path(Path::new("/dev/shm"), dir)
                 .ok()
                 .map(StagedView::new),
+            position: None,
+            uncommitted: 0,
         };
         match start {
             StartAt::First => {}
@@ -169,6 +178,35 @@ impl Tailer {
         Ok(t)
     }
 
+    /// Opens reader `name`'s tailer: from its saved position (`<dir>/readers/<name>.pos`),
+    /// or from the first retained record if it has none, publishing its position as it reads
+    /// (see [`Self::with_position`]).
+    pub fn resume(dir: &Path, name: &str) -> Result<Self> {
+        let position = ReaderPosition::open(dir, name)?;
+        let start = position.load().map_or(StartAt::First, StartAt::Seq);
+        let mut t = Self::open(dir, start)?;
+        t.position = Some(position);
+        Ok(t)
+    }
+
+    /// Publishes how far this tailer has read in `<dir>/readers/<name>.pos` (every 1 024
+    /// records, at each segment's end, at [`Self::commit`] and on drop): a restart resumes
+    /// there ([`Self::resume`]), and a recorder with `Config::hold_for_readers` keeps the
+    /// cold segments it has not read yet.
+    pub fn with_position(mut self, name: &str) -> Result<Self> {
+        self.position = Some(ReaderPosition::open(&self.dir, name)?);
+        Ok(self)
+    }
+
+    /// Saves the position now: everything returned so far is read.
+    pub fn commit(&mut self) -> Result<()> {
+        self.uncommitted = 0;
+        match &self.position {
+            Some(p) if self.chained => p.store(self.next_seq.max(self.skip_below)),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads the staging buffers of a recorder whose `staging_dir` is `base` (default
     /// `/dev/shm`); `None`: only the segment files.
     pub fn with_staging_dir(mut self, base: Option<&Path>) -> Self {
@@ -198,10 +236,19 @@ impl Tailer {
             }
             match self.step(payload)? {
                 Step::Record(info) if info.seq < self.skip_below || self.to_end => continue,
-                Step::Record(info) => return Ok(Some(info)),
+                Step::Record(info) => {
+                    self.uncommitted += 1;
+                    if self.position.is_some() && self.uncommitted >= COMMIT_EVERY {
+                        self.commit()?;
+                    }
+                    return Ok(Some(info));
+                }
                 Step::Sealed => {
                     self.cur = None;
                     self.index += 1;
+                    if self.position.is_some() && self.uncommitted > 0 {
+                        self.commit()?;
+                    }
                 }
                 Step::NotYet => {
                     self.to_end = false;
@@ -404,6 +451,14 @@ impl Tailer {
                 }
                 Ok(step)
             }
+        }
+    }
+}
+
+impl Drop for Tailer {
+    fn drop(&mut self) {
+        if self.uncommitted > 0 {
+            let _ = self.commit();
         }
     }
 }

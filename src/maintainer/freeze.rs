@@ -44,6 +44,8 @@ pub(crate) enum FreezeOutcome {
         bytes_out: u64,
         /// First read to tmp synced and checked.
         compress_ns: u64,
+        /// Sequence number after the segment's last record (from its seal).
+        next_seq: Option<u64>,
     },
     /// The `.wal.lz4` is durable but unlinking the `.wal` failed: retry the unlink.
     UnlinkFailed(Error),
@@ -563,10 +565,15 @@ impl FreezeJob {
         let bytes_out = std::fs::metadata(&cold)
             .map(|m| m.len())
             .unwrap_or(self.out_off);
+        let next_seq = match (SegmentHeader::decode(&self.head), Seal::decode(&self.tail)) {
+            (Ok(h), Ok(seal)) => Some(SegmentSummary::new(&h, &seal).next_seq()),
+            _ => None,
+        };
         Some(FreezeOutcome::Frozen {
             bytes_in: self.src_len,
             bytes_out,
             compress_ns: self.compress_ns,
+            next_seq,
         })
     }
 

@@ -69,6 +69,9 @@ pub struct MaintainerStats {
     /// Sealed segments left unpersisted (the log failed, or it stopped with an earlier
     /// segment's persist pending): recovery finishes them at the next open.
     pub abandoned: AtomicU64,
+    /// Cold segments kept beyond `max_compressed_segments` for a reader that has not read
+    /// them yet (gauge; `hold_for_readers`).
+    pub held_for_readers: AtomicU64,
     /// Segments the scrub verified in full (each pass counts again).
     pub scrubbed_segments: AtomicU64,
     /// Bytes of segment files the scrub read.

@@ -76,6 +76,10 @@ pub(crate) struct Worker {
     dir: File,
     /// `cold.summary` (see [`SummaryLog`]).
     summaries: Option<SummaryLog>,
+    /// Sequence number after each cold segment's last record, where known (for readers).
+    cold_end: std::collections::HashMap<u64, u64>,
+    /// The slowest reader's position, and when it was read (`hold_for_readers`).
+    readers: Option<(Instant, Option<u64>)>,
     be: Option<Box<dyn IoBackend>>,
     persist_rx: rtrb::Consumer<SealedSegment>,
     freeze_rx: rtrb::Consumer<PathBuf>,
@@ -129,8 +133,15 @@ impl Worker {
         let stats = &shared.stats;
         stats.hot.store(hot.len() as u64, Ordering::Relaxed);
         stats.cold.store(cold.len() as u64, Ordering::Relaxed);
+        let index = crate::log::summary::SummaryIndex::load(&config.dir);
+        let cold_end = cold
+            .iter()
+            .filter_map(|&i| index.entry(i).map(|(s, _)| (i, s.next_seq())))
+            .collect();
         Ok(Worker {
             summaries: SummaryLog::open(&config.dir),
+            cold_end,
+            readers: None,
             sleep: config.min_sleep,
             wait_failed: false,
             config,
@@ -658,7 +669,7 @@ impl Worker {
             let Some(&index) = self.cold.iter().find(|i| !self.freeing.contains(i)) else {
                 break;
             };
-            if !self.may_delete(index) {
+            if !self.may_delete(index) || self.held_for_readers(index) {
                 break; // oldest first: a newer segment waits too, so the log has no gap
             }
             if let Some(r) = self.free_retry.iter().find(|r| r.index == index) {
@@ -671,6 +682,37 @@ impl Worker {
             did = true;
         }
         did
+    }
+
+    /// True while `hold_for_readers` keeps cold segment `index` for a reader that has not
+    /// read it, within the budget. The readers' positions are read at most every 20 ms.
+    fn held_for_readers(&mut self, index: u64) -> bool {
+        let Some(extra) = self.config.hold_for_readers else {
+            return false;
+        };
+        let kept = self.cold.len() - self.freeing.len();
+        if kept > self.config.max_compressed_segments + extra {
+            return false; // over the budget: the slow reader loses
+        }
+        let now = Instant::now();
+        let stale = self.readers.map_or(true, |(at, _)| {
+            now.duration_since(at) > Duration::from_millis(20)
+        });
+        if stale {
+            let min = crate::log::reader_position::min_reader_position(&self.config.dir);
+            self.readers = Some((now, min));
+        }
+        let Some((_, Some(min))) = self.readers else {
+            return false; // no reader publishes a position
+        };
+        // Unknown end (no summary): keep it, within the budget.
+        let held = self.cold_end.get(&index).map_or(true, |&end| end > min);
+        let over = kept.saturating_sub(self.config.max_compressed_segments);
+        self.shared
+            .stats
+            .held_for_readers
+            .store(if held { over as u64 } else { 0 }, Ordering::Relaxed);
+        held
     }
 
     /// False while the archive tier has not confirmed the upload of `index`.
@@ -831,7 +873,11 @@ impl Worker {
                 bytes_in,
                 bytes_out,
                 compress_ns,
+                next_seq,
             } => {
+                if let Some(end) = next_seq {
+                    self.cold_end.insert(index, end);
+                }
                 self.hists.record(Hist::Compress, compress_ns);
                 // MB/s = bytes / ns * 1000
                 self.hists.record(
@@ -876,6 +922,7 @@ impl Worker {
             FreeOutcome::Freed if job.leftover_hot => {}
             FreeOutcome::Freed => {
                 self.cold.retain(|&i| i != job.index);
+                self.cold_end.remove(&job.index);
                 self.free_retry.retain(|r| r.index != job.index);
                 if let Some(g) = self.archive.as_mut() {
                     g.forget(job.index);
@@ -920,5 +967,8 @@ impl Worker {
             .len()
             .saturating_sub(self.config.max_compressed_segments);
         s.archive_waiting.store(over as u64, Ordering::Relaxed);
+        if over == 0 {
+            s.held_for_readers.store(0, Ordering::Relaxed);
+        }
     }
 }

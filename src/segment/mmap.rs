@@ -23,23 +23,8 @@ unsafe impl Send for SharedMap {}
 impl SharedMap {
     /// Maps `len` bytes of `file` and prefaults them for writing.
     pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
-        // SAFETY: a fresh mapping at an address the kernel chooses; the arguments are valid and
-        // the result is checked against MAP_FAILED.
-        let raw = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(Error::io("mmap", path, std::io::Error::last_os_error()));
-        }
         let map = SharedMap {
-            ptr: NonNull::new(raw.cast()).expect("mmap returned null without MAP_FAILED"),
+            ptr: map_shared(file, len, libc::PROT_READ | libc::PROT_WRITE, path)?,
             len,
         };
         map.prefault(path)?;
@@ -132,6 +117,26 @@ impl Drop for SharedMap {
     }
 }
 
+/// `mmap(len, prot, MAP_SHARED, file, 0)`.
+fn map_shared(file: &File, len: usize, prot: libc::c_int, path: &Path) -> Result<NonNull<u8>> {
+    // SAFETY: a fresh mapping at an address the kernel chooses; the arguments are valid and
+    // the result is checked against MAP_FAILED.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return Err(Error::io("mmap", path, std::io::Error::last_os_error()));
+    }
+    Ok(NonNull::new(raw.cast()).expect("mmap returned null without MAP_FAILED"))
+}
+
 /// A `MAP_SHARED` read-only mapping of a whole file that another process writes (a tailer's
 /// view of a staging buffer). Reads through it race with that process's writes: callers load
 /// what decides visibility atomically (a record's sequence number, stored last with release
@@ -149,22 +154,8 @@ impl ReadMap {
     /// Maps the first `len` bytes of `file` for reading. The file must not shrink below `len`
     /// while mapped (staging buffers never do).
     pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
-        // SAFETY: a fresh mapping at an address the kernel chooses; the result is checked.
-        let raw = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(Error::io("mmap", path, std::io::Error::last_os_error()));
-        }
         Ok(ReadMap {
-            ptr: NonNull::new(raw.cast()).expect("mmap returned null without MAP_FAILED"),
+            ptr: map_shared(file, len, libc::PROT_READ, path)?,
             len,
         })
     }

@@ -43,6 +43,8 @@ pub struct Counters {
     pub persist_ring_full: u64,
     /// 1 if the maintainer fell back to blocking system calls.
     pub fell_back_to_blocking: u64,
+    /// Cold segments kept beyond the limit for readers that have not read them.
+    pub held_for_readers: u64,
     /// Segments the background scrub verified in full.
     pub scrubbed_segments: u64,
     /// Bytes the scrub read.
@@ -199,6 +201,12 @@ fn counter_rows(c: &Counters) -> Vec<(&'static str, &'static str, bool, u64)> {
             "1 if io_uring was unavailable and blocking calls are used",
             false,
             c.fell_back_to_blocking,
+        ),
+        (
+            "wal_retention_held_for_readers_segments",
+            "cold segments kept beyond the limit for readers that have not read them",
+            false,
+            c.held_for_readers,
         ),
         (
             "wal_scrubbed_segments_total",

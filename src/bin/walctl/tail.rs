@@ -35,6 +35,11 @@ pub(crate) struct TailArgs {
     /// Always print the payload as hex
     #[arg(long)]
     hex: bool,
+    /// Reader name: resume from its saved position (unless --from or --from-end is given) and
+    /// save how far it read in DIR/readers/NAME.pos (a recorder with hold_for_readers keeps
+    /// what it has not read)
+    #[arg(long)]
+    name: Option<String>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -55,11 +60,16 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let start = match (a.from, a.from_end) {
-        (Some(seq), _) => StartAt::Seq(seq),
-        (None, true) => StartAt::End,
-        (None, false) => StartAt::First,
+        (Some(seq), _) => Some(StartAt::Seq(seq)),
+        (None, true) => Some(StartAt::End),
+        (None, false) => None,
     };
-    let mut t = Tailer::open(&a.dir, start)?.with_idle(Idle::Backoff {
+    let t = match (&a.name, start) {
+        (Some(name), None) => Tailer::resume(&a.dir, name)?,
+        (Some(name), Some(start)) => Tailer::open(&a.dir, start)?.with_position(name)?,
+        (None, start) => Tailer::open(&a.dir, start.unwrap_or(StartAt::First))?,
+    };
+    let mut t = t.with_idle(Idle::Backoff {
         max: Duration::from_millis(1),
     });
     let stdout = std::io::stdout();
@@ -88,6 +98,7 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
         }
     }
     let _ = out.flush();
+    t.commit()?;
     Ok(ExitCode::SUCCESS)
 }
 
