@@ -247,7 +247,9 @@ fn a_tailer_of_a_killed_writer_sees_every_record_recovery_keeps() {
     let rec = Recorder::open(&dir, c).unwrap();
     let kept = rec.last_seq();
     rec.close().unwrap();
-    assert!(kept > 3 * PER_SEG);
+    // Everything the tailer read was committed (it may have read up to the very last one,
+    // from the staging buffers): recovery keeps at least that much.
+    assert!(kept >= 3 * PER_SEG, "recovery kept {kept}");
     follow(&mut t, 3 * PER_SEG + 1, kept);
     let mut buf = Vec::new();
     assert!(t.poll(&mut buf).unwrap().is_none());

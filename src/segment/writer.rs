@@ -371,13 +371,16 @@ impl SegmentWriter {
             last_crc: self.last_crc,
         };
         let bytes = seal.encode();
-        // SAFETY: append always leaves SEAL_LEN bytes free after write_off.
+        // The seal's body first, its marker (where a reader looks for the next sequence
+        // number) last, with release ordering: a tailer that acquires the marker sees the
+        // whole seal, as with a record.
+        // SAFETY: append always leaves SEAL_LEN bytes free after write_off, which is 8-aligned
+        // (records are padded to ALIGN), so the marker's 8 bytes are an aligned AtomicU64.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.seg.base.as_ptr().add(self.write_off),
-                SEAL_LEN,
-            );
+            let at = self.seg.base.as_ptr().add(self.write_off);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(8), at.add(8), SEAL_LEN - 8);
+            let marker = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+            (*at.cast::<AtomicU64>()).store(marker.to_le(), Ordering::Release);
         }
         self.sealed = Some(seal);
         self.limit = 0;
