@@ -153,6 +153,14 @@ pub struct Config {
     /// read them; past that budget retention deletes anyway and the reader gets
     /// `Error::SeqNotFound`. Default `None`: readers do not hold retention.
     pub hold_for_readers: Option<usize>,
+    /// Disk budget: bytes of hot, prepared and cold segments (hot and prepared ones counted
+    /// at `segment_size`). Retention deletes the oldest cold segments to hold it. Default none.
+    pub max_disk_bytes: Option<u64>,
+    /// Delete cold segments older than this (since their freeze). Default none.
+    pub max_cold_age: Option<Duration>,
+    /// Keep at least this many bytes free on the log's file system, deleting the oldest cold
+    /// segments. Default none.
+    pub min_free_bytes: Option<u64>,
     /// Pause between two scrub passes over the log. Default 60 s.
     pub scrub_interval: Duration,
     /// Segments the maintainer keeps created, preallocated and prefaulted ahead of the
@@ -203,6 +211,9 @@ impl Config {
             scrub_rate: Some(64 << 20),
             scrub_interval: Duration::from_secs(60),
             hold_for_readers: None,
+            max_disk_bytes: None,
+            max_cold_age: None,
+            min_free_bytes: None,
             prepared_segments: DEFAULT_PREPARED_SEGMENTS,
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
             fault_plan: None,

@@ -510,6 +510,8 @@ impl Recorder {
                 persist_ring_full: self.stats.persist_ring_full,
                 fell_back_to_blocking: u64::from(m.fell_back.load(Ordering::Relaxed)),
                 held_for_readers: g(&m.held_for_readers),
+                budget_excess_bytes: g(&m.budget_excess_bytes),
+                hot_backlog_segments: g(&m.hot_backlog_segments),
                 scrubbed_segments: g(&m.scrubbed_segments),
                 scrubbed_bytes: g(&m.scrubbed_bytes),
                 scrub_passes: g(&m.scrub_passes),

@@ -83,6 +83,11 @@ impl Durability {
     }
 
     /// True while a sync, a drain or a prepare is in flight (its fd must stay open).
+    /// Index of the next segment to be created: every segment below it exists (hot or cold).
+    pub fn next_index(&self) -> u64 {
+        self.link.next_index.load(Ordering::Acquire)
+    }
+
     pub fn busy(&self) -> bool {
         self.sync_in_flight.is_some()
             || self

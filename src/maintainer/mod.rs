@@ -18,6 +18,7 @@
 
 #[cfg_attr(not(feature = "archive"), allow(dead_code))]
 pub(crate) mod archive_gate;
+mod budget;
 mod drain;
 mod durability;
 mod freeze;

@@ -72,6 +72,16 @@ pub struct MaintainerStats {
     /// Cold segments kept beyond `max_compressed_segments` for a reader that has not read
     /// them yet (gauge; `hold_for_readers`).
     pub held_for_readers: AtomicU64,
+    /// Bytes by which a disk limit (`max_disk_bytes`, `min_free_bytes`) is exceeded while
+    /// nothing retention may delete is left (gauge; 0 when within); health is degraded then.
+    pub budget_excess_bytes: AtomicU64,
+    /// A disk limit (an age limit included) is exceeded and nothing retention may delete is
+    /// left (hot or unarchived segments only).
+    pub over_budget: AtomicBool,
+    /// Hot segments beyond `max_segments` (gauge); health is degraded beyond twice it.
+    pub hot_backlog_segments: AtomicU64,
+    /// The hot backlog exceeds twice `max_segments`.
+    pub hot_backlog_degraded: AtomicBool,
     /// Segments the scrub verified in full (each pass counts again).
     pub scrubbed_segments: AtomicU64,
     /// Bytes of segment files the scrub read.
@@ -96,6 +106,8 @@ impl MaintainerStats {
             Health::Failed
         } else if self.pending_retries.load(Ordering::Relaxed) > 0
             || self.scrub_corruptions.load(Ordering::Relaxed) > 0
+            || self.over_budget.load(Ordering::Relaxed)
+            || self.hot_backlog_degraded.load(Ordering::Relaxed)
         {
             Health::Degraded
         } else {

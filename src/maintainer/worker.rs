@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::archive_gate::ArchiveGate;
+use super::budget::{Budget, Limit};
 use super::drain::{DRAIN_SLOT, PREPARE_SLOT};
 use super::durability::{Durability, SYNC_SLOT};
 use super::freeze::{FreezeJob, FreezeOutcome};
@@ -80,6 +81,10 @@ pub(crate) struct Worker {
     cold_end: std::collections::HashMap<u64, u64>,
     /// The slowest reader's position, and when it was read (`hold_for_readers`).
     readers: Option<(Instant, Option<u64>)>,
+    /// The disk budget (sizes and ages of cold segments, free space).
+    budget: Budget,
+    /// The limit exceeded with nothing left to delete, while it lasts (logged once).
+    over_budget: Option<Limit>,
     be: Option<Box<dyn IoBackend>>,
     persist_rx: rtrb::Consumer<SealedSegment>,
     freeze_rx: rtrb::Consumer<PathBuf>,
@@ -142,6 +147,8 @@ impl Worker {
             summaries: SummaryLog::open(&config.dir),
             cold_end,
             readers: None,
+            budget: Budget::new(&config.dir, &cold),
+            over_budget: None,
             sleep: config.min_sleep,
             wait_failed: false,
             config,
@@ -681,7 +688,90 @@ impl Worker {
             self.start_free(slot, index, false);
             did = true;
         }
-        did
+        did | self.plan_budget(now, stopping)
+    }
+
+    /// Deletes the oldest cold segments while a disk limit wants it; reports a limit that
+    /// only hot or unarchived data exceeds.
+    fn plan_budget(&mut self, now: Instant, stopping: bool) -> bool {
+        let mut did = false;
+        loop {
+            let oldest = self
+                .cold
+                .iter()
+                .copied()
+                .find(|i| !self.freeing.contains(i));
+            let hot = (self.hot_files(), self.freezing.len());
+            let Some((limit, excess)) =
+                self.budget
+                    .exceeded(&self.config, hot, &self.freeing, oldest)
+            else {
+                self.report_budget(None);
+                return did;
+            };
+            let waiting = |i: u64| {
+                self.free_retry
+                    .iter()
+                    .any(|r| r.index == i && (stopping || r.not_before > now))
+            };
+            match oldest {
+                Some(i) if self.may_delete(i) && !waiting(i) => {
+                    if self.freeing.len() >= BATCH_SIZE {
+                        return did;
+                    }
+                    let Some(slot) = self.free_slot() else {
+                        return did;
+                    };
+                    self.start_free(slot, i, false);
+                    did = true;
+                }
+                _ => {
+                    if self.freeing.is_empty() {
+                        self.report_budget(Some((limit, excess)));
+                    }
+                    return did;
+                }
+            }
+        }
+    }
+
+    /// Hot segment files on disk: for a recorder, every index from the one after the newest
+    /// cold segment to the newest created (sealed, persisting, active and prepared ones);
+    /// otherwise the hot segments known.
+    fn hot_files(&self) -> usize {
+        let Some(d) = &self.durability else {
+            return self.hot.len();
+        };
+        let next = d.next_index();
+        let lowest = self
+            .cold
+            .back()
+            .map(|c| c + 1)
+            .or(self.hot.front().copied());
+        match lowest {
+            Some(l) => next.saturating_sub(l) as usize,
+            None => self.hot.len() + self.config.prepared_segments + 1,
+        }
+    }
+
+    fn report_budget(&mut self, over: Option<(Limit, u64)>) {
+        let stats = &self.shared.stats;
+        stats
+            .budget_excess_bytes
+            .store(over.map_or(0, |(_, b)| b), Ordering::Relaxed);
+        stats.over_budget.store(over.is_some(), Ordering::Relaxed);
+        match (over, self.over_budget) {
+            (Some((limit, excess)), None) => log::warn!(
+                "{}: {limit} exceeded (by {excess} bytes) and only hot or unarchived segments \
+                 are left: nothing more is deleted until they are frozen or archived",
+                self.config.dir.display()
+            ),
+            (None, Some(limit)) => {
+                log::info!("{}: back within {limit}", self.config.dir.display())
+            }
+            _ => {}
+        }
+        self.over_budget = over.map(|(l, _)| l);
     }
 
     /// True while `hold_for_readers` keeps cold segment `index` for a reader that has not
@@ -909,6 +999,9 @@ impl Worker {
 
     fn move_to_cold(&mut self, index: u64) {
         self.hot.retain(|&i| i != index);
+        let cold = crate::segment::names::cold_path(&self.config.dir, index);
+        let bytes = std::fs::metadata(cold).map_or(0, |m| m.len());
+        self.budget.frozen(index, bytes);
         let pos = self.cold.partition_point(|&i| i < index);
         self.cold.insert(pos, index);
         if let Some(g) = self.archive.as_mut() {
@@ -923,6 +1016,7 @@ impl Worker {
             FreeOutcome::Freed => {
                 self.cold.retain(|&i| i != job.index);
                 self.cold_end.remove(&job.index);
+                self.budget.freed(job.index);
                 self.free_retry.retain(|r| r.index != job.index);
                 if let Some(g) = self.archive.as_mut() {
                     g.forget(job.index);
@@ -967,6 +1061,13 @@ impl Worker {
             .len()
             .saturating_sub(self.config.max_compressed_segments);
         s.archive_waiting.store(over as u64, Ordering::Relaxed);
+        let max_hot = self.config.max_segments;
+        s.hot_backlog_segments.store(
+            self.hot.len().saturating_sub(max_hot) as u64,
+            Ordering::Relaxed,
+        );
+        s.hot_backlog_degraded
+            .store(self.hot.len() > 2 * max_hot, Ordering::Relaxed);
         if over == 0 {
             s.held_for_readers.store(0, Ordering::Relaxed);
         }

@@ -45,6 +45,10 @@ pub struct Counters {
     pub fell_back_to_blocking: u64,
     /// Cold segments kept beyond the limit for readers that have not read them.
     pub held_for_readers: u64,
+    /// Bytes over a disk limit with nothing left that retention may delete.
+    pub budget_excess_bytes: u64,
+    /// Hot segments beyond `max_segments`.
+    pub hot_backlog_segments: u64,
     /// Segments the background scrub verified in full.
     pub scrubbed_segments: u64,
     /// Bytes the scrub read.
@@ -201,6 +205,18 @@ fn counter_rows(c: &Counters) -> Vec<(&'static str, &'static str, bool, u64)> {
             "1 if io_uring was unavailable and blocking calls are used",
             false,
             c.fell_back_to_blocking,
+        ),
+        (
+            "wal_budget_excess_bytes",
+            "bytes over a disk limit with only hot or unarchived segments left (degraded)",
+            false,
+            c.budget_excess_bytes,
+        ),
+        (
+            "wal_hot_backlog_segments",
+            "hot segments beyond max_segments (degraded beyond twice it)",
+            false,
+            c.hot_backlog_segments,
         ),
         (
             "wal_retention_held_for_readers_segments",
