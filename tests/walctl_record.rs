@@ -130,3 +130,34 @@ fn record_bad_usage_exits_two() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/null/x"));
 }
+
+/// A disk that fills: `walctl record` stops appending, still closes the log and reports
+/// (with `--json`, one object with the error and the last `durable_seq`), and exits 1; every
+/// record up to that `durable_seq` verifies.
+#[test]
+fn record_on_a_disk_that_fills_reports_the_error_and_exits_1() {
+    let fs = common::SmallTmpfs::mount(6 << 20);
+    let dir = fs.path().join("log");
+    let out = walctl()
+        .arg("record")
+        .arg(&dir)
+        .args(["--records", "5000000", "--segment-size", "1048576"])
+        .args(["--max-segments", "100", "--max-compressed", "100", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let error = v["error"].as_str().expect("an error field");
+    assert!(!error.is_empty());
+    let durable = v["durable_seq"].as_u64().unwrap();
+    assert!(durable > 0, "{v}");
+    assert!(v["records"].as_u64().unwrap() < 5_000_000);
+    let r = wal_recorder::log::verify(&dir).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert!(r.last_seq.unwrap() >= durable);
+}

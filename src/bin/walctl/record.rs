@@ -131,6 +131,9 @@ pub fn run(a: RecordArgs) -> CmdResult {
     let start = clock.raw();
     let mut last_progress = start;
     let mut seq = first_seq;
+    // The first error: the run stops appending, but still closes the log (drain, retention),
+    // reports, and exits 1.
+    let mut error: Option<String> = None;
     for i in 0..a.records {
         let t0 = clock.raw();
         // Paced: wait for this append's intended start and measure from it, so a stall
@@ -142,7 +145,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
             waited = clock.delta_as_nanos(start, clock.raw());
         }
         let s = seq;
-        rec.append_with(a.record_size, |b| wal_recorder::event::fill(s, b))?;
+        if let Err(e) = rec.append_with(a.record_size, |b| wal_recorder::event::fill(s, b)) {
+            error = Some(e.to_string());
+            break;
+        }
         let t1 = clock.raw();
         let now = clock.delta_as_nanos(start, t1);
         hist.record(match a.rate {
@@ -187,9 +193,13 @@ pub fn run(a: RecordArgs) -> CmdResult {
         open.elapsed.as_secs_f64() * 1e3
     );
     // Closing drains the maintainer: every record is persisted, retention applied.
-    rec.sync()?;
+    if let Err(e) = rec.sync() {
+        error.get_or_insert(e.to_string());
+    }
     let health = format!("{:?}", rec.health());
-    rec.shutdown()?;
+    if let Err(e) = rec.shutdown() {
+        error.get_or_insert(e.to_string());
+    }
     let durable_at_end = rec.durable_seq();
     let maintainer_json = counters(rec.maintainer_stats());
     let snapshot = rec.metrics();
@@ -203,11 +213,12 @@ pub fn run(a: RecordArgs) -> CmdResult {
     let bytes_in = m["bytes_in"].as_u64().unwrap_or(0);
     let bytes_out = m["bytes_out"].as_u64().unwrap_or(0);
     let ratio = (bytes_out > 0).then(|| bytes_in as f64 / bytes_out as f64);
-    let rate = a.records as f64 / secs;
+    let appended = last_seq + 1 - first_seq;
+    let rate = appended as f64 / secs;
     let q = |p: f64| hist.quantile(p);
     if a.json {
         let v = json!({
-            "dir": a.dir, "records": a.records, "record_size": a.record_size,
+            "dir": a.dir, "records": appended, "record_size": a.record_size, "error": error,
             "first_seq": first_seq, "last_seq": last_seq, "durable_seq": durable_at_end,
             "seconds": secs, "records_per_sec": rate,
             "latency_ns": { "p50": q(0.5), "p99": q(0.99), "p999": q(0.999),
@@ -232,7 +243,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
         }
         println!(
             "appended {} records of {} B (seq {first_seq}..={last_seq}) in {secs:.3} s: {:.2} M records/s",
-            a.records,
+            appended,
             a.record_size,
             rate / 1e6
         );
@@ -277,7 +288,13 @@ pub fn run(a: RecordArgs) -> CmdResult {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    match error {
+        Some(e) => {
+            eprintln!("walctl: {e} (every record up to durable_seq {durable_at_end} is on disk)");
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Page faults (minor and major) of the calling thread so far.
