@@ -348,3 +348,21 @@ fn assert_nothing_lost_from(dir: &Path, last: u64) {
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(last), "{:?}", file_names(dir));
 }
+
+common::on_both_backends! {
+/// A write of the compressed tmp that stores a flipped byte and reports success: the check
+/// after compression (decoded length and CRC32C against the segment) catches it, nothing is
+/// published, and the freeze is retried and succeeds.
+fn a_silently_corrupted_tmp_write_is_caught_by_the_check_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    plan.add(rule(OpCode::Write, Target::Tmp, 1, Effect::Corrupt));
+    let mut m = start(dir.path(), Some(plan.clone()), 1);
+    let (_, last) = feed(&mut m, dir.path(), 3);
+    wait_for("the fault", || plan.fired() == 1);
+    wait_for("both freezes", || get(&m.stats().frozen) == 2);
+    m.stop().unwrap();
+    assert_eq!(get(&m.stats().compress_failures), 1, "the check missed it");
+    assert_nothing_lost(dir.path(), last);
+}
+}

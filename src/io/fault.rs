@@ -21,6 +21,9 @@ pub enum Effect {
     Short(u32),
     /// Runs after this many milliseconds: a slow device (the maintainer's thread waits).
     DelayMs(u32),
+    /// A write that reports success but stores one byte flipped (in the middle of what it
+    /// was given): silent corruption between the compressor and the disk.
+    Corrupt,
     /// Runs, then reports `-errno` anyway, as a `close` that released its descriptor and
     /// failed does. For a `close`, the freed descriptor number is then taken at once by a
     /// "squatter" (an open of /dev/null, which gets the lowest free number), so a caller that
@@ -224,6 +227,22 @@ pub(crate) unsafe fn run_with(plan: &FaultPlan, op: &Op, effect: Option<Effect>)
                 }
             }
             -errno
+        }
+        Some(Effect::Corrupt) if op.code == OpCode::Write && op.len > 0 => {
+            // SAFETY: the caller's guarantee: `buf` is valid for `len` bytes.
+            let given = unsafe { std::slice::from_raw_parts(op.buf, op.len as usize) };
+            let mut copy = given.to_vec();
+            copy[given.len() / 2] ^= 0x10;
+            let bad = Op {
+                buf: copy.as_mut_ptr(),
+                ..*op
+            };
+            // SAFETY: `copy` outlives this blocking call.
+            unsafe { run(&bad) }
+        }
+        Some(Effect::Corrupt) => {
+            // SAFETY: the caller's guarantee.
+            unsafe { run(op) }
         }
         Some(Effect::DelayMs(ms)) => {
             std::thread::sleep(Duration::from_millis(u64::from(ms)));

@@ -6,7 +6,9 @@
 //!    next chunks are read. Short reads and writes are resubmitted for the rest.
 //! 2. `fdatasync(tmp)`.
 //! 3. Check (on by default): decode the tmp file and compare length and CRC32C with the
-//!    bytes that were read.
+//!    bytes that were read, one chunk of decoded output per turn of the maintainer's loop
+//!    ([`FreezeJob::verify_step`]), so that preparation, drains and persists are never held
+//!    up by more than one chunk.
 //! 4. One linked chain: `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`,
 //!    then the segment's summary (its header and seal, captured while reading, and the cold
 //!    file's stamp) appended to `cold.summary` (not synced: a lost entry costs one decode).
@@ -74,6 +76,13 @@ struct WriteSlot {
 enum Phase {
     Pipeline,
     SyncTmp,
+    /// The tmp is durable; its decode is being checked, a chunk per step.
+    Verify {
+        dec: Box<dyn std::io::Read + Send>,
+        buf: Vec<u8>,
+        len: u64,
+        crc: u32,
+    },
     /// The tmp is durable and checked; the worker starts the publish chain when no other
     /// freeze is publishing and no fsync has failed.
     ReadyToPublish,
@@ -417,13 +426,74 @@ impl FreezeJob {
         close(&mut self.tmp);
         cx.hists
             .record_since(crate::telemetry::Hist::Fdatasync, self.sync_started);
+        let _ = slot;
         if self.verify {
-            if let Err(e) = self.verify_tmp(cx) {
-                self.fail(e);
-                return self.end_if_failed();
+            let opened = std::fs::File::open(&self.tmp_path)
+                .map_err(|e| Error::io("open", &self.tmp_path, e))
+                .and_then(|f| {
+                    crate::codec::open_cold_with(f, &self.tmp_path, cx.config.compression)
+                });
+            match opened {
+                Ok(dec) => {
+                    self.phase = Phase::Verify {
+                        dec,
+                        buf: vec![0u8; CHUNK_SIZE],
+                        len: 0,
+                        crc: 0,
+                    };
+                    return None;
+                }
+                Err(e) => {
+                    self.fail(e);
+                    return self.end_if_failed();
+                }
             }
         }
-        let _ = slot;
+        self.compress_ns = crate::telemetry::since_ns(self.started);
+        self.phase = Phase::ReadyToPublish;
+        None
+    }
+
+    /// The check is under way ([`Self::verify_step`]).
+    pub fn is_verifying(&self) -> bool {
+        matches!(self.phase, Phase::Verify { .. })
+    }
+
+    /// Decodes (at most) one more chunk of the tmp file; at its end compares length and
+    /// CRC32C with the bytes read from the segment. `Some` if the job ended (a failed
+    /// check: retried later, the `.wal` intact).
+    pub fn verify_step(&mut self) -> Option<FreezeOutcome> {
+        let Phase::Verify { dec, buf, len, crc } = &mut self.phase else {
+            return None;
+        };
+        let n = match dec.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let at = *len;
+                self.phase = Phase::Pipeline; // nothing in flight: end as a failure
+                self.fail(Error::corrupt(
+                    &self.tmp_path,
+                    at,
+                    Corruption::BadFrame(e.to_string()),
+                ));
+                return self.end_if_failed();
+            }
+        };
+        if n > 0 {
+            *crc = crc32c::crc32c_append(*crc, &buf[..n]);
+            *len += n as u64;
+            return None;
+        }
+        let (len, crc) = (*len, *crc);
+        if len != self.src_len || crc != self.src_crc {
+            self.phase = Phase::Pipeline;
+            self.fail(Error::corrupt(
+                &self.tmp_path,
+                len,
+                Corruption::BadFrame("decoded content differs from the segment".into()),
+            ));
+            return self.end_if_failed();
+        }
         self.compress_ns = crate::telemetry::since_ns(self.started);
         self.phase = Phase::ReadyToPublish;
         None
@@ -500,34 +570,6 @@ impl FreezeJob {
         }
         self.phase = Phase::Publish(results);
         None
-    }
-
-    /// Decodes the tmp file: it must be a complete frame of exactly the bytes read.
-    fn verify_tmp(&self, cx: &Ctx<'_>) -> Result<()> {
-        use std::io::Read;
-        let file = std::fs::File::open(&self.tmp_path)
-            .map_err(|e| Error::io("open", &self.tmp_path, e))?;
-        let mut dec = crate::codec::open_cold_with(file, &self.tmp_path, cx.config.compression)?;
-        let mut buf = vec![0u8; CHUNK_SIZE];
-        let (mut len, mut crc) = (0u64, 0u32);
-        loop {
-            let n = dec.read(&mut buf).map_err(|e| {
-                Error::corrupt(&self.tmp_path, len, Corruption::BadFrame(e.to_string()))
-            })?;
-            if n == 0 {
-                break;
-            }
-            crc = crc32c::crc32c_append(crc, &buf[..n]);
-            len += n as u64;
-        }
-        if len != self.src_len || crc != self.src_crc {
-            return Err(Error::corrupt(
-                &self.tmp_path,
-                len,
-                Corruption::BadFrame("decoded content differs from the segment".into()),
-            ));
-        }
-        Ok(())
     }
 
     fn on_published(&mut self, step: usize, result: i32, cx: &Ctx<'_>) -> Option<FreezeOutcome> {

@@ -505,6 +505,7 @@ impl Worker {
             self.abandon_unpublished();
             return did; // contract 5: after an fsync error nothing more is deleted
         }
+        did |= self.plan_verify();
         did |= self.plan_publish();
         did |= self.plan_freeze(now, stopping);
         did |= self.plan_free(now, stopping);
@@ -623,11 +624,32 @@ impl Worker {
         true
     }
 
+    /// Steps the check of each compressed freeze by one chunk: a turn of the loop never
+    /// spends more than that on it, so preparation, drains and persists go on meanwhile.
+    fn plan_verify(&mut self) -> bool {
+        let mut did = false;
+        for slot in 0..self.slots.len() {
+            let Some(Job::Freeze(job)) = &mut self.slots[slot] else {
+                continue;
+            };
+            if !job.is_verifying() {
+                continue;
+            }
+            did = true;
+            if let Some(outcome) = job.verify_step() {
+                let index = job.index;
+                self.slots[slot] = None;
+                self.freeze_done(index, outcome);
+            }
+        }
+        did
+    }
+
     /// After an fsync error, freezes waiting to publish are given up.
     fn abandon_unpublished(&mut self) {
         for slot in 0..self.slots.len() {
             if let Some(Job::Freeze(job)) = &mut self.slots[slot] {
-                if job.is_ready_to_publish() {
+                if job.is_ready_to_publish() || job.is_verifying() {
                     job.abandon();
                     let index = job.index;
                     self.slots[slot] = None;
