@@ -47,6 +47,7 @@ fi
   cargo bench -q --bench writer_latency -- 2000000 1000000
   cargo bench -q --bench open -- full 3
   scripts/bench-tail.sh
+  scripts/bench-sustained.sh 60
   echo; echo "peak RSS of walctl record (1 MiB segments): must not grow with the segment count"
   echo "| segments | records | peak RSS KiB |"; echo "|---:|---:|---:|"
   for segs in 100 1000; do

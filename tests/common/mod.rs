@@ -163,7 +163,7 @@ pub fn verify_json(path: &Path) -> (Option<i32>, serde_json::Value) {
 pub fn progress_lines(text: &str) -> Vec<(u64, u64)> {
     text.lines()
         .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
-            ["appended", a, "durable", d] => Some((a.parse().ok()?, d.parse().ok()?)),
+            ["appended", a, "durable", d, ..] => Some((a.parse().ok()?, d.parse().ok()?)),
             _ => None,
         })
         .collect()

@@ -54,6 +54,13 @@ pub struct RecordArgs {
     /// tmpfs directory for the staging buffers
     #[arg(long, default_value = "/dev/shm")]
     staging_dir: PathBuf,
+    /// Disk budget in bytes (hot, prepared, tmp and cold segments): retention deletes the
+    /// oldest cold segments to hold it
+    #[arg(long)]
+    max_disk_bytes: Option<u64>,
+    /// Stop appending after this many seconds, even if records remain
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Print one JSON object
     #[arg(long)]
     json: bool,
@@ -93,6 +100,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
     cfg.staging_dir = a.staging_dir.clone();
     cfg.zero_fill = a.zero_fill;
     cfg.direct_io = a.direct_io;
+    cfg.max_disk_bytes = a.max_disk_bytes;
     if a.write_path == "direct" {
         cfg.write_path = WritePath::Direct;
     }
@@ -134,6 +142,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
     // The first error: the run stops appending, but still closes the log (drain, retention),
     // reports, and exits 1.
     let mut error: Option<String> = None;
+    let stop_after = a.seconds.map(|s| (s * 1e9) as u64);
     for i in 0..a.records {
         let t0 = clock.raw();
         // Paced: wait for this append's intended start and measure from it, so a stall
@@ -158,10 +167,19 @@ pub fn run(a: RecordArgs) -> CmdResult {
         lag.appended(s, now);
         lag.durable(rec.durable_seq(), now);
         seq += 1;
-        if a.progress && i % 1024 == 0 && clock.delta_as_nanos(last_progress, t1) >= progress_every
-        {
-            eprintln!("appended {} durable {}", seq - 1, rec.durable_seq());
-            last_progress = t1;
+        if i % 1024 == 0 {
+            if stop_after.is_some_and(|limit| now >= limit) {
+                break;
+            }
+            if a.progress && clock.delta_as_nanos(last_progress, t1) >= progress_every {
+                eprintln!(
+                    "appended {} durable {} health {:?}",
+                    seq - 1,
+                    rec.durable_seq(),
+                    rec.health()
+                );
+                last_progress = t1;
+            }
         }
     }
     let secs = clock.delta(start, clock.raw()).as_secs_f64();
