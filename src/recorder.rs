@@ -265,6 +265,7 @@ impl Recorder {
     fn wait_for_prepared(&mut self) -> Result<PreparedSegment> {
         let start = Instant::now();
         let waited = telemetry::now();
+        self.link.waits.fetch_add(1, Ordering::Relaxed);
         self.link.writer_waiting.store(true, Ordering::Relaxed);
         let result = loop {
             if let Ok(seg) = self.prepared.pop() {

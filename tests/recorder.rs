@@ -414,6 +414,18 @@ fn a_slow_disk_makes_the_writer_wait_and_never_overwrites_undrained_data() {
         "the writer never waited for a buffer: {stalls} stalls"
     );
     assert!(plan.fired() > 0);
+    // The maintainer counts each wait it saw by cause (a wait shorter than its turn can go
+    // unseen).
+    let m = rec.maintainer_stats();
+    let get = wal_recorder::maintainer::MaintainerStats::get;
+    let by_cause = get(&m.stall_no_free_buffer)
+        + get(&m.stall_preparing)
+        + get(&m.stall_prepare_retry)
+        + get(&m.stall_maintainer_late);
+    assert!(
+        (1..=stalls).contains(&by_cause),
+        "{by_cause} causes for {stalls} stalls"
+    );
     rec.close().unwrap();
     let r = verify(dir.path()).unwrap();
     assert!(r.ok, "{:?}", r.errors);

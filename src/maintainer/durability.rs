@@ -51,6 +51,8 @@ pub(crate) struct Durability {
     pub drain: Option<Drain>,
     /// A sync failure of a prepare, for the worker to latch ([`Self::take_failure`]).
     failure: Option<Error>,
+    /// The writer's last wait for a prepared segment counted by cause (`WriterLink::waits`).
+    stall_counted: u64,
 }
 
 /// How far ahead of the writer the maintainer keeps pages faulted in writable.
@@ -79,6 +81,7 @@ impl Durability {
             pretouch_next: Instant::now(),
             drain,
             failure: None,
+            stall_counted: 0,
         }
     }
 
@@ -223,6 +226,26 @@ impl Durability {
     /// written back and write-protected those prefaulted pages; the writer's first store to
     /// such a page would fault and could wait for the commit. Here the maintainer takes that
     /// fault instead. Pages still writable cost a page-table walk.
+    /// Counts, once per wait, why the writer is waiting for a prepared segment (a rollover
+    /// stall), as the maintainer sees it now.
+    pub fn note_stall(&mut self, stats: &super::MaintainerStats) {
+        let wait = self.link.waits.load(Ordering::Relaxed);
+        if wait == self.stall_counted || !self.link.writer_waiting.load(Ordering::Relaxed) {
+            return;
+        }
+        self.stall_counted = wait;
+        let cause = if Instant::now() < self.prepare_not_before {
+            &stats.stall_prepare_retry
+        } else if self.drain.as_ref().is_some_and(|d| d.preparing()) {
+            &stats.stall_preparing
+        } else if self.drain.as_ref().is_some_and(|d| !d.has_free()) {
+            &stats.stall_no_free_buffer
+        } else {
+            &stats.stall_maintainer_late
+        };
+        cause.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn pretouch(&mut self, stats: &super::MaintainerStats) {
         let now = Instant::now();
         if self.drain.is_some() || now < self.pretouch_next {

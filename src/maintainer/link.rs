@@ -49,6 +49,9 @@ pub struct WriterLink {
     /// The writer is waiting for a prepared segment (Staged: every buffer is full and not
     /// yet drained; health degraded while it waits).
     pub writer_waiting: AtomicBool,
+    /// Waits for a prepared segment so far (each counted once by the maintainer, even when
+    /// it never sees the flag drop between two of them).
+    pub waits: AtomicU64,
     /// Staged: the sequence number a `Recorder::sync()` waits for; while `durable_seq` is
     /// below it the maintainer drains at once instead of at the next interval.
     pub sync_wanted: AtomicU64,

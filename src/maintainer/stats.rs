@@ -82,6 +82,17 @@ pub struct MaintainerStats {
     pub hot_backlog_segments: AtomicU64,
     /// The hot backlog exceeds twice `max_segments`.
     pub hot_backlog_degraded: AtomicBool,
+    /// Rollover stalls (the writer waiting for a prepared segment), by what the maintainer
+    /// was at when it saw the wait: every staging buffer still holding data not yet drained
+    /// and persisted (the disk behind the writer),
+    pub stall_no_free_buffer: AtomicU64,
+    /// the next segment's preparation in flight (its file being created or zero-filled),
+    pub stall_preparing: AtomicU64,
+    /// preparation failing and backing off (a full disk),
+    pub stall_prepare_retry: AtomicU64,
+    /// or none of these: the maintainer's loop had not got to it yet (busy elsewhere, such
+    /// as compressing a chunk).
+    pub stall_maintainer_late: AtomicU64,
     /// Segments the scrub verified in full (each pass counts again).
     pub scrubbed_segments: AtomicU64,
     /// Bytes of segment files the scrub read.

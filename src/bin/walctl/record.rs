@@ -86,6 +86,10 @@ fn counters(s: &MaintainerStats) -> serde_json::Value {
         "unlink_failures": g(&s.unlink_failures), "fsync_failures": g(&s.fsync_failures),
         "enospc": g(&s.enospc), "bytes_in": g(&s.bytes_in), "bytes_out": g(&s.bytes_out),
         "fell_back_to_blocking": s.fell_back.load(std::sync::atomic::Ordering::Relaxed),
+        "stall_causes": { "no_free_buffer": g(&s.stall_no_free_buffer),
+                          "preparing": g(&s.stall_preparing),
+                          "prepare_retry": g(&s.stall_prepare_retry),
+                          "maintainer_late": g(&s.stall_maintainer_late) },
     })
 }
 
