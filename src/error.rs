@@ -160,7 +160,8 @@ pub enum Error {
     /// its last).
     #[error("{}: sequence number {seq} is not in the log (it holds {})", dir.display(), match (first, last) {
         (Some(f), Some(l)) => format!("{f}..={l}"),
-        _ => "no record".to_string(),
+        (Some(f), None) => format!("records from {f} on"),
+        (None, _) => "no record".to_string(),
     })]
     SeqNotFound {
         /// The log directory.

@@ -249,10 +249,7 @@ impl LogReader {
             last,
         };
         let Some(pos) = super::seek::locate(&listing.segments, &index, seq)? else {
-            let mut all = Self::open_dir(dir)?;
-            let mut buf = Vec::new();
-            while all.next_record(&mut buf)?.is_some() {}
-            return Err(not_found(all.last_seq()));
+            return Err(not_found(None)); // before the first retained record
         };
         let mut reader = Self::new(listing.segments[pos..].to_vec(), Vec::new());
         let mut buf = Vec::new();
