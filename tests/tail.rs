@@ -17,14 +17,20 @@ use wal_recorder::Error;
 const SEG: u64 = 64 * 1024;
 const PER_SEG: u64 = 817; // 64-byte records in a 64 KiB segment
 
-/// A closed log of 10 segments and 100 records: cold segments 0..=7, hot 8..=10.
-fn closed_log(dir: &Path) -> u64 {
+/// The settings every recorder here shares: 64 KiB segments, no scrub (nothing to find).
+fn config(dir: &Path) -> Config {
     let mut c = Config::new(dir);
     c.segment_size = SEG;
+    c.scrub_rate = None;
+    c
+}
+
+/// A closed log of 10 segments and 100 records: cold segments 0..=7, hot 8..=10.
+fn closed_log(dir: &Path) -> u64 {
+    let mut c = config(dir);
     c.max_segments = 2;
     c.max_compressed_segments = 100;
     c.write_path = WritePath::Direct;
-    c.scrub_rate = None;
     let mut rec = Recorder::open(dir, c).unwrap();
     let last = 10 * PER_SEG + 100;
     for seq in 1..=last {
@@ -107,10 +113,8 @@ fn a_tailer_started_at_the_end_returns_only_new_records() {
     let mut t = Tailer::open(dir.path(), StartAt::End).unwrap();
     let mut buf = Vec::new();
     assert!(t.poll(&mut buf).unwrap().is_none());
-    let mut c = Config::new(dir.path());
-    c.segment_size = SEG;
+    let mut c = config(dir.path());
     c.write_path = WritePath::Direct;
-    c.scrub_rate = None;
     let mut rec = Recorder::open(dir.path(), c).unwrap();
     for seq in last + 1..=last + 3 {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
@@ -128,11 +132,9 @@ fn a_tailer_started_at_the_end_returns_only_new_records() {
 fn a_tailer_reads_committed_records_from_the_staging_buffers_before_the_drain() {
     let dir = tempfile::tempdir().unwrap();
     let staging = common::staging_root();
-    let mut c = Config::new(dir.path());
-    c.segment_size = SEG;
+    let mut c = config(dir.path());
     c.staging_dir = staging.path().to_path_buf();
     c.sync_interval = Duration::from_secs(60);
-    c.scrub_rate = None;
     let mut rec = Recorder::open(dir.path(), c).unwrap();
     for seq in 1..=10 {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
@@ -241,10 +243,7 @@ fn a_tailer_of_a_killed_writer_sees_every_record_recovery_keeps() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // Recovery (the staging buffers replayed, the tail sealed) in this process.
-    let mut c = Config::new(&dir);
-    c.segment_size = SEG;
-    c.scrub_rate = None;
-    let rec = Recorder::open(&dir, c).unwrap();
+    let rec = Recorder::open(&dir, config(&dir)).unwrap();
     let kept = rec.last_seq();
     rec.close().unwrap();
     // Everything the tailer read was committed (it may have read up to the very last one,
@@ -291,10 +290,7 @@ fn walctl_tail_prints_from_a_sequence_number_and_follows_until_sigint() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut c = Config::new(dir.path());
-    c.segment_size = SEG;
-    c.scrub_rate = None;
-    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
     for seq in last + 1..=last + 5 {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
     }
@@ -349,13 +345,11 @@ fn retention_waits_for_a_registered_reader_within_its_budget() {
     let dir = tempfile::tempdir().unwrap();
     let reader = ReaderPosition::open(dir.path(), "slow").unwrap();
     reader.store(1).unwrap(); // has read nothing
-    let mut c = Config::new(dir.path());
-    c.segment_size = SEG;
+    let mut c = config(dir.path());
     c.max_segments = 2;
     c.max_compressed_segments = 2;
     c.hold_for_readers = Some(6);
     c.write_path = WritePath::Direct;
-    c.scrub_rate = None;
     let mut rec = Recorder::open(dir.path(), c).unwrap();
     let mut seq = 0;
     let mut append = |rec: &mut Recorder, n: u64| {
@@ -411,11 +405,9 @@ fn a_tailer_process_stopped_past_a_recycled_staging_buffer_resumes_without_gap()
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("log");
     std::fs::create_dir(&dir).unwrap();
-    let mut c = Config::new(&dir);
-    c.segment_size = SEG;
+    let mut c = config(&dir);
     c.max_segments = 2;
     c.max_compressed_segments = 1000;
-    c.scrub_rate = None;
     let mut rec = Recorder::open(&dir, c).unwrap();
     let mut tail = walctl()
         .args(["tail", "--follow", "--from", "1"])
