@@ -92,9 +92,21 @@ pub struct Config {
     pub backend: BackendChoice,
     /// Cold segment encoding.
     pub compression: Compression,
-    /// Decode every new `.wal.lz4.tmp` and compare it with the segment before the rename.
-    /// Default on.
+    /// Decode every new cold segment's output as it is produced and compare its length and
+    /// CRC32C with the segment's before the rename. Default on.
     pub verify_frames: bool,
+    /// Threads that compress freezes' chunks (low priority, nice 10; the maintainer keeps all I/O).
+    /// 0: compression runs on the maintainer's own loop. Default: 1 on machines of up to
+    /// four cores, a quarter of the cores (at most 4) on bigger ones. At most
+    /// `MAX_COMPRESS_THREADS`.
+    pub compress_threads: usize,
+    /// Cores the compression helpers are pinned to, in turn. Empty (default): one helper
+    /// shares the maintainer's core (`core`); several are left unpinned.
+    pub compress_cores: Vec<usize>,
+    /// While the hot backlog exceeds `max_segments`, new freezes at a fast LZ4 level use
+    /// acceleration 2 per segment over the limit (at most `MAX_ACCELERATION`), trading ratio
+    /// for speed; reported as `freeze_acceleration`. Default on.
+    pub auto_accelerate: bool,
     /// Size of each segment file (recorder). Default 64 MiB,
     /// `MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE`.
     pub segment_size: u64,
@@ -197,6 +209,9 @@ impl Config {
             backend: BackendChoice::Auto,
             compression: Compression::default(),
             verify_frames: true,
+            compress_threads: default_compress_threads(),
+            compress_cores: Vec::new(),
+            auto_accelerate: true,
             segment_size: DEFAULT_SEGMENT_SIZE,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             sync_while_busy: true,
@@ -286,6 +301,11 @@ impl Config {
         }
         clamp("max_segments", &mut self.max_segments, MAX_HOT_SEGMENTS);
         clamp(
+            "compress_threads",
+            &mut self.compress_threads,
+            MAX_COMPRESS_THREADS,
+        );
+        clamp(
             "max_compressed_segments",
             &mut self.max_compressed_segments,
             MAX_COLD_SEGMENTS,
@@ -309,6 +329,12 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+/// One helper up to four cores; a quarter of them on bigger machines, at most 4.
+fn default_compress_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 4).clamp(1, 4)
 }
 
 #[cfg(test)]

@@ -51,6 +51,10 @@ pub const DEFAULT_REQUEST_QUEUE: usize = 32;
 
 /// Bytes read, compressed and written per step of a freeze.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
+/// Most compression helper threads.
+pub const MAX_COMPRESS_THREADS: usize = 64;
+/// Highest LZ4 acceleration the automatic choice uses (`Config::auto_accelerate`).
+pub const MAX_ACCELERATION: u32 = 16;
 /// Chunks of one freeze in flight at once (reads ahead, writes behind compression).
 pub const FREEZE_PIPELINE_DEPTH: usize = 4;
 /// Most new jobs (persist or free) the loop starts in one turn: one submission per turn.

@@ -513,6 +513,8 @@ impl Recorder {
                 held_for_readers: g(&m.held_for_readers),
                 budget_excess_bytes: g(&m.budget_excess_bytes),
                 hot_backlog_segments: g(&m.hot_backlog_segments),
+                freeze_acceleration: g(&m.freeze_acceleration),
+                accelerated_freezes: g(&m.accelerated_freezes),
                 scrubbed_segments: g(&m.scrubbed_segments),
                 scrubbed_bytes: g(&m.scrubbed_bytes),
                 scrub_passes: g(&m.scrub_passes),

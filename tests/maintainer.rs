@@ -273,3 +273,90 @@ fn damaged_or_truncated_cold_frame_is_corruption_naming_the_file() {
     assert!(!r.ok);
     assert!(r.errors[0].contains(&cold_name(0)), "{:?}", r.errors);
 }
+
+/// The cold files of the same segments, read back in name order.
+fn cold_files(dir: &Path) -> Vec<Vec<u8>> {
+    file_names(dir)
+        .iter()
+        .filter(|n| n.ends_with(".wal.lz4"))
+        .map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect()
+}
+
+/// Compression on the loop (0 helpers), on one helper and on three produces the same
+/// standard frames, which `lz4 -d` turns back into the sealed segments.
+#[test]
+fn compression_on_helpers_gives_the_frames_the_loop_gives() {
+    let mut frames = Vec::new();
+    for threads in [0, 1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), BackendChoice::Auto, 1, 100);
+        cfg.compress_threads = threads;
+        cfg.auto_accelerate = false; // the backlog, and so the level, depends on timing
+        let (sealed, _, m) = run(dir.path(), cfg, 6);
+        assert_eq!(get(&m.stats().compress_threads), threads as u64);
+        assert_eq!(get(&m.stats().frozen), 5);
+        let cold = cold_files(dir.path());
+        for (i, f) in cold.iter().enumerate() {
+            let mut lz4 = std::process::Command::new("lz4")
+                .args(["-d", "-c"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("the lz4 command is required (apt-get install lz4)");
+            let mut stdin = lz4.stdin.take().unwrap();
+            let input = f.clone();
+            let feeder = std::thread::spawn(move || {
+                std::io::Write::write_all(&mut stdin, &input).unwrap();
+            });
+            let out = lz4.wait_with_output().unwrap();
+            feeder.join().unwrap();
+            assert!(
+                out.status.success() && out.stdout == sealed[i],
+                "segment {i}"
+            );
+        }
+        frames.push(cold);
+    }
+    assert!(frames[0] == frames[1] && frames[1] == frames[2]);
+}
+
+/// A hot backlog far over `max_segments` (eight segments found at start, a limit of one)
+/// makes the freezes use LZ4 acceleration, reported in the stats; the frames stay standard
+/// and are larger than at acceleration 1.
+#[test]
+fn a_hot_backlog_raises_lz4_acceleration() {
+    let mut sizes = Vec::new();
+    for auto in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (sealed, last, _) = run(
+            dir.path(),
+            config(dir.path(), BackendChoice::Auto, 100, 100),
+            8,
+        );
+        let mut cfg = config(dir.path(), BackendChoice::Auto, 1, 100);
+        cfg.auto_accelerate = auto;
+        let mut m = SegmentMaintainer::with_existing(cfg, (0..8).collect(), vec![]).unwrap();
+        m.start().unwrap();
+        wait_for("the freezes", || get(&m.stats().frozen) == 7);
+        m.stop().unwrap();
+        let s = m.stats();
+        match auto {
+            true => assert!(get(&s.accelerated_freezes) > 0),
+            false => assert_eq!(get(&s.accelerated_freezes), 0),
+        }
+        let r = verify(dir.path()).unwrap();
+        assert!(r.ok && r.last_seq == Some(last), "{r:?}");
+        let out = std::process::Command::new("lz4")
+            .args(["-d", "-c"])
+            .arg(dir.path().join(cold_name(0)))
+            .output()
+            .expect("the lz4 command is required (apt-get install lz4)");
+        assert!(out.status.success() && out.stdout == sealed[0]);
+        sizes.push(cold_files(dir.path())[0].len());
+    }
+    assert!(
+        sizes[1] > sizes[0],
+        "accelerated frame not larger: {sizes:?}"
+    );
+}

@@ -23,6 +23,7 @@ const BLOCK_HEADER: usize = 12;
 /// Compresses chunks of at most 1 MiB into the container.
 pub struct BlockEncoder {
     level: u32,
+    acceleration: u32,
     content_size: u64,
     total_crc: u32,
     started: bool,
@@ -31,8 +32,15 @@ pub struct BlockEncoder {
 impl BlockEncoder {
     /// An encoder for `content_size` bytes.
     pub fn new(level: u32, content_size: u64) -> Self {
+        Self::with_acceleration(level, 1, content_size)
+    }
+
+    /// As [`Self::new`]; at a fast level (below 3), `acceleration` above 1 trades ratio for
+    /// speed (`LZ4_compress_fast`).
+    pub fn with_acceleration(level: u32, acceleration: u32, content_size: u64) -> Self {
         BlockEncoder {
             level,
+            acceleration: acceleration.clamp(1, 65_537),
             content_size,
             total_crc: 0,
             started: false,
@@ -74,11 +82,12 @@ impl BlockEncoder {
                     self.level as i32,
                 )
             } else {
-                lz4_sys::LZ4_compress_default(
+                lz4_sys::LZ4_compress_fast(
                     input.as_ptr().cast(),
                     dst.as_mut_ptr().cast(),
                     input.len() as i32,
                     bound as i32,
+                    self.acceleration as i32,
                 )
             }
         };

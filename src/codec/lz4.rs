@@ -20,7 +20,7 @@ pub const MAX_CHUNK: usize = 1024 * 1024;
 /// Bytes of input the decoder hands to LZ4 per call.
 const DECODE_IN: usize = 64 * 1024;
 
-fn lz4f_error(code: usize) -> Option<String> {
+pub(crate) fn lz4f_error(code: usize) -> Option<String> {
     // SAFETY: LZ4F_isError is a pure function of the code.
     if unsafe { lz4_sys::LZ4F_isError(code) } == 0 {
         return None;
@@ -65,13 +65,23 @@ impl FrameEncoder {
     /// A new encoder for a frame whose content is exactly `content_size` bytes, at
     /// `level` (0 = fast default; 3..=12 are LZ4 HC).
     pub fn new(level: u32, content_size: u64) -> Result<Self> {
+        Self::with_acceleration(level, 1, content_size)
+    }
+
+    /// As [`Self::new`]; at a fast level (below 3), `acceleration` above 1 trades ratio for
+    /// speed (LZ4F's negative levels, `lz4 --fast=N`).
+    pub fn with_acceleration(level: u32, acceleration: u32, content_size: u64) -> Result<Self> {
         let mut ctx = LZ4FCompressionContext(std::ptr::null_mut());
         // SAFETY: ctx is a valid out-pointer; the version matches the headers lz4-sys uses.
         let rc = unsafe { lz4_sys::LZ4F_createCompressionContext(&mut ctx, LZ4F_VERSION) };
         if let Some(why) = lz4f_error(rc) {
             return Err(Error::Config(format!("LZ4F context: {why}")));
         }
-        let prefs = preferences(level.min(12), content_size);
+        let mut prefs = preferences(level.min(12), content_size);
+        if level < 3 && acceleration > 1 {
+            // LZ4F reads the level as a C int: -N is acceleration N.
+            prefs.compression_level = (-(acceleration.min(65_537) as i32)) as u32;
+        }
         // SAFETY: prefs is a valid preferences struct.
         let bound = unsafe { lz4_sys::LZ4F_compressBound(MAX_CHUNK, &prefs) };
         Ok(FrameEncoder {

@@ -2,6 +2,7 @@
 //! module besides `segment` and `io` that holds `unsafe` code.
 
 pub mod block;
+pub mod check;
 pub mod lz4;
 
 use std::fs::File;
@@ -103,13 +104,18 @@ pub enum ColdEncoder {
 impl ColdEncoder {
     /// An encoder for `content_size` bytes.
     pub fn new(c: Compression, content_size: u64) -> Result<Self> {
+        Self::with_acceleration(c, 1, content_size)
+    }
+
+    /// As [`Self::new`], with LZ4 acceleration `a` at fast levels (1: none).
+    pub fn with_acceleration(c: Compression, a: u32, content_size: u64) -> Result<Self> {
         Ok(match c {
-            Compression::Frame { level } => {
-                ColdEncoder::Frame(lz4::FrameEncoder::new(level, content_size)?)
-            }
-            Compression::Block { level } => {
-                ColdEncoder::Block(block::BlockEncoder::new(level, content_size))
-            }
+            Compression::Frame { level } => ColdEncoder::Frame(
+                lz4::FrameEncoder::with_acceleration(level, a, content_size)?,
+            ),
+            Compression::Block { level } => ColdEncoder::Block(
+                block::BlockEncoder::with_acceleration(level, a, content_size),
+            ),
         })
     }
 

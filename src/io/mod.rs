@@ -20,7 +20,7 @@ pub use aligned::AlignedBuf;
 pub use blocking::BlockingBackend;
 pub(crate) use lock::flock_exclusive;
 pub use lock::lock_dir;
-pub use sched::set_idle_priority;
+pub use sched::{set_idle_priority, set_nice};
 pub use uring::UringBackend;
 
 /// What an operation does. Mirrors the io_uring opcodes the maintainer uses.

@@ -1,14 +1,15 @@
 //! Freeze: turns a hot `.wal` into a cold `.wal.lz4`.
 //!
 //! 1. Pipeline: reads of 1 MiB chunks go through the ring up to `FREEZE_PIPELINE_DEPTH`
-//!    ahead; each chunk is compressed on this thread as soon as it and its predecessors are
-//!    in, and its output is written to `<name>.wal.lz4.tmp` (created with `O_EXCL`) while the
-//!    next chunks are read. Short reads and writes are resubmitted for the rest.
-//! 2. `fdatasync(tmp)`.
-//! 3. Check (on by default): decode the tmp file and compare length and CRC32C with the
-//!    bytes that were read, one chunk of decoded output per turn of the maintainer's loop
-//!    ([`FreezeJob::verify_step`]), so that preparation, drains and persists are never held
-//!    up by more than one chunk.
+//!    ahead; each chunk, once it and its predecessors are in, goes to a compression helper
+//!    ([`super::compressor`]; on this thread when there is none) and its output is written
+//!    to `<name>.wal.lz4.tmp` (created with `O_EXCL`) while the next chunks are read. Short
+//!    reads and writes are resubmitted for the rest.
+//! 2. Check (on by default), streamed with the compression: each piece of output is decoded
+//!    in memory as it is produced, and the decoded length and CRC32C must equal the
+//!    segment's ([`crate::codec::check::StreamCheck`]). Nothing is read twice.
+//! 3. `fdatasync(tmp)`, then (with the check on) the tmp is read back once, by the helper,
+//!    and its CRC32C compared with that of the output produced.
 //! 4. One linked chain: `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`,
 //!    then the segment's summary (its header and seal, captured while reading, and the cold
 //!    file's stamp) appended to `cold.summary` (not synced: a lost entry costs one decode).
@@ -23,8 +24,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
+use super::compressor::{ChunkCodec, ChunkWork, Failure};
 use super::job::{ud, Ctx};
-use crate::codec::ColdEncoder;
 use crate::constants::{CHUNK_SIZE, FREEZE_PIPELINE_DEPTH};
 use crate::error::{Corruption, Error, Result};
 use crate::io::{check, push_chain, Op, Target};
@@ -71,18 +72,15 @@ struct WriteSlot {
     offset: u64,
     done: usize,
     in_flight: bool,
+    /// Lent to a compression helper.
+    compressing: bool,
 }
 
 enum Phase {
     Pipeline,
     SyncTmp,
-    /// The tmp is durable; its decode is being checked, a chunk per step.
-    Verify {
-        dec: Box<dyn std::io::Read + Send>,
-        buf: Vec<u8>,
-        len: u64,
-        crc: u32,
-    },
+    /// The tmp is durable and being read back (the codec is away with it).
+    ReadBack,
     /// The tmp is durable and checked; the worker starts the publish chain when no other
     /// freeze is publishing and no fsync has failed.
     ReadyToPublish,
@@ -110,14 +108,18 @@ pub(crate) struct FreezeJob {
     next_read: u64,
     next_compress: u64,
     out_off: u64,
-    src_crc: u32,
-    enc: Option<ColdEncoder>,
+    /// The segment's codec; `None` while a chunk is away at a helper.
+    codec: Option<Box<ChunkCodec>>,
+    verify: bool,
+    /// A chunk is at a helper.
+    away: bool,
+    /// The encoding is complete (its last chunk came back).
+    encoded: bool,
     reads: Vec<ReadSlot>,
     writes: Vec<WriteSlot>,
     phase: Phase,
     /// First failure; once set, nothing new is issued and the job ends when idle.
     error: Option<(Error, bool)>,
-    verify: bool,
     started: crate::telemetry::Stamp,
     sync_started: crate::telemetry::Stamp,
     compress_ns: u64,
@@ -138,7 +140,7 @@ fn close(f: &mut Option<File>) {
 
 impl FreezeJob {
     /// Opens the segment and creates the tmp file (removing a stale tmp of ours first).
-    pub fn new(index: u64, cx: &Ctx<'_>) -> Result<Box<Self>> {
+    pub fn new(index: u64, acceleration: u32, cx: &Ctx<'_>) -> Result<Box<Self>> {
         let src_path = cx.dir.join(hot_name(index));
         let tmp_name = format!("{}.tmp", cold_name(index));
         let tmp_path = cx.dir.join(&tmp_name);
@@ -149,13 +151,15 @@ impl FreezeJob {
             .len();
         let _ = std::fs::remove_file(&tmp_path); // a stale tmp of ours, if any
         let tmp = OpenOptions::new()
+            .read(true) // the check reads it back
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&tmp_path)
             .map_err(|e| Error::io("create", &tmp_path, e))?;
-        let enc = ColdEncoder::new(cx.config.compression, src_len)?;
-        let bound = enc.output_bound();
+        let c = cx.config.compression;
+        let bound = crate::codec::ColdEncoder::new(c, 0)?.output_bound();
+        let codec = ChunkCodec::new(c, acceleration, src_len, cx.config.verify_frames)?;
         let job = Box::new(FreezeJob {
             index,
             src_path,
@@ -172,8 +176,10 @@ impl FreezeJob {
             next_read: 0,
             next_compress: 0,
             out_off: 0,
-            src_crc: 0,
-            enc: Some(enc),
+            codec: Some(Box::new(codec)),
+            verify: cx.config.verify_frames,
+            away: false,
+            encoded: false,
             reads: (0..FREEZE_PIPELINE_DEPTH)
                 .map(|_| ReadSlot {
                     buf: vec![0u8; CHUNK_SIZE].into_boxed_slice(),
@@ -189,11 +195,11 @@ impl FreezeJob {
                     offset: 0,
                     done: 0,
                     in_flight: false,
+                    compressing: false,
                 })
                 .collect(),
             phase: Phase::Pipeline,
             error: None,
-            verify: cx.config.verify_frames,
             started: crate::telemetry::now(),
             sync_started: crate::telemetry::now(),
             compress_ns: 0,
@@ -210,7 +216,9 @@ impl FreezeJob {
     }
 
     fn in_flight(&self) -> bool {
-        self.reads.iter().any(|r| r.in_flight) || self.writes.iter().any(|w| w.in_flight)
+        self.away
+            || self.reads.iter().any(|r| r.in_flight)
+            || self.writes.iter().any(|w| w.in_flight)
     }
 
     fn fail(&mut self, error: Error) {
@@ -235,12 +243,11 @@ impl FreezeJob {
         }
         loop {
             self.issue_reads(slot, cx)?;
-            if !self.compress_ready(slot, cx)? {
+            if !self.offer_chunk(slot, cx) {
                 break;
             }
         }
-        let encoded_all = self.next_compress == self.n_chunks && self.enc.is_none();
-        if encoded_all && !self.in_flight() {
+        if self.encoded && !self.in_flight() {
             let op = Op::fdatasync(Target::Tmp, self.tmp_fd, ud(slot, SYNC_TMP));
             // SAFETY: no buffer or path.
             unsafe { push_chain(cx.be, &[op]) }
@@ -279,21 +286,26 @@ impl FreezeJob {
         Ok(())
     }
 
-    /// Compresses the next chunk if it is fully read and a write slot is free; true if it did.
-    fn compress_ready(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Result<bool> {
-        let Some(w) = self.writes.iter().position(|w| !w.in_flight) else {
-            return Ok(false); // every write slot busy: wait for a write to complete
+    /// Hands the next chunk to compression if it is fully read, the codec is home and a
+    /// write slot is free; true if it did.
+    fn offer_chunk(&mut self, slot: u32, cx: &mut Ctx<'_>) -> bool {
+        if self.away || self.encoded {
+            return false;
+        }
+        let Some(w) = self
+            .writes
+            .iter()
+            .position(|w| !w.in_flight && !w.compressing)
+        else {
+            return false; // every write slot busy: wait for a write to complete
         };
-        let out = &mut self.writes[w];
-        out.buf.clear();
-        if self.next_compress < self.n_chunks {
+        let (input, len, read_slot) = if self.next_compress < self.n_chunks {
             let i = (self.next_compress % FREEZE_PIPELINE_DEPTH as u64) as usize;
             let r = &mut self.reads[i];
             if r.in_flight || r.chunk != Some(self.next_compress) || r.filled < r.want {
-                return Ok(false);
+                return false;
             }
             let data = &r.buf[..r.want];
-            self.src_crc = crc32c::crc32c_append(self.src_crc, data);
             if self.next_compress == 0 {
                 let n = data.len().min(HEADER_LEN);
                 self.head[..n].copy_from_slice(&data[..n]);
@@ -304,19 +316,103 @@ impl FreezeJob {
                 self.tail.copy_within(data.len().., 0);
                 self.tail[SEAL_LEN - data.len()..].copy_from_slice(data);
             }
-            self.enc
-                .as_mut()
-                .expect("encoder lives until the last chunk")
-                .compress(data, &mut out.buf)?;
-            r.chunk = None;
-            self.next_compress += 1;
-        } else if let Some(enc) = self.enc.take() {
-            enc.finish(&mut out.buf)?;
+            (std::mem::take(&mut r.buf), r.want, Some(i))
         } else {
-            return Ok(false);
+            (Box::default(), 0, None) // an empty file: only the frame's end
+        };
+        let work = Box::new(ChunkWork {
+            slot,
+            index: self.index,
+            codec: self.codec.take().expect("the codec is home"),
+            input,
+            len,
+            out: std::mem::take(&mut self.writes[w].buf),
+            last: self.next_compress + 1 >= self.n_chunks,
+            read_slot,
+            write_slot: w,
+            read_back: None,
+            result: Ok(()),
+        });
+        self.writes[w].compressing = true;
+        self.away = true;
+        cx.compress.submit(work);
+        true
+    }
+
+    /// A chunk came back from compression: its output is written to the tmp file.
+    pub fn compressed(
+        &mut self,
+        work: ChunkWork,
+        slot: u32,
+        cx: &mut Ctx<'_>,
+    ) -> Option<FreezeOutcome> {
+        let ChunkWork {
+            codec,
+            input,
+            out,
+            last,
+            read_slot,
+            write_slot,
+            result,
+            ..
+        } = work;
+        self.away = false;
+        if matches!(self.phase, Phase::ReadBack) {
+            close(&mut self.tmp);
+            self.writes[write_slot].buf = out;
+            return match result {
+                Ok(()) => {
+                    self.compress_ns = crate::telemetry::since_ns(self.started);
+                    self.phase = Phase::ReadyToPublish;
+                    None
+                }
+                Err(f) => {
+                    self.phase = Phase::Pipeline; // nothing in flight: end as a failure
+                    self.fail(self.check_failed(f));
+                    self.end_if_failed()
+                }
+            };
         }
-        if out.buf.is_empty() {
-            return Ok(true);
+        if let Some(i) = read_slot {
+            self.reads[i].buf = input;
+            self.reads[i].chunk = None;
+            self.next_compress += 1;
+        }
+        let ws = &mut self.writes[write_slot];
+        ws.compressing = false;
+        ws.buf = out;
+        self.codec = Some(codec);
+        match result {
+            Err(f) => {
+                let e = self.check_failed(f);
+                self.fail(e);
+            }
+            Ok(()) => {
+                self.encoded = last;
+                if let Err(e) = self.write_out(write_slot, slot, cx) {
+                    self.fail(e);
+                }
+            }
+        }
+        self.pump(slot, cx)
+    }
+
+    fn check_failed(&self, f: Failure) -> Error {
+        match f {
+            Failure::Codec(e) => e,
+            Failure::Check(why) => Error::corrupt(
+                &self.tmp_path,
+                self.out_off,
+                Corruption::BadFrame(format!("the freeze's check: {why}")),
+            ),
+        }
+    }
+
+    /// Writes a write slot's compressed bytes at the end of the tmp file.
+    fn write_out(&mut self, w: usize, slot: u32, cx: &mut Ctx<'_>) -> Result<()> {
+        let out = &mut self.writes[w];
+        if out.buf.is_empty() || self.error.is_some() {
+            return Ok(());
         }
         out.offset = self.out_off;
         out.done = 0;
@@ -330,8 +426,11 @@ impl FreezeJob {
             ud(slot, WRITE + w as u32),
         );
         // SAFETY: the buffer is owned by this boxed job and not touched until the completion.
-        unsafe { push_chain(cx.be, &[op]) }.map_err(|e| Error::io("submit", &self.tmp_path, e))?;
-        Ok(true)
+        if let Err(e) = unsafe { push_chain(cx.be, &[op]) } {
+            self.writes[w].in_flight = false;
+            return Err(Error::io("submit", &self.tmp_path, e));
+        }
+        Ok(())
     }
 
     /// Handles one completion of this job.
@@ -423,77 +522,36 @@ impl FreezeJob {
         }
         self.entry = self.summary_entry();
         close(&mut self.src);
-        close(&mut self.tmp);
         cx.hists
             .record_since(crate::telemetry::Hist::Fdatasync, self.sync_started);
-        let _ = slot;
         if self.verify {
-            let opened = std::fs::File::open(&self.tmp_path)
-                .map_err(|e| Error::io("open", &self.tmp_path, e))
-                .and_then(|f| {
-                    crate::codec::open_cold_with(f, &self.tmp_path, cx.config.compression)
-                });
-            match opened {
-                Ok(dec) => {
-                    self.phase = Phase::Verify {
-                        dec,
-                        buf: vec![0u8; CHUNK_SIZE],
-                        len: 0,
-                        crc: 0,
-                    };
-                    return None;
-                }
-                Err(e) => {
-                    self.fail(e);
-                    return self.end_if_failed();
-                }
-            }
-        }
-        self.compress_ns = crate::telemetry::since_ns(self.started);
-        self.phase = Phase::ReadyToPublish;
-        None
-    }
-
-    /// The check is under way ([`Self::verify_step`]).
-    pub fn is_verifying(&self) -> bool {
-        matches!(self.phase, Phase::Verify { .. })
-    }
-
-    /// Decodes (at most) one more chunk of the tmp file; at its end compares length and
-    /// CRC32C with the bytes read from the segment. `Some` if the job ended (a failed
-    /// check: retried later, the `.wal` intact).
-    pub fn verify_step(&mut self) -> Option<FreezeOutcome> {
-        let Phase::Verify { dec, buf, len, crc } = &mut self.phase else {
-            return None;
-        };
-        let n = match dec.read(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let at = *len;
+            let file = self.tmp.as_ref().map(File::try_clone);
+            let Some(Ok(file)) = file else {
+                let e = Error::io("dup", &self.tmp_path, std::io::Error::last_os_error());
+                close(&mut self.tmp);
                 self.phase = Phase::Pipeline; // nothing in flight: end as a failure
-                self.fail(Error::corrupt(
-                    &self.tmp_path,
-                    at,
-                    Corruption::BadFrame(e.to_string()),
-                ));
+                self.fail(e);
                 return self.end_if_failed();
-            }
-        };
-        if n > 0 {
-            *crc = crc32c::crc32c_append(*crc, &buf[..n]);
-            *len += n as u64;
+            };
+            let work = Box::new(ChunkWork {
+                slot,
+                index: self.index,
+                codec: self.codec.take().expect("the codec is home"),
+                input: Box::default(),
+                len: 0,
+                out: std::mem::take(&mut self.writes[0].buf),
+                last: false,
+                read_slot: None,
+                write_slot: 0,
+                read_back: Some(file),
+                result: Ok(()),
+            });
+            self.away = true;
+            self.phase = Phase::ReadBack;
+            cx.compress.submit(work);
             return None;
         }
-        let (len, crc) = (*len, *crc);
-        if len != self.src_len || crc != self.src_crc {
-            self.phase = Phase::Pipeline;
-            self.fail(Error::corrupt(
-                &self.tmp_path,
-                len,
-                Corruption::BadFrame("decoded content differs from the segment".into()),
-            ));
-            return self.end_if_failed();
-        }
+        close(&mut self.tmp);
         self.compress_ns = crate::telemetry::since_ns(self.started);
         self.phase = Phase::ReadyToPublish;
         None

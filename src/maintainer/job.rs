@@ -18,6 +18,8 @@ pub(crate) struct Ctx<'a> {
     /// `cold.summary`, where a freeze appends its segment's summary (none if it could not
     /// be opened: open then decodes that segment).
     pub summaries: Option<&'a mut SummaryLog>,
+    /// Where a freeze's chunks are compressed.
+    pub compress: &'a mut super::compressor::Compressors,
 }
 
 /// The maintainer's end of `cold.summary`: entries are appended, never synced (a lost entry

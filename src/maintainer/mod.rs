@@ -19,6 +19,7 @@
 #[cfg_attr(not(feature = "archive"), allow(dead_code))]
 pub(crate) mod archive_gate;
 mod budget;
+mod compressor;
 mod drain;
 mod durability;
 mod freeze;

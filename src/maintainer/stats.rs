@@ -82,6 +82,13 @@ pub struct MaintainerStats {
     pub hot_backlog_segments: AtomicU64,
     /// The hot backlog exceeds twice `max_segments`.
     pub hot_backlog_degraded: AtomicBool,
+    /// Compression helper threads running (gauge; 0: freezes compress on the loop).
+    pub compress_threads: AtomicU64,
+    /// LZ4 acceleration of the freeze started last (gauge; 1: none, higher while the hot
+    /// backlog exceeds `max_segments` and `auto_accelerate` is on).
+    pub freeze_acceleration: AtomicU64,
+    /// Freezes started with acceleration above 1.
+    pub accelerated_freezes: AtomicU64,
     /// Rollover stalls (the writer waiting for a prepared segment), by what the maintainer
     /// was at when it saw the wait: every staging buffer still holding data not yet drained
     /// and persisted (the disk behind the writer),

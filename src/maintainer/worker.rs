@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::archive_gate::ArchiveGate;
 use super::budget::{Budget, Limit};
+use super::compressor::Compressors;
 use super::drain::{DRAIN_SLOT, PREPARE_SLOT};
 use super::durability::{Durability, SYNC_SLOT};
 use super::freeze::{FreezeJob, FreezeOutcome};
@@ -71,6 +72,9 @@ pub(crate) struct Rings {
     pub free: rtrb::Consumer<PathBuf>,
 }
 
+/// Longest nap of the loop while a chunk is at a compression helper.
+const COMPRESS_POLL: Duration = Duration::from_micros(100);
+
 pub(crate) struct Worker {
     config: Config,
     shared: Arc<Shared>,
@@ -95,9 +99,12 @@ pub(crate) struct Worker {
     cold: VecDeque<u64>,
     /// The job table; a job's slot is the high half of its operations' `user_data`.
     slots: Vec<Option<Job>>,
-    /// Segments being frozen: at most two, and at most one of them compressing, so that
-    /// one segment's fdatasync, rename and unlink overlap with the next one's compression.
+    /// Segments being frozen: as many compressing as there are helpers (one without), and
+    /// one more, so that a segment's fdatasync, rename and unlink overlap with the next
+    /// ones' compression.
     freezing: Vec<u64>,
+    /// Where freezes' chunks are compressed (helpers start with the loop, in `run`).
+    compress: Compressors,
     freeing: Vec<u64>,
     explicit_freeze: VecDeque<u64>,
     explicit_free: VecDeque<u64>,
@@ -162,6 +169,7 @@ impl Worker {
             cold: cold.into(),
             slots,
             freezing: Vec::new(),
+            compress: Compressors::start(0, &[]),
             freeing: Vec::new(),
             explicit_freeze: VecDeque::new(),
             explicit_free: VecDeque::new(),
@@ -223,6 +231,7 @@ impl Worker {
                 log::warn!("could not pin the segment maintainer to core {core}");
             }
         }
+        self.start_compressors();
         loop {
             let turn = telemetry::now();
             let stopping = self.shared.stop.load(Ordering::Acquire);
@@ -240,6 +249,7 @@ impl Worker {
                 self.dispatch(*c);
             }
             self.completions = completions;
+            did |= self.take_compressed();
             if did {
                 self.hists.record_since(Hist::Loop, turn);
                 if self.config.simulate_maintainer_panic {
@@ -297,7 +307,11 @@ impl Worker {
             stats.idle_turns.fetch_add(1, Ordering::Relaxed);
             let be = self.be.as_mut().expect("backend");
             let in_flight = be.in_flight() > 0;
+            // A chunk at a compression helper: the helper unparks this thread when it is
+            // done, which a wait on the ring does not see, so that wait is kept short.
+            let helper = self.compress.outstanding() > 0;
             let nap = match &self.durability {
+                _ if helper && in_flight => COMPRESS_POLL,
                 // Staged: the timed drain paces the loop. Sleep until it is due (a sealed
                 // segment waits at most that long), or until what is in flight completes;
                 // stepping up from min_sleep after every drain cost ~10 turns a millisecond.
@@ -323,6 +337,8 @@ impl Worker {
                     self.wait_failed = true;
                 }
                 std::thread::sleep(nap);
+            } else if !in_flight && helper {
+                std::thread::park_timeout(nap);
             } else if !in_flight && !nap.is_zero() {
                 std::thread::sleep(nap);
             }
@@ -345,7 +361,49 @@ impl Worker {
             config: &self.config,
             hists: &mut self.hists,
             summaries: self.summaries.as_mut(),
+            compress: &mut self.compress,
         }
+    }
+
+    /// Starts the compression helpers on this (pinned) thread: see `Config::compress_cores`.
+    fn start_compressors(&mut self) {
+        let n = self.config.compress_threads;
+        let cores = match (&self.config.compress_cores[..], self.config.core) {
+            ([], Some(core)) if n == 1 => vec![core],
+            (cores, _) => cores.to_vec(),
+        };
+        self.compress = Compressors::start(n, &cores);
+        let started = self.compress.threads() as u64;
+        self.shared
+            .stats
+            .compress_threads
+            .store(started, Ordering::Relaxed);
+    }
+
+    /// Hands chunks that came back from compression to their freezes.
+    fn take_compressed(&mut self) -> bool {
+        let mut did = false;
+        while let Some(work) = self.compress.take_done() {
+            did = true;
+            let slot = work.slot as usize;
+            let Some(Job::Freeze(mut j)) = self.slots.get_mut(slot).and_then(Option::take) else {
+                // A freeze stays in its slot while a chunk is away; never expected.
+                log::error!(
+                    "compressed chunk of segment {} without its freeze",
+                    work.index
+                );
+                continue;
+            };
+            let index = j.index;
+            match j.compressed(*work, slot as u32, &mut self.ctx()) {
+                None => self.slots[slot] = Some(Job::Freeze(j)),
+                Some(o) => {
+                    drop(j); // closes its files before the lists change
+                    self.freeze_done(index, o);
+                }
+            }
+        }
+        did
     }
 
     /// Takes sealed segments and operator requests off the rings.
@@ -506,7 +564,6 @@ impl Worker {
             self.abandon_unpublished();
             return did; // contract 5: after an fsync error nothing more is deleted
         }
-        did |= self.plan_verify();
         did |= self.plan_publish();
         did |= self.plan_freeze(now, stopping);
         did |= self.plan_free(now, stopping);
@@ -548,8 +605,10 @@ impl Worker {
         let compressing = self
             .slots
             .iter()
-            .any(|j| matches!(j, Some(Job::Freeze(f)) if f.is_compressing()));
-        if compressing || self.freezing.len() >= 2 {
+            .filter(|j| matches!(j, Some(Job::Freeze(f)) if f.is_compressing()))
+            .count();
+        let parallel = self.compress.threads().max(1);
+        if compressing >= parallel || self.freezing.len() > parallel {
             return false;
         }
         let Some(slot) = self.free_slot() else {
@@ -577,7 +636,8 @@ impl Worker {
                 return false; // waiting for the retry delay (not retried while stopping)
             }
         }
-        let job = FreezeJob::new(index, &self.ctx());
+        let acceleration = self.acceleration();
+        let job = FreezeJob::new(index, acceleration, &self.ctx());
         let mut job = match job {
             Ok(job) => job,
             Err(e) => {
@@ -592,6 +652,25 @@ impl Worker {
             None => self.slots[slot] = Some(Job::Freeze(job)),
         }
         true
+    }
+
+    /// LZ4 acceleration for the next freeze: 2 per segment the hot backlog exceeds
+    /// `max_segments` by (`Config::auto_accelerate`), 1 otherwise; published as a gauge.
+    fn acceleration(&self) -> u32 {
+        let backlog = self.hot.len().saturating_sub(self.freezing.len());
+        let over = backlog.saturating_sub(self.config.max_segments) as u32;
+        let a = match self.config.auto_accelerate {
+            true => over
+                .saturating_mul(2)
+                .clamp(1, crate::constants::MAX_ACCELERATION),
+            false => 1,
+        };
+        let stats = &self.shared.stats;
+        stats.freeze_acceleration.store(a.into(), Ordering::Relaxed);
+        if a > 1 {
+            stats.accelerated_freezes.fetch_add(1, Ordering::Relaxed);
+        }
+        a
     }
 
     /// Starts the publish chain of a checked freeze, one at a time: a freeze publishes only
@@ -625,32 +704,11 @@ impl Worker {
         true
     }
 
-    /// Steps the check of each compressed freeze by one chunk: a turn of the loop never
-    /// spends more than that on it, so preparation, drains and persists go on meanwhile.
-    fn plan_verify(&mut self) -> bool {
-        let mut did = false;
-        for slot in 0..self.slots.len() {
-            let Some(Job::Freeze(job)) = &mut self.slots[slot] else {
-                continue;
-            };
-            if !job.is_verifying() {
-                continue;
-            }
-            did = true;
-            if let Some(outcome) = job.verify_step() {
-                let index = job.index;
-                self.slots[slot] = None;
-                self.freeze_done(index, outcome);
-            }
-        }
-        did
-    }
-
     /// After an fsync error, freezes waiting to publish are given up.
     fn abandon_unpublished(&mut self) {
         for slot in 0..self.slots.len() {
             if let Some(Job::Freeze(job)) = &mut self.slots[slot] {
-                if job.is_ready_to_publish() || job.is_verifying() {
+                if job.is_ready_to_publish() {
                     job.abandon();
                     let index = job.index;
                     self.slots[slot] = None;

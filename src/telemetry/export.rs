@@ -49,6 +49,10 @@ pub struct Counters {
     pub budget_excess_bytes: u64,
     /// Hot segments beyond `max_segments`.
     pub hot_backlog_segments: u64,
+    /// LZ4 acceleration of the latest freeze (1: none).
+    pub freeze_acceleration: u64,
+    /// Freezes compressed with acceleration above 1.
+    pub accelerated_freezes: u64,
     /// Segments the background scrub verified in full.
     pub scrubbed_segments: u64,
     /// Bytes the scrub read.
@@ -217,6 +221,18 @@ fn counter_rows(c: &Counters) -> Vec<(&'static str, &'static str, bool, u64)> {
             "hot segments beyond max_segments (degraded beyond twice it)",
             false,
             c.hot_backlog_segments,
+        ),
+        (
+            "wal_freeze_acceleration",
+            "LZ4 acceleration of the latest freeze (1: none; raised while the hot backlog grows)",
+            false,
+            c.freeze_acceleration,
+        ),
+        (
+            "wal_accelerated_freezes_total",
+            "freezes compressed with LZ4 acceleration above 1",
+            true,
+            c.accelerated_freezes,
         ),
         (
             "wal_retention_held_for_readers_segments",

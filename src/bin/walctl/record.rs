@@ -58,6 +58,10 @@ pub struct RecordArgs {
     /// oldest cold segments to hold it
     #[arg(long)]
     max_disk_bytes: Option<u64>,
+    /// Threads compressing freezes (nice 10; 0: on the maintainer's loop; default: 1
+    /// up to four cores, a quarter of them above)
+    #[arg(long)]
+    compress_threads: Option<usize>,
     /// Stop appending after this many seconds, even if records remain
     #[arg(long)]
     seconds: Option<f64>,
@@ -86,6 +90,9 @@ fn counters(s: &MaintainerStats) -> serde_json::Value {
         "unlink_failures": g(&s.unlink_failures), "fsync_failures": g(&s.fsync_failures),
         "enospc": g(&s.enospc), "bytes_in": g(&s.bytes_in), "bytes_out": g(&s.bytes_out),
         "fell_back_to_blocking": s.fell_back.load(std::sync::atomic::Ordering::Relaxed),
+        "compress_threads": g(&s.compress_threads),
+        "freeze_acceleration": g(&s.freeze_acceleration),
+        "accelerated_freezes": g(&s.accelerated_freezes),
         "stall_causes": { "no_free_buffer": g(&s.stall_no_free_buffer),
                           "preparing": g(&s.stall_preparing),
                           "prepare_retry": g(&s.stall_prepare_retry),
@@ -105,6 +112,9 @@ pub fn run(a: RecordArgs) -> CmdResult {
     cfg.zero_fill = a.zero_fill;
     cfg.direct_io = a.direct_io;
     cfg.max_disk_bytes = a.max_disk_bytes;
+    if let Some(n) = a.compress_threads {
+        cfg.compress_threads = n;
+    }
     if a.write_path == "direct" {
         cfg.write_path = WritePath::Direct;
     }

@@ -1,0 +1,367 @@
+//! Compression helpers: the CPU part of a freeze, off the maintainer's loop.
+//!
+//! The maintainer keeps every read, write, sync and rename in its ring; it hands each chunk
+//! it has read to a helper thread as a [`ChunkWork`] that carries the chunk, the output
+//! buffer and the segment's whole codec state (encoder, streamed check, running CRC), and
+//! takes it back through an SPSC ring. A segment has at most one chunk away at a time (its
+//! encoder is one stream); several segments compress in parallel on several helpers.
+//! Helpers run at low priority (nice 10), pinned where configured, so on a shared core the
+//! maintainer's loop preempts them. The same helper reads the synced tmp file back once and
+//! compares its CRC32C with that of the bytes it produced (a write that stored something
+//! else is caught before the rename). With no helper (`compress_threads = 0`) the same work runs on
+//! the maintainer's thread, as before.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::codec::check::StreamCheck;
+use crate::codec::ColdEncoder;
+use crate::config::Compression;
+use crate::error::{Error, Result};
+
+/// Chunks that may wait for (or come back from) one helper: more than the maintainer's slots.
+const RING: usize = 64;
+/// Helpers' nice value: low, not `SCHED_IDLE`, which starves them whenever every core is
+/// busy, and a starved freeze grows the hot backlog without bound.
+const HELPER_NICE: i32 = 10;
+/// How long an idle helper sleeps before looking for a stop it was not woken for.
+const PARK: Duration = Duration::from_millis(50);
+
+/// A segment's compression state, which travels with its chunks.
+pub(crate) struct ChunkCodec {
+    enc: Option<ColdEncoder>,
+    check: Option<StreamCheck>,
+    consumed: u64,
+    crc: u32,
+    /// Length and CRC32C of the compressed output so far.
+    out_len: u64,
+    out_crc: u32,
+}
+
+impl ChunkCodec {
+    /// Encoding `c` at LZ4 acceleration `acceleration` for `content_size` bytes; `verify`
+    /// decodes the output as it is produced ([`StreamCheck`]).
+    pub fn new(c: Compression, acceleration: u32, content_size: u64, verify: bool) -> Result<Self> {
+        let check = match verify {
+            true => Some(StreamCheck::new(c).map_err(Error::Config)?),
+            false => None,
+        };
+        Ok(ChunkCodec {
+            enc: Some(ColdEncoder::with_acceleration(
+                c,
+                acceleration,
+                content_size,
+            )?),
+            check,
+            consumed: 0,
+            crc: 0,
+            out_len: 0,
+            out_crc: 0,
+        })
+    }
+}
+
+/// Why a chunk's work failed.
+pub(crate) enum Failure {
+    /// LZ4 refused (its error).
+    Codec(Error),
+    /// The output does not decode to the input (what differs).
+    Check(String),
+}
+
+/// One chunk to compress, and back.
+pub(crate) struct ChunkWork {
+    /// The freeze's slot and segment.
+    pub slot: u32,
+    pub index: u64,
+    pub codec: Box<ChunkCodec>,
+    /// The read buffer; its first `len` bytes are the chunk.
+    pub input: Box<[u8]>,
+    pub len: usize,
+    /// Cleared, then filled with the compressed bytes.
+    pub out: Vec<u8>,
+    /// The segment's last chunk: the encoding is finished and checked too.
+    pub last: bool,
+    /// The freeze's read and write slots the buffers belong to.
+    pub read_slot: Option<usize>,
+    pub write_slot: usize,
+    /// Instead of compressing: read this file (the synced tmp) back and compare it with the
+    /// output produced.
+    pub read_back: Option<std::fs::File>,
+    pub result: std::result::Result<(), Failure>,
+}
+
+impl ChunkWork {
+    fn run(&mut self) {
+        self.result = match self.read_back.take() {
+            Some(file) => self.compare(&file),
+            None => self.compress(),
+        };
+    }
+
+    /// The file holds exactly the bytes the codec produced (their length and CRC32C).
+    fn compare(&mut self, file: &std::fs::File) -> std::result::Result<(), Failure> {
+        use std::os::unix::fs::FileExt;
+        let c = &*self.codec;
+        self.out.resize(crate::constants::CHUNK_SIZE, 0);
+        let (mut at, mut crc) = (0u64, 0u32);
+        loop {
+            let n = match file.read_at(&mut self.out, at) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Failure::Check(format!("reading it back: {e}"))),
+            };
+            if n == 0 {
+                break;
+            }
+            crc = crc32c::crc32c_append(crc, &self.out[..n]);
+            at += n as u64;
+        }
+        self.out.clear();
+        if at != c.out_len || crc != c.out_crc {
+            return Err(Failure::Check(format!(
+                "the file holds {at} bytes (CRC32C {crc:08x}), {} ({:08x}) were written",
+                c.out_len, c.out_crc
+            )));
+        }
+        Ok(())
+    }
+
+    fn compress(&mut self) -> std::result::Result<(), Failure> {
+        let c = &mut *self.codec;
+        let data = &self.input[..self.len];
+        self.out.clear();
+        let enc = c.enc.as_mut().expect("encoder lives until the last chunk");
+        enc.compress(data, &mut self.out).map_err(Failure::Codec)?;
+        c.crc = crc32c::crc32c_append(c.crc, data);
+        c.consumed += data.len() as u64;
+        if self.last {
+            let enc = c.enc.take().expect("checked above");
+            enc.finish(&mut self.out).map_err(Failure::Codec)?;
+        }
+        c.out_crc = crc32c::crc32c_append(c.out_crc, &self.out);
+        c.out_len += self.out.len() as u64;
+        if let Some(check) = &mut c.check {
+            check.feed(&self.out).map_err(Failure::Check)?;
+        }
+        if self.last {
+            if let Some(check) = c.check.take() {
+                check.finish(c.consumed, c.crc).map_err(Failure::Check)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Helper {
+    work: rtrb::Producer<Box<ChunkWork>>,
+    done: rtrb::Consumer<Box<ChunkWork>>,
+    thread: JoinHandle<()>,
+    outstanding: usize,
+}
+
+/// The maintainer's side of the helpers (or the inline stand-in).
+pub(crate) struct Compressors {
+    helpers: Vec<Helper>,
+    stop: Arc<AtomicBool>,
+    /// Work done on the maintainer's thread (no helper, or a helper's ring full).
+    inline_done: VecDeque<Box<ChunkWork>>,
+}
+
+impl Compressors {
+    /// Starts `threads` helpers, each pinned to the next of `cores` in turn (none: unpinned).
+    /// A helper that cannot start is logged and the work stays inline. Each unparks the
+    /// calling thread when it has finished a chunk.
+    pub fn start(threads: usize, cores: &[usize]) -> Self {
+        let owner = std::thread::current();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut helpers = Vec::new();
+        for n in 0..threads {
+            let core = (!cores.is_empty()).then(|| cores[n % cores.len()]);
+            let (work_tx, work_rx) = rtrb::RingBuffer::new(RING);
+            let (done_tx, done_rx) = rtrb::RingBuffer::new(RING);
+            let (stop, owner) = (stop.clone(), owner.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("wal-compress-{n}"))
+                .spawn(move || helper(work_rx, done_tx, &stop, core, &owner));
+            match spawned {
+                Ok(thread) => helpers.push(Helper {
+                    work: work_tx,
+                    done: done_rx,
+                    thread,
+                    outstanding: 0,
+                }),
+                Err(e) => log::warn!("compression helper {n} did not start ({e}); inline"),
+            }
+        }
+        Compressors {
+            helpers,
+            stop,
+            inline_done: VecDeque::new(),
+        }
+    }
+
+    /// Helper threads running.
+    pub fn threads(&self) -> usize {
+        self.helpers.len()
+    }
+
+    /// Chunks at helpers.
+    pub fn outstanding(&self) -> usize {
+        self.helpers.iter().map(|h| h.outstanding).sum()
+    }
+
+    /// Hands `w` to the least busy helper, or does it now when there is none.
+    pub fn submit(&mut self, mut w: Box<ChunkWork>) {
+        if let Some(h) = self.helpers.iter_mut().min_by_key(|h| h.outstanding) {
+            match h.work.push(w) {
+                Ok(()) => {
+                    h.outstanding += 1;
+                    h.thread.thread().unpark();
+                    return;
+                }
+                Err(rtrb::PushError::Full(back)) => w = back,
+            }
+        }
+        w.run();
+        self.inline_done.push_back(w);
+    }
+
+    /// The next finished chunk, if any.
+    pub fn take_done(&mut self) -> Option<Box<ChunkWork>> {
+        if let Some(w) = self.inline_done.pop_front() {
+            return Some(w);
+        }
+        for h in &mut self.helpers {
+            if let Ok(w) = h.done.pop() {
+                h.outstanding -= 1;
+                return Some(w);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Compressors {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for h in self.helpers.drain(..) {
+            h.thread.thread().unpark();
+            let _ = h.thread.join();
+        }
+    }
+}
+
+fn helper(
+    mut work: rtrb::Consumer<Box<ChunkWork>>,
+    mut done: rtrb::Producer<Box<ChunkWork>>,
+    stop: &AtomicBool,
+    core: Option<usize>,
+    owner: &std::thread::Thread,
+) {
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            log::warn!("could not pin a compression helper to core {core}");
+        }
+    }
+    if let Err(e) = crate::io::set_nice(HELPER_NICE) {
+        log::warn!("compression helper keeps normal priority: {e}");
+    }
+    loop {
+        match work.pop() {
+            Ok(mut w) => {
+                // An LZ4 call does not panic, but a panic here must not strand the freeze.
+                if std::panic::catch_unwind(AssertUnwindSafe(|| w.run())).is_err() {
+                    w.result = Err(Failure::Check("compression helper panicked".into()));
+                }
+                // The ring holds as many as the work ring: there is room.
+                if done.push(w).is_err() {
+                    log::error!("compression helper: result ring full");
+                    return;
+                }
+                owner.unpark();
+            }
+            Err(_) if stop.load(Ordering::Acquire) || work.is_abandoned() => return,
+            Err(_) => std::thread::park_timeout(PARK),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(codec: Box<ChunkCodec>, data: &[u8], last: bool) -> Box<ChunkWork> {
+        let mut input = vec![0u8; data.len()].into_boxed_slice();
+        input.copy_from_slice(data);
+        Box::new(ChunkWork {
+            slot: 0,
+            index: 7,
+            codec,
+            input,
+            len: data.len(),
+            out: Vec::new(),
+            last,
+            read_slot: Some(0),
+            write_slot: 0,
+            read_back: None,
+            result: Ok(()),
+        })
+    }
+
+    fn wait_done(c: &mut Compressors) -> Box<ChunkWork> {
+        loop {
+            if let Some(w) = c.take_done() {
+                return w;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// A segment compressed chunk by chunk on a helper decodes to itself with `lz4`-compatible
+    /// framing, and the codec state comes back with each chunk.
+    #[test]
+    fn a_helper_compresses_a_segment_chunk_by_chunk() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 97) as u8).collect();
+        let mut c = Compressors::start(1, &[]);
+        assert_eq!(c.threads(), 1);
+        let c0 = Compression::default();
+        let mut codec = Box::new(ChunkCodec::new(c0, 1, data.len() as u64, true).unwrap());
+        let mut frame = Vec::new();
+        let chunks: Vec<&[u8]> = data.chunks(1 << 20).collect();
+        for (k, chunk) in chunks.iter().enumerate() {
+            c.submit(work(codec, chunk, k + 1 == chunks.len()));
+            assert_eq!(c.outstanding(), 1);
+            let mut w = wait_done(&mut c);
+            assert!(w.result.is_ok());
+            frame.extend_from_slice(&w.out);
+            codec = std::mem::replace(
+                &mut w.codec,
+                Box::new(ChunkCodec::new(c0, 1, 0, false).unwrap()),
+            );
+        }
+        assert_eq!(c.outstanding(), 0);
+        let mut back = Vec::new();
+        use std::io::Read;
+        crate::codec::lz4::FrameDecoder::new(&frame[..], std::path::Path::new("t"))
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data);
+    }
+
+    /// Content shorter than the frame declares fails (LZ4F refuses to end the frame), and the
+    /// failure comes back with the work instead of being lost on the helper.
+    #[test]
+    fn a_failed_chunk_comes_back_with_its_error() {
+        let mut c = Compressors::start(0, &[]);
+        let codec = Box::new(ChunkCodec::new(Compression::default(), 1, 10, true).unwrap());
+        c.submit(work(codec, b"four", true));
+        let w = wait_done(&mut c);
+        assert!(w.result.is_err());
+    }
+}
