@@ -101,15 +101,17 @@ def main():
     lines = [f"sustained load, {secs:.0f} s per row, 64 MiB segments, max-segments {MAX_SEG}, "
              f"max-compressed 8, budget {budget} bytes; disk baseline (dd 2 GiB + fdatasync, same run): "
              f"{disk:.0f} MB/s", "",
-             "| row | records/s | MB/s appended / disk | rollovers / stalls | stall causes (no free buffer, preparing, retry, late) | hot files max | samples hot > max+2 | Degraded after 2x (s) | bytes max / budget | samples over budget | acceleration (last, freezes) | health |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+             "| row | records/s | MB/s appended / disk | rollovers / stalls | stall causes (no free buffer, preparing, retry, late) | sealed hot max | samples sealed hot > max+2 | Degraded after 2x (s) | bytes max / budget | samples over budget | acceleration (last, freezes) | durability lag p50 / p99 ms | health |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|"]
     for r in results:
         rec, s = r["rec"], r["samples"]
         m = rec["maintainer"]
         c = m["stall_causes"]
         mb = rec["records_per_sec"] * (64 + 16) / 1e6  # payload plus the record header
-        hot = [h for _, h, _, _ in s]
+        # .wal files less the active segment and the prepared next one: sealed hot segments
+        hot = [max(h - 2, 0) for _, h, _, _ in s]
         size = [b for _, _, _, b in s]
+        lag = rec.get("durability_lag_ns") or {}
         d = degraded_delay(r)
         d = "never 2x" if d is None else ("not reported" if d == float("inf") else f"{max(d, 0):.2f}")
         lines.append(
@@ -118,7 +120,8 @@ def main():
             f"{c['no_free_buffer']}, {c['preparing']}, {c['prepare_retry']}, {c['maintainer_late']} | "
             f"{max(hot)} | {sum(1 for h in hot if h > MAX_SEG + 2)} / {len(hot)} | {d} | "
             f"{max(size) / budget:.2f} | {sum(1 for b in size if b > budget)} | "
-            f"{m['freeze_acceleration']}, {m['accelerated_freezes']} | {rec['health']} |")
+            f"{m['freeze_acceleration']}, {m['accelerated_freezes']} | "
+            f"{lag.get('p50', 0) / 1e6:.1f} / {lag.get('p99', 0) / 1e6:.1f} | {rec['health']} |")
     table = "\n".join(lines) + "\n"
     open(os.path.join(out, "table.md"), "w").write(table)
     print(table)

@@ -103,9 +103,10 @@ pub struct Config {
     /// Cores the compression helpers are pinned to, in turn. Empty (default): one helper
     /// shares the maintainer's core (`core`); several are left unpinned.
     pub compress_cores: Vec<usize>,
-    /// While the hot backlog exceeds `max_segments`, new freezes at a fast LZ4 level use
-    /// acceleration 2 per segment over the limit (at most `MAX_ACCELERATION`), trading ratio
-    /// for speed; reported as `freeze_acceleration`. Default on.
+    /// While the hot backlog exceeds `max_segments` by more than the one segment that starts
+    /// a freeze, new freezes at a fast LZ4 level use acceleration 2 per further segment (at
+    /// most `MAX_ACCELERATION`), trading ratio for speed; reported as `freeze_acceleration`.
+    /// Default on.
     pub auto_accelerate: bool,
     /// Size of each segment file (recorder). Default 64 MiB,
     /// `MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE`.

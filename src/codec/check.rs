@@ -74,9 +74,12 @@ impl StreamCheck {
                     }
                     let mut dst_len = self.scratch.len();
                     let mut src_len = src.len();
+                    // reserved[0] is liblz4's `skipChecksums` (1.9.3 and later): the
+                    // decoded bytes' CRC32C is compared below, so LZ4's own XXH32 of them
+                    // (the encoder computed it over the same input) is not computed twice.
                     let opts = lz4_sys::LZ4FDecompressOptions {
                         stable_dst: 0,
-                        reserved: [0; 3],
+                        reserved: [1, 0, 0],
                     };
                     // SAFETY: dst and src are valid for the lengths passed; LZ4F updates them
                     // to what it wrote and read.

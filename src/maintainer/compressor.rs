@@ -3,8 +3,10 @@
 //! The maintainer keeps every read, write, sync and rename in its ring; it hands each chunk
 //! it has read to a helper thread as a [`ChunkWork`] that carries the chunk, the output
 //! buffer and the segment's whole codec state (encoder, streamed check, running CRC), and
-//! takes it back through an SPSC ring. A segment has at most one chunk away at a time (its
-//! encoder is one stream); several segments compress in parallel on several helpers.
+//! takes it back through an SPSC ring. The codec goes with a segment's first chunk and stays
+//! at that helper (one stream, in order) until it comes back with the last, so the next
+//! chunks can wait in the helper's ring while it works; several segments compress in
+//! parallel on several helpers.
 //! Helpers run at low priority (nice 10), pinned where configured, so on a shared core the
 //! maintainer's loop preempts them. The same helper reads the synced tmp file back once and
 //! compares its CRC32C with that of the bytes it produced (a write that stored something
@@ -23,6 +25,10 @@ use crate::codec::ColdEncoder;
 use crate::config::Compression;
 use crate::error::{Error, Result};
 
+/// Where [`Compressors::submit`] says work ran when it ran on the calling thread.
+pub(crate) const INLINE: usize = usize::MAX;
+/// Chunks of one freeze away at once: one being compressed, one waiting behind it.
+pub(crate) const MAX_AWAY: usize = 3;
 /// Chunks that may wait for (or come back from) one helper: more than the maintainer's slots.
 const RING: usize = 64;
 /// Helpers' nice value: low, not `SCHED_IDLE`, which starves them whenever every core is
@@ -78,7 +84,9 @@ pub(crate) struct ChunkWork {
     /// The freeze's slot and segment.
     pub slot: u32,
     pub index: u64,
-    pub codec: Box<ChunkCodec>,
+    /// With the first chunk (and a read-back): the codec, which the helper keeps for the
+    /// segment's next chunks. Back home with the last chunk, a read-back or a failure.
+    pub codec: Option<Box<ChunkCodec>>,
     /// The read buffer; its first `len` bytes are the chunk.
     pub input: Box<[u8]>,
     pub len: usize,
@@ -95,18 +103,42 @@ pub(crate) struct ChunkWork {
     pub result: std::result::Result<(), Failure>,
 }
 
+/// Codecs a worker (a helper, or the inline stand-in) keeps between a segment's chunks.
+#[derive(Default)]
+struct Codecs(Vec<(u32, u64, Box<ChunkCodec>)>);
+
 impl ChunkWork {
-    fn run(&mut self) {
-        self.result = match self.read_back.take() {
-            Some(file) => self.compare(&file),
-            None => self.compress(),
+    fn run(&mut self, codecs: &mut Codecs) {
+        let key = (self.slot, self.index);
+        let codec = self.codec.take().or_else(|| {
+            let at = codecs.0.iter().position(|(s, i, _)| (*s, *i) == key)?;
+            Some(codecs.0.swap_remove(at).2)
+        });
+        let Some(mut codec) = codec else {
+            self.result = Err(Failure::Check(
+                "the codec was lost with an earlier chunk".into(),
+            ));
+            return;
         };
+        let read_back = self.read_back.take();
+        let home = self.last || read_back.is_some();
+        self.result = match read_back {
+            Some(file) => self.compare(&codec, &file),
+            None => self.compress(&mut codec),
+        };
+        match home || self.result.is_err() {
+            true => self.codec = Some(codec),
+            false => codecs.0.push((key.0, key.1, codec)),
+        }
     }
 
     /// The file holds exactly the bytes the codec produced (their length and CRC32C).
-    fn compare(&mut self, file: &std::fs::File) -> std::result::Result<(), Failure> {
+    fn compare(
+        &mut self,
+        c: &ChunkCodec,
+        file: &std::fs::File,
+    ) -> std::result::Result<(), Failure> {
         use std::os::unix::fs::FileExt;
-        let c = &*self.codec;
         self.out.resize(crate::constants::CHUNK_SIZE, 0);
         let (mut at, mut crc) = (0u64, 0u32);
         loop {
@@ -131,8 +163,7 @@ impl ChunkWork {
         Ok(())
     }
 
-    fn compress(&mut self) -> std::result::Result<(), Failure> {
-        let c = &mut *self.codec;
+    fn compress(&mut self, c: &mut ChunkCodec) -> std::result::Result<(), Failure> {
         let data = &self.input[..self.len];
         self.out.clear();
         let enc = c.enc.as_mut().expect("encoder lives until the last chunk");
@@ -168,8 +199,9 @@ struct Helper {
 pub(crate) struct Compressors {
     helpers: Vec<Helper>,
     stop: Arc<AtomicBool>,
-    /// Work done on the maintainer's thread (no helper, or a helper's ring full).
+    /// Work done on the maintainer's thread (no helper), or refused (a helper's ring full).
     inline_done: VecDeque<Box<ChunkWork>>,
+    inline_codecs: Codecs,
 }
 
 impl Compressors {
@@ -202,6 +234,7 @@ impl Compressors {
             helpers,
             stop,
             inline_done: VecDeque::new(),
+            inline_codecs: Codecs::default(),
         }
     }
 
@@ -215,20 +248,30 @@ impl Compressors {
         self.helpers.iter().map(|h| h.outstanding).sum()
     }
 
-    /// Hands `w` to the least busy helper, or does it now when there is none.
-    pub fn submit(&mut self, mut w: Box<ChunkWork>) {
-        if let Some(h) = self.helpers.iter_mut().min_by_key(|h| h.outstanding) {
-            match h.work.push(w) {
-                Ok(()) => {
-                    h.outstanding += 1;
-                    h.thread.thread().unpark();
-                    return;
-                }
-                Err(rtrb::PushError::Full(back)) => w = back,
+    /// Hands `w` to helper `to` (the one holding its segment's codec), else to the least
+    /// busy one, or does it now when there is none; returns where it went (`INLINE`: here).
+    pub fn submit(&mut self, mut w: Box<ChunkWork>, to: Option<usize>) -> usize {
+        let pick = to
+            .filter(|&h| h < self.helpers.len())
+            .or_else(|| (0..self.helpers.len()).min_by_key(|&h| self.helpers[h].outstanding));
+        let Some(at) = pick else {
+            w.run(&mut self.inline_codecs);
+            self.inline_done.push_back(w);
+            return INLINE;
+        };
+        let h = &mut self.helpers[at];
+        match h.work.push(w) {
+            Ok(()) => {
+                h.outstanding += 1;
+                h.thread.thread().unpark();
+            }
+            Err(rtrb::PushError::Full(mut back)) => {
+                // Never expected: each freeze keeps at most MAX_AWAY chunks away.
+                back.result = Err(Failure::Check("compression helper queue full".into()));
+                self.inline_done.push_back(back);
             }
         }
-        w.run();
-        self.inline_done.push_back(w);
+        at
     }
 
     /// The next finished chunk, if any.
@@ -263,19 +306,24 @@ fn helper(
     core: Option<usize>,
     owner: &std::thread::Thread,
 ) {
-    if let Some(core) = core {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+    match core {
+        Some(core) if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) => {
             log::warn!("could not pin a compression helper to core {core}");
         }
+        Some(_) => {}
+        // Spawned by the pinned maintainer, it would inherit its one core.
+        None => unpin(),
     }
     if let Err(e) = crate::io::set_nice(HELPER_NICE) {
         log::warn!("compression helper keeps normal priority: {e}");
     }
+    let mut codecs = Codecs::default();
     loop {
         match work.pop() {
             Ok(mut w) => {
                 // An LZ4 call does not panic, but a panic here must not strand the freeze.
-                if std::panic::catch_unwind(AssertUnwindSafe(|| w.run())).is_err() {
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| w.run(&mut codecs)));
+                if ran.is_err() {
                     w.result = Err(Failure::Check("compression helper panicked".into()));
                 }
                 // The ring holds as many as the work ring: there is room.
@@ -291,11 +339,30 @@ fn helper(
     }
 }
 
+/// Lets the calling thread run on every online core.
+fn unpin() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in 0..cores.min(libc::CPU_SETSIZE as usize) {
+        // SAFETY: c is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; the set outlives the call.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if rc != 0 {
+        log::warn!(
+            "compression helper keeps the maintainer's cores: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn work(codec: Box<ChunkCodec>, data: &[u8], last: bool) -> Box<ChunkWork> {
+    fn work(codec: Option<Box<ChunkCodec>>, data: &[u8], last: bool) -> Box<ChunkWork> {
         let mut input = vec![0u8; data.len()].into_boxed_slice();
         input.copy_from_slice(data);
         Box::new(ChunkWork {
@@ -322,27 +389,29 @@ mod tests {
         }
     }
 
-    /// A segment compressed chunk by chunk on a helper decodes to itself with `lz4`-compatible
-    /// framing, and the codec state comes back with each chunk.
+    /// A segment whose chunks are all queued at once on a helper (the codec with the first,
+    /// kept there until the last) decodes to itself, and the codec comes home with the last.
     #[test]
     fn a_helper_compresses_a_segment_chunk_by_chunk() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 97) as u8).collect();
-        let mut c = Compressors::start(1, &[]);
-        assert_eq!(c.threads(), 1);
+        let mut c = Compressors::start(2, &[]);
+        assert_eq!(c.threads(), 2);
         let c0 = Compression::default();
-        let mut codec = Box::new(ChunkCodec::new(c0, 1, data.len() as u64, true).unwrap());
+        let mut codec = Some(Box::new(
+            ChunkCodec::new(c0, 1, data.len() as u64, true).unwrap(),
+        ));
         let mut frame = Vec::new();
         let chunks: Vec<&[u8]> = data.chunks(1 << 20).collect();
+        let mut at = None;
         for (k, chunk) in chunks.iter().enumerate() {
-            c.submit(work(codec, chunk, k + 1 == chunks.len()));
-            assert_eq!(c.outstanding(), 1);
-            let mut w = wait_done(&mut c);
+            at = Some(c.submit(work(codec.take(), chunk, k + 1 == chunks.len()), at));
+        }
+        assert_eq!(c.outstanding(), chunks.len());
+        for k in 0..chunks.len() {
+            let w = wait_done(&mut c);
             assert!(w.result.is_ok());
+            assert_eq!(w.codec.is_some(), k + 1 == chunks.len());
             frame.extend_from_slice(&w.out);
-            codec = std::mem::replace(
-                &mut w.codec,
-                Box::new(ChunkCodec::new(c0, 1, 0, false).unwrap()),
-            );
         }
         assert_eq!(c.outstanding(), 0);
         let mut back = Vec::new();
@@ -360,7 +429,7 @@ mod tests {
     fn a_failed_chunk_comes_back_with_its_error() {
         let mut c = Compressors::start(0, &[]);
         let codec = Box::new(ChunkCodec::new(Compression::default(), 1, 10, true).unwrap());
-        c.submit(work(codec, b"four", true));
+        assert_eq!(c.submit(work(Some(codec), b"four", true), None), INLINE);
         let w = wait_done(&mut c);
         assert!(w.result.is_err());
     }

@@ -24,7 +24,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use super::compressor::{ChunkCodec, ChunkWork, Failure};
+use super::compressor::{ChunkCodec, ChunkWork, Failure, MAX_AWAY};
 use super::job::{ud, Ctx};
 use crate::constants::{CHUNK_SIZE, FREEZE_PIPELINE_DEPTH};
 use crate::error::{Corruption, Error, Result};
@@ -108,11 +108,17 @@ pub(crate) struct FreezeJob {
     next_read: u64,
     next_compress: u64,
     out_off: u64,
-    /// The segment's codec; `None` while a chunk is away at a helper.
+    /// The segment's codec; `None` from its first chunk's hand-over until it comes back
+    /// with the last one (or a failure).
     codec: Option<Box<ChunkCodec>>,
+    /// The helper holding the codec ([`super::compressor::INLINE`]: this thread).
+    helper: Option<usize>,
+    /// Chunks handed over so far; the last one was.
+    next_offer: u64,
+    offered_last: bool,
     verify: bool,
-    /// A chunk is at a helper.
-    away: bool,
+    /// Chunks (or the read-back) at a helper.
+    away: usize,
     /// The encoding is complete (its last chunk came back).
     encoded: bool,
     reads: Vec<ReadSlot>,
@@ -178,7 +184,10 @@ impl FreezeJob {
             out_off: 0,
             codec: Some(Box::new(codec)),
             verify: cx.config.verify_frames,
-            away: false,
+            away: 0,
+            helper: None,
+            next_offer: 0,
+            offered_last: false,
             encoded: false,
             reads: (0..FREEZE_PIPELINE_DEPTH)
                 .map(|_| ReadSlot {
@@ -216,7 +225,7 @@ impl FreezeJob {
     }
 
     fn in_flight(&self) -> bool {
-        self.away
+        self.away > 0
             || self.reads.iter().any(|r| r.in_flight)
             || self.writes.iter().any(|w| w.in_flight)
     }
@@ -286,10 +295,10 @@ impl FreezeJob {
         Ok(())
     }
 
-    /// Hands the next chunk to compression if it is fully read, the codec is home and a
-    /// write slot is free; true if it did.
+    /// Hands the next chunk to compression if it is fully read, fewer than `MAX_AWAY` are
+    /// away and a write slot is free; true if it did.
     fn offer_chunk(&mut self, slot: u32, cx: &mut Ctx<'_>) -> bool {
-        if self.away || self.encoded {
+        if self.away >= MAX_AWAY || self.offered_last {
             return false;
         }
         let Some(w) = self
@@ -299,14 +308,14 @@ impl FreezeJob {
         else {
             return false; // every write slot busy: wait for a write to complete
         };
-        let (input, len, read_slot) = if self.next_compress < self.n_chunks {
-            let i = (self.next_compress % FREEZE_PIPELINE_DEPTH as u64) as usize;
+        let (input, len, read_slot) = if self.next_offer < self.n_chunks {
+            let i = (self.next_offer % FREEZE_PIPELINE_DEPTH as u64) as usize;
             let r = &mut self.reads[i];
-            if r.in_flight || r.chunk != Some(self.next_compress) || r.filled < r.want {
+            if r.in_flight || r.chunk != Some(self.next_offer) || r.filled < r.want {
                 return false;
             }
             let data = &r.buf[..r.want];
-            if self.next_compress == 0 {
+            if self.next_offer == 0 {
                 let n = data.len().min(HEADER_LEN);
                 self.head[..n].copy_from_slice(&data[..n]);
             }
@@ -323,19 +332,21 @@ impl FreezeJob {
         let work = Box::new(ChunkWork {
             slot,
             index: self.index,
-            codec: self.codec.take().expect("the codec is home"),
+            codec: self.codec.take(), // with the first chunk only: it stays at the helper
             input,
             len,
             out: std::mem::take(&mut self.writes[w].buf),
-            last: self.next_compress + 1 >= self.n_chunks,
+            last: self.next_offer + 1 >= self.n_chunks,
             read_slot,
             write_slot: w,
             read_back: None,
             result: Ok(()),
         });
+        self.offered_last = work.last;
+        self.next_offer += 1;
         self.writes[w].compressing = true;
-        self.away = true;
-        cx.compress.submit(work);
+        self.away += 1;
+        self.helper = Some(cx.compress.submit(work, self.helper));
         true
     }
 
@@ -356,7 +367,10 @@ impl FreezeJob {
             result,
             ..
         } = work;
-        self.away = false;
+        self.away -= 1;
+        if codec.is_some() {
+            self.codec = codec; // home with the last chunk, a failure or the read-back
+        }
         if matches!(self.phase, Phase::ReadBack) {
             close(&mut self.tmp);
             self.writes[write_slot].buf = out;
@@ -381,7 +395,6 @@ impl FreezeJob {
         let ws = &mut self.writes[write_slot];
         ws.compressing = false;
         ws.buf = out;
-        self.codec = Some(codec);
         match result {
             Err(f) => {
                 let e = self.check_failed(f);
@@ -536,7 +549,7 @@ impl FreezeJob {
             let work = Box::new(ChunkWork {
                 slot,
                 index: self.index,
-                codec: self.codec.take().expect("the codec is home"),
+                codec: self.codec.take(),
                 input: Box::default(),
                 len: 0,
                 out: std::mem::take(&mut self.writes[0].buf),
@@ -546,9 +559,9 @@ impl FreezeJob {
                 read_back: Some(file),
                 result: Ok(()),
             });
-            self.away = true;
+            self.away += 1;
             self.phase = Phase::ReadBack;
-            cx.compress.submit(work);
+            cx.compress.submit(work, None);
             return None;
         }
         close(&mut self.tmp);

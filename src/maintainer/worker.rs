@@ -73,7 +73,7 @@ pub(crate) struct Rings {
 }
 
 /// Longest nap of the loop while a chunk is at a compression helper.
-const COMPRESS_POLL: Duration = Duration::from_micros(100);
+const COMPRESS_POLL: Duration = Duration::from_micros(500);
 
 pub(crate) struct Worker {
     config: Config,
@@ -655,10 +655,11 @@ impl Worker {
     }
 
     /// LZ4 acceleration for the next freeze: 2 per segment the hot backlog exceeds
-    /// `max_segments` by (`Config::auto_accelerate`), 1 otherwise; published as a gauge.
+    /// `max_segments` by beyond the one that starts every freeze (`Config::auto_accelerate`),
+    /// 1 otherwise; published as a gauge.
     fn acceleration(&self) -> u32 {
         let backlog = self.hot.len().saturating_sub(self.freezing.len());
-        let over = backlog.saturating_sub(self.config.max_segments) as u32;
+        let over = backlog.saturating_sub(self.config.max_segments + 1) as u32;
         let a = match self.config.auto_accelerate {
             true => over
                 .saturating_mul(2)
