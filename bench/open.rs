@@ -93,7 +93,7 @@ fn main() {
                 }));
                 rec.expect("opened").close().expect("close");
                 ver_ms.push(timed(cold, || {
-                    let r = wal_recorder::log::verify(&dir).expect("verify");
+                    let r = wal_recorder::logdir::verify(&dir).expect("verify");
                     assert!(r.ok, "{:?}", r.errors);
                 }));
             }
@@ -176,7 +176,7 @@ fn du(dir: &Path) -> u64 {
 /// The first open of a freshly generated log: it has no `cold.summary`, so recovery decodes
 /// every cold segment (and writes the file). Milliseconds of that recovery.
 fn first_open(dir: &Path, seg: u64) -> f64 {
-    let summary = dir.join(wal_recorder::log::summary::SUMMARY_FILE);
+    let summary = dir.join(wal_recorder::logdir::summary::SUMMARY_FILE);
     let _ = std::fs::remove_file(&summary);
     let rec = Recorder::open(dir, config(dir, seg)).expect("first open");
     let ms = rec.recovered().report.elapsed.as_secs_f64() * 1e3;

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wal_recorder::config::Config;
-use wal_recorder::log::{Idle, LogReader, StartAt, Tailer};
+use wal_recorder::logdir::{Idle, LogReader, StartAt, Tailer};
 use wal_recorder::recorder::Recorder;
 
 fn now_ns() -> u64 {
@@ -228,7 +228,7 @@ fn seek(dir: &Path) {
         in_first += 1;
     }
     let one_segment = t.elapsed();
-    let listing = wal_recorder::log::list_dir(dir).expect("list");
+    let listing = wal_recorder::logdir::list_dir(dir).expect("list");
     let segments = listing.segments.len() as u64;
     let last_guess = first + in_first * (segments - 3);
     let mut times = Vec::new();

@@ -1,6 +1,10 @@
 //! `Config`: what the maintainer (and, later, the recorder) can be told, with documented
 //! defaults; every value is checked against the limits of [`crate::constants`].
 
+/// The archive tier's configuration (data only; the tier is `crate::archive`).
+#[cfg(feature = "archive")]
+pub mod archive;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,10 +58,10 @@ pub enum RecoveryMode {
 
 impl RecoveryMode {
     /// The reader's rule for this mode.
-    pub fn tail_rule(self) -> crate::log::TailRule {
+    pub fn tail_rule(self) -> crate::logdir::TailRule {
         match self {
-            RecoveryMode::TruncateTail => crate::log::TailRule::TruncateTail,
-            RecoveryMode::Strict => crate::log::TailRule::Strict,
+            RecoveryMode::TruncateTail => crate::logdir::TailRule::TruncateTail,
+            RecoveryMode::Strict => crate::logdir::TailRule::Strict,
         }
     }
 }
@@ -70,6 +74,7 @@ impl Default for Compression {
 
 /// Configuration of a [`crate::maintainer::SegmentMaintainer`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The log directory.
     pub dir: PathBuf,
@@ -162,7 +167,7 @@ pub struct Config {
     /// Default `Some(64 MiB/s)`; `None` turns it off.
     pub scrub_rate: Option<u64>,
     /// Keep up to this many cold segments beyond `max_compressed_segments` while a reader
-    /// that publishes its position (`log::Tailer::with_position`, `<log>/readers/`) has not
+    /// that publishes its position (`logdir::Tailer::with_position`, `<log>/readers/`) has not
     /// read them; past that budget retention deletes anyway and the reader gets
     /// `Error::SeqNotFound`. Default `None`: readers do not hold retention.
     pub hold_for_readers: Option<usize>,
@@ -183,16 +188,19 @@ pub struct Config {
     /// 1..=`MAX_PERSIST_OVERFLOW`.
     pub persist_overflow: usize,
     /// Test hook: run the fault-injecting backend with this plan.
+    #[doc(hidden)] // a test hook
     pub fault_plan: Option<FaultPlan>,
     /// Test hook: make io_uring setup fail with this errno (to exercise the fallback).
+    #[doc(hidden)] // a test hook
     pub simulate_uring_error: Option<i32>,
     /// Test hook: the maintainer thread panics on its first turn that does work (to prove a
     /// dead maintainer latches the log failed instead of hiding).
+    #[doc(hidden)] // a test hook
     pub simulate_maintainer_panic: bool,
     /// Archive cold segments to object storage before retention deletes them (feature
     /// `archive`). Default none.
     #[cfg(feature = "archive")]
-    pub archive: Option<crate::archive::ArchiveConfig>,
+    pub archive: Option<archive::ArchiveConfig>,
 }
 
 impl Config {

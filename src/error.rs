@@ -80,6 +80,7 @@ impl std::fmt::Display for Corruption {
 
 /// Errors of wal-recorder.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A system call failed on a file.
     #[error("{op} {}: {source}", path.display())]
@@ -153,6 +154,15 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// LZ4 refused to compress or set up a context (its error name).
+    #[error("LZ4: {0}")]
+    Compression(String),
+    /// The recorder was closed (or its open failed half way): nothing more is appended.
+    #[error("{}: the recorder is closed", .0.display())]
+    Closed(PathBuf),
+    /// The sequence numbers are used up (`MAX_SEQ`): the log takes no more records.
+    #[error("{}: sequence numbers exhausted", .0.display())]
+    SequenceExhausted(PathBuf),
     /// The segment maintainer's thread died (a panic): the log is latched failed.
     #[error("the segment maintainer thread died: {0}")]
     MaintainerDied(String),

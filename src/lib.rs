@@ -9,17 +9,22 @@
 //! record is detected. Cold segments are standard LZ4 frames (`lz4 -d` restores them).
 //!
 //! ```
-//! use wal_recorder::segment::SegmentWriter;
-//! use wal_recorder::log::verify;
+//! use wal_recorder::{Config, LogReader, Recorder};
 //!
 //! let dir = tempfile::tempdir().unwrap();
-//! let mut w = SegmentWriter::create(dir.path(), 0, 1 << 20, 1, 0).unwrap();
-//! assert_eq!(w.append(b"order 1").unwrap(), 1);
-//! assert_eq!(w.append(b"order 2").unwrap(), 2);
-//! w.seal();
-//! let report = verify(dir.path()).unwrap();
-//! assert!(report.ok);
-//! assert_eq!(report.records, 2);
+//! let mut config = Config::new(dir.path());
+//! config.segment_size = 1 << 20;
+//! let mut log = Recorder::open(dir.path(), config).unwrap();
+//! let seq = log.append(b"order 1").unwrap(); // no system call
+//! log.append(b"order 2").unwrap();
+//! log.sync().unwrap(); // or poll log.durable_seq(): durable about 1-2 ms after the append
+//! assert!(log.durable_seq() > seq);
+//! log.close().unwrap();
+//!
+//! let mut reader = LogReader::open_at(dir.path(), seq).unwrap();
+//! let mut buf = Vec::new();
+//! let first = reader.next_record(&mut buf).unwrap().unwrap();
+//! assert_eq!((first.seq, &buf[..]), (seq, &b"order 1"[..]));
 //! ```
 
 #![deny(missing_docs)]
@@ -27,13 +32,14 @@
 
 #[cfg(feature = "archive")]
 pub mod archive;
+mod backoff;
 pub mod codec;
 pub mod config;
 pub mod constants;
 pub mod error;
 pub mod event;
 pub mod io;
-pub mod log;
+pub mod logdir;
 pub mod maintainer;
 pub mod recorder;
 pub mod recovery;
@@ -41,4 +47,8 @@ pub mod segment;
 pub mod staging;
 pub mod telemetry;
 
+pub use config::Config;
 pub use error::{Corruption, Error, Result};
+pub use logdir::{LogReader, Tailer};
+pub use maintainer::{Health, SegmentMaintainer};
+pub use recorder::Recorder;

@@ -185,9 +185,7 @@ impl Recorder {
             self.flush_overflow();
         }
         let Some(active) = self.active.as_ref() else {
-            return Err(Error::Sealed {
-                path: self.dir.clone(),
-            });
+            return Err(Error::Closed(self.dir.clone()));
         };
         if !active.fits(len) {
             self.roll_over(len)?;
@@ -199,9 +197,10 @@ impl Recorder {
                 len,
                 max: w.max_payload(),
             },
-            AppendError::Sealed | AppendError::SeqExhausted => Error::Sealed {
+            AppendError::Sealed => Error::Sealed {
                 path: w.path().to_path_buf(),
             },
+            AppendError::SeqExhausted => Error::SequenceExhausted(w.path().to_path_buf()),
         })?;
         let after = w.used_len();
         self.link.appended(after, seq);
@@ -492,37 +491,15 @@ impl Recorder {
             waiting: g(&m.archive_waiting),
             ..self.archive_counters(&mut histograms)
         };
+        let mut counters = m.counters();
+        counters.rollovers = self.stats.rollovers;
+        counters.writer_stalls = self.stats.stalls;
+        counters.persist_ring_full = self.stats.persist_ring_full;
+        counters.last_seq = self.last_seq();
+        counters.durable_seq = self.durable_seq();
+        counters.archive = archive;
         MetricsSnapshot {
-            counters: telemetry::Counters {
-                persisted: g(&m.persisted),
-                frozen: g(&m.frozen),
-                freed: g(&m.freed),
-                compress_failures: g(&m.compress_failures),
-                persist_failures: g(&m.persist_failures),
-                unlink_failures: g(&m.unlink_failures),
-                fsync_failures: g(&m.fsync_failures),
-                enospc: g(&m.enospc),
-                bytes_in: g(&m.bytes_in),
-                bytes_out: g(&m.bytes_out),
-                hot: g(&m.hot),
-                cold: g(&m.cold),
-                rollovers: self.stats.rollovers,
-                writer_stalls: self.stats.stalls,
-                persist_ring_full: self.stats.persist_ring_full,
-                fell_back_to_blocking: u64::from(m.fell_back.load(Ordering::Relaxed)),
-                held_for_readers: g(&m.held_for_readers),
-                budget_excess_bytes: g(&m.budget_excess_bytes),
-                hot_backlog_segments: g(&m.hot_backlog_segments),
-                freeze_acceleration: g(&m.freeze_acceleration),
-                accelerated_freezes: g(&m.accelerated_freezes),
-                scrubbed_segments: g(&m.scrubbed_segments),
-                scrubbed_bytes: g(&m.scrubbed_bytes),
-                scrub_passes: g(&m.scrub_passes),
-                scrub_corruptions: g(&m.scrub_corruptions),
-                last_seq: self.last_seq(),
-                durable_seq: self.durable_seq(),
-                archive,
-            },
+            counters,
             histograms,
         }
     }
@@ -534,7 +511,7 @@ impl Recorder {
             return Default::default();
         };
         histograms.add(&a.histograms());
-        telemetry::ArchiveCounters::from_stats(a.stats())
+        a.stats().counters()
     }
 
     #[cfg(not(feature = "archive"))]

@@ -14,7 +14,7 @@ use common::{verify_json, wait_for, walctl};
 use wal_recorder::archive::{archive_dir, restore, verify_url, ArchiveConfig, RetryPolicy};
 use wal_recorder::config::Config;
 use wal_recorder::event;
-use wal_recorder::log::LogReader;
+use wal_recorder::logdir::LogReader;
 use wal_recorder::maintainer::{Health, MaintainerStats};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::Error;

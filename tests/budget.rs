@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{file_names, wait_for, SmallTmpfs};
 use wal_recorder::config::Config;
 use wal_recorder::event;
-use wal_recorder::log::verify;
+use wal_recorder::logdir::verify;
 use wal_recorder::maintainer::{Health, MaintainerStats};
 use wal_recorder::recorder::Recorder;
 

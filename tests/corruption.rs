@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{flip_bit, walctl, write_log};
-use wal_recorder::log::verify;
+use wal_recorder::logdir::verify;
 use wal_recorder::segment::format::{
     record_crc, record_size, FIRST_SEQ_OFFSET, HEADER_LEN, REC_CRC_OFFSET, VERSION_OFFSET,
 };

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{spawn_record, staging_root, verify_json};
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::event;
-use wal_recorder::log::LogReader;
+use wal_recorder::logdir::LogReader;
 use wal_recorder::recorder::Recorder;
 
 /// Runs `walctl record` for `delay`, SIGKILLs it; returns its last progress line.

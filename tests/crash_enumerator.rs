@@ -14,7 +14,7 @@ use common::staging_root;
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::event;
 use wal_recorder::io::fault::FaultPlan;
-use wal_recorder::log::verify;
+use wal_recorder::logdir::verify;
 use wal_recorder::recorder::Recorder;
 
 const SEG: u64 = 64 * 1024;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{file_names, wait_for, write_segments};
 use wal_recorder::config::{Compression, Config};
 use wal_recorder::io::BackendChoice;
-use wal_recorder::log::verify;
+use wal_recorder::logdir::verify;
 use wal_recorder::maintainer::{Health, MaintainerStats, SegmentMaintainer};
 use wal_recorder::segment::names::{cold_name, hot_name};
 

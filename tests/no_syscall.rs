@@ -8,7 +8,7 @@
 mod common;
 
 use wal_recorder::event;
-use wal_recorder::log::verify;
+use wal_recorder::logdir::verify;
 use wal_recorder::segment::{AppendError, PreparedSegment, SegmentWriter};
 
 const RECORDS: u64 = 1_000_000;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use common::{file_names, used_len, walctl, write_log};
 use wal_recorder::config::{Config, RecoveryMode};
 use wal_recorder::event;
-use wal_recorder::log::{verify, TailDrop};
+use wal_recorder::logdir::{verify, TailDrop};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::recovery::Action;
 use wal_recorder::segment::format::{record_size, HEADER_LEN};

@@ -3,7 +3,7 @@
 //! and never panics.
 
 use proptest::prelude::*;
-use wal_recorder::log::{verify, LogReader};
+use wal_recorder::logdir::{verify, LogReader};
 use wal_recorder::segment::{AppendError, SegmentWriter};
 
 fn write(dir: &std::path::Path, records: &[Vec<u8>], seg: u64, seal_last: bool) -> usize {

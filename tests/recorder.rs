@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{file_names, wait_for, SmallTmpfs};
 use wal_recorder::config::Config;
 use wal_recorder::event;
-use wal_recorder::log::{verify, LogReader};
+use wal_recorder::logdir::{verify, LogReader};
 use wal_recorder::maintainer::Health;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::Error;
@@ -87,12 +87,17 @@ fn a_second_recorder_on_the_directory_is_refused() {
     Recorder::open(dir.path(), config(dir.path())).unwrap();
 }
 
+/// After `sync()` returns, every appended record is in the segment files on disk (read
+/// from the files, not from the writer's memory or the staging buffers).
 #[test]
 fn sync_makes_everything_appended_durable() {
     let dir = tempfile::tempdir().unwrap();
     let mut rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
     let last = append_events(&mut rec, 5000);
     rec.sync().unwrap();
+    let on_disk = verify(dir.path()).unwrap();
+    assert!(on_disk.ok, "{:?}", on_disk.errors);
+    assert_eq!(on_disk.last_seq, Some(last), "{on_disk:?}");
     assert!(rec.durable_seq() >= last);
     rec.close().unwrap();
 }
@@ -173,7 +178,7 @@ fn read_only_directory_is_a_typed_error() {
 }
 
 #[test]
-fn full_disk_at_open_is_a_typed_error_and_loses_nothing() {
+fn a_disk_that_fills_while_appending_is_a_typed_error_and_loses_nothing() {
     let fs = SmallTmpfs::mount(6 * SEG);
     let mut rec = Recorder::open(fs.path(), config(fs.path())).unwrap();
     // Fill the disk with records: appends fail with a typed error once nothing fits.

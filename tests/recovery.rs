@@ -8,7 +8,7 @@ use common::{file_names, used_len, write_log};
 use wal_recorder::codec::lz4::compress_frame;
 use wal_recorder::config::Config;
 use wal_recorder::event;
-use wal_recorder::log::verify;
+use wal_recorder::logdir::verify;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::format::{record_size, HEADER_LEN};
 use wal_recorder::segment::names::{cold_name, hot_name};

@@ -13,7 +13,7 @@ use common::{file_names, staging_root, used_len, write_log};
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
 use wal_recorder::io::{OpCode, Target};
-use wal_recorder::log::{verify, LogReader};
+use wal_recorder::logdir::{verify, LogReader};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::truncate_sealed;
 use wal_recorder::staging::StagingDir;

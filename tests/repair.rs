@@ -8,7 +8,7 @@ use std::path::Path;
 use common::{file_names, flip_bit, walctl, write_log};
 use wal_recorder::codec::lz4::compress_frame;
 use wal_recorder::config::{Config, WritePath};
-use wal_recorder::log::{verify, LogReader};
+use wal_recorder::logdir::{verify, LogReader};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::format::{record_size, HEADER_LEN};
 use wal_recorder::segment::names::{cold_name, hot_name};

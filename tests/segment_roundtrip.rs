@@ -5,7 +5,7 @@ mod common;
 
 use common::write_log;
 use wal_recorder::event;
-use wal_recorder::log::{verify, LogReader};
+use wal_recorder::logdir::{verify, LogReader};
 use wal_recorder::segment::format::{record_size, HEADER_LEN, SEAL_LEN};
 use wal_recorder::segment::{AppendError, SegmentWriter};
 use wal_recorder::{constants::MAX_RECORD_LEN, Corruption, Error};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::{staging_root, write_log};
 use wal_recorder::config::Config;
-use wal_recorder::log::verify;
+use wal_recorder::logdir::verify;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::recovery::Action;
 use wal_recorder::staging::StagingDir;

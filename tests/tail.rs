@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{file_names, wait_for, walctl};
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::event::{self, TradeEvent};
-use wal_recorder::log::{LogReader, StartAt, Tailer};
+use wal_recorder::logdir::{LogReader, StartAt, Tailer};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::Error;
 
@@ -327,12 +327,12 @@ fn a_reader_resumes_from_its_saved_position_after_a_restart() {
     let mut t = Tailer::resume(dir.path(), "audit").unwrap();
     follow(&mut t, 1001, last);
     t.commit().unwrap();
-    let pos = wal_recorder::log::reader_position::ReaderPosition::open(dir.path(), "audit")
+    let pos = wal_recorder::logdir::reader_position::ReaderPosition::open(dir.path(), "audit")
         .unwrap()
         .load();
     assert_eq!(pos, Some(last + 1));
     // The log itself is untouched by its readers: it still verifies with no warning.
-    let r = wal_recorder::log::verify(dir.path()).unwrap();
+    let r = wal_recorder::logdir::verify(dir.path()).unwrap();
     assert!(r.ok && r.warnings.is_empty(), "{r:?}");
 }
 
@@ -341,7 +341,7 @@ fn a_reader_resumes_from_its_saved_position_after_a_restart() {
 /// typed error, never a gap).
 #[test]
 fn retention_waits_for_a_registered_reader_within_its_budget() {
-    use wal_recorder::log::reader_position::ReaderPosition;
+    use wal_recorder::logdir::reader_position::ReaderPosition;
     let dir = tempfile::tempdir().unwrap();
     let reader = ReaderPosition::open(dir.path(), "slow").unwrap();
     reader.store(1).unwrap(); // has read nothing

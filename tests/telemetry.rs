@@ -77,7 +77,7 @@ fn injected_failures_raise_the_failure_counter() {
     let m = scripted_run(dir.path(), Some(cfg)).counters;
     assert_eq!(m.compress_failures, 1);
     assert_eq!(m.enospc, 1);
-    assert!(wal_recorder::log::verify(dir.path()).unwrap().ok);
+    assert!(wal_recorder::logdir::verify(dir.path()).unwrap().ok);
 }
 
 #[cfg(feature = "fs1-metrics")]
@@ -101,7 +101,7 @@ fn histograms_count_what_the_counters_count_and_export() {
         "wal_close_latency_seconds_count {}",
         m.counters.persisted
     )));
-    assert!(prom.contains("wal_compress_throughput_mb_s{quantile=\"0.5\"}"));
+    assert!(prom.contains("wal_compress_throughput_bytes_per_second{quantile=\"0.5\"}"));
     for line in prom.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = line.rsplit_once(' ').unwrap();
         value

@@ -17,14 +17,13 @@
 //! # Ok(()) }
 //! ```
 
-mod config;
 mod manifest;
 mod scan;
 mod store;
 mod tools;
 mod uploader;
 
-pub use config::{ArchiveConfig, RetryPolicy};
+pub use crate::config::archive::{ArchiveConfig, RetryPolicy};
 pub use manifest::{Manifest, ManifestEntry, MANIFEST_FORMAT, MANIFEST_VERSION};
 pub use store::MANIFEST;
 pub use tools::{archive_dir, restore, verify_url, ArchiveReport, RestoreReport};

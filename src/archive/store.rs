@@ -12,7 +12,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 
-use super::config::ArchiveConfig;
+use crate::config::archive::ArchiveConfig;
 use crate::error::{Error, Result};
 
 /// Name of the manifest object under the prefix.

@@ -10,14 +10,14 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
-use super::config::ArchiveConfig;
 use super::manifest::{Manifest, ManifestEntry};
 use super::scan::{compress_hot, read_cold, scan_cold_bytes, ColdBytes};
 use super::store::{Store, MANIFEST};
 use super::uploader::{load_manifest, upload_segment, Done, Fail};
 use crate::codec::open_cold_reader;
+use crate::config::archive::ArchiveConfig;
 use crate::error::{Corruption, Error, Result};
-use crate::log::{list_dir, verify_reader, LogReader, SegmentEntry, Tier, VerifyReport};
+use crate::logdir::{list_dir, verify_reader, LogReader, SegmentEntry, Tier, VerifyReport};
 
 /// Attempts per segment before `walctl archive` gives up on it.
 const CLI_ATTEMPTS: u32 = 5;
@@ -118,9 +118,11 @@ async fn upload_with_retries(
             Err(Fail::Local(e)) => return Err(Fail::Local(e)),
             Err(f) if attempt + 1 >= CLI_ATTEMPTS => return Err(f),
             Err(f) => {
-                let wait = cfg.retry.min_backoff.saturating_mul(1 << attempt);
+                // Someone is waiting at the command line: never more than 5 s per attempt.
+                let max = cfg.retry.max_backoff.min(Duration::from_secs(5));
+                let wait = crate::backoff::backoff(cfg.retry.min_backoff, max, attempt);
                 log::warn!("segment {index}: {f}; retrying in {wait:?}");
-                tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
         }

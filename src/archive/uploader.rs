@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use super::config::ArchiveConfig;
 use super::manifest::{Manifest, ManifestEntry};
 use super::scan::{read_cold, ColdBytes};
 use super::store::{Check, ObjectFacts, Store, MANIFEST};
+use crate::config::archive::ArchiveConfig;
 use crate::error::{Error, Result};
 use crate::maintainer::archive_gate::ArchiverLink;
 use crate::maintainer::Health;
@@ -51,6 +51,24 @@ pub struct ArchiveStats {
     pub unreadable: AtomicU64,
     /// Whether the backlog is over `backlog_cap_bytes` (gauge).
     pub over_cap: AtomicBool,
+}
+
+impl ArchiveStats {
+    /// The counters as the telemetry exports them (`waiting` is the maintainer's).
+    pub fn counters(&self) -> crate::telemetry::ArchiveCounters {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::telemetry::ArchiveCounters {
+            uploaded: g(&self.uploaded),
+            already_archived: g(&self.already_archived),
+            bytes: g(&self.bytes),
+            failures: g(&self.failures),
+            corrupt_uploads: g(&self.corrupt_uploads),
+            local_errors: g(&self.local_errors),
+            backlog: g(&self.backlog),
+            backlog_bytes: g(&self.backlog_bytes),
+            waiting: 0,
+        }
+    }
 }
 
 impl ArchiveStats {
@@ -171,10 +189,7 @@ struct Pending {
 }
 
 fn backoff(cfg: &ArchiveConfig, attempts: u32) -> Duration {
-    cfg.retry
-        .min_backoff
-        .saturating_mul(1u32 << attempts.min(16))
-        .min(cfg.retry.max_backoff)
+    crate::backoff::backoff(cfg.retry.min_backoff, cfg.retry.max_backoff, attempts)
 }
 
 type TaskResult = (u64, std::result::Result<Done, Fail>);

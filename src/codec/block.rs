@@ -92,7 +92,7 @@ impl BlockEncoder {
             }
         };
         if n <= 0 {
-            return Err(Error::Config("LZ4 block compression failed".into()));
+            return Err(Error::Compression("block compression failed".into()));
         }
         out.truncate(start + BLOCK_HEADER + n as usize);
         out[start..start + 4].copy_from_slice(&(input.len() as u32).to_le_bytes());

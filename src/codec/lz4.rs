@@ -75,7 +75,7 @@ impl FrameEncoder {
         // SAFETY: ctx is a valid out-pointer; the version matches the headers lz4-sys uses.
         let rc = unsafe { lz4_sys::LZ4F_createCompressionContext(&mut ctx, LZ4F_VERSION) };
         if let Some(why) = lz4f_error(rc) {
-            return Err(Error::Config(format!("LZ4F context: {why}")));
+            return Err(Error::Compression(format!("LZ4F context: {why}")));
         }
         let mut prefs = preferences(level.min(12), content_size);
         if level < 3 && acceleration > 1 {
@@ -124,7 +124,7 @@ impl FrameEncoder {
             )
         };
         if let Some(why) = lz4f_error(n) {
-            return Err(Error::Config(format!("LZ4F compress: {why}")));
+            return Err(Error::Compression(format!("LZ4F compress: {why}")));
         }
         // SAFETY: LZ4F wrote exactly n initialised bytes into the spare capacity.
         unsafe { out.set_len(out.len() + n) };
@@ -146,7 +146,7 @@ impl FrameEncoder {
             )
         };
         if let Some(why) = lz4f_error(n) {
-            return Err(Error::Config(format!("LZ4F begin: {why}")));
+            return Err(Error::Compression(format!("LZ4F begin: {why}")));
         }
         // SAFETY: n bytes were written.
         unsafe { out.set_len(out.len() + n) };
@@ -170,7 +170,7 @@ impl FrameEncoder {
             lz4_sys::LZ4F_compressEnd(self.ctx, out.as_mut_ptr().add(out.len()), spare, &opts)
         };
         if let Some(why) = lz4f_error(n) {
-            return Err(Error::Config(format!("LZ4F end: {why}")));
+            return Err(Error::Compression(format!("LZ4F end: {why}")));
         }
         // SAFETY: n bytes were written.
         unsafe { out.set_len(out.len() + n) };
@@ -228,7 +228,7 @@ impl<R: Read> FrameDecoder<R> {
         // SAFETY: ctx is a valid out-pointer.
         let rc = unsafe { lz4_sys::LZ4F_createDecompressionContext(&mut ctx, LZ4F_VERSION) };
         if let Some(why) = lz4f_error(rc) {
-            return Err(Error::Config(format!("LZ4F context: {why}")));
+            return Err(Error::Compression(format!("LZ4F context: {why}")));
         }
         Ok(FrameDecoder {
             src,

@@ -53,7 +53,7 @@ impl ChunkCodec {
     /// decodes the output as it is produced ([`StreamCheck`]).
     pub fn new(c: Compression, acceleration: u32, content_size: u64, verify: bool) -> Result<Self> {
         let check = match verify {
-            true => Some(StreamCheck::new(c).map_err(Error::Config)?),
+            true => Some(StreamCheck::new(c).map_err(Error::Compression)?),
             false => None,
         };
         Ok(ChunkCodec {

@@ -211,9 +211,7 @@ impl Durability {
                     let errno = source.raw_os_error().unwrap_or(libc::EIO);
                     link.prepare_errno.store(errno, Ordering::Relaxed);
                 }
-                let delay = RETRY_MIN
-                    .saturating_mul(1 << self.prepare_attempts.min(16))
-                    .min(RETRY_MAX);
+                let delay = crate::backoff::backoff(RETRY_MIN, RETRY_MAX, self.prepare_attempts);
                 self.prepare_attempts += 1;
                 self.prepare_not_before = Instant::now() + delay;
             }

@@ -29,7 +29,7 @@ use super::job::{ud, Ctx};
 use crate::constants::{CHUNK_SIZE, FREEZE_PIPELINE_DEPTH};
 use crate::error::{Corruption, Error, Result};
 use crate::io::{check, push_chain, Op, Target};
-use crate::log::summary::{FileStamp, SegmentSummary, ENTRY_LEN};
+use crate::logdir::summary::{FileStamp, SegmentSummary, ENTRY_LEN};
 use crate::segment::format::{Seal, SegmentHeader, HEADER_LEN, SEAL_LEN};
 use crate::segment::names::{cold_name, hot_name};
 

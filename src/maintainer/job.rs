@@ -33,7 +33,7 @@ pub(crate) struct SummaryLog {
 impl SummaryLog {
     /// Opens (creating it if missing) `dir/cold.summary`; a torn last entry is overwritten.
     pub fn open(dir: &Path) -> Option<Self> {
-        use crate::log::summary::{ENTRY_LEN, SUMMARY_FILE};
+        use crate::logdir::summary::{ENTRY_LEN, SUMMARY_FILE};
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(SUMMARY_FILE);
         let opened = std::fs::OpenOptions::new()

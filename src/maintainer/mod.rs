@@ -276,7 +276,7 @@ impl SegmentMaintainer {
         }
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                return Err(Error::Config("maintainer thread panicked".into()));
+                return Err(Error::MaintainerDied("its thread panicked".into()));
             }
         } else if let Some(mut worker) = self.worker.take() {
             // Never started: drain on this thread so nothing queued is lost.

@@ -26,8 +26,8 @@ use crate::config::Config;
 use crate::constants::CHUNK_SIZE;
 use crate::error::{Corruption, Error, Result};
 use crate::io::{open_backend, IoBackend, Op, Target};
-use crate::log::summary::{hot_summary, FileStamp, SegmentSummary, SummaryIndex};
-use crate::log::{list_dir, SegmentEntry, Tier};
+use crate::logdir::summary::{hot_summary, FileStamp, SegmentSummary, SummaryIndex};
+use crate::logdir::{list_dir, SegmentEntry, Tier};
 use crate::segment::{SegmentEnd, SegmentReader};
 
 /// How often a paused scrub looks at the stop flag.

@@ -21,6 +21,7 @@ pub enum Health {
 
 /// The maintainer's counters. Monotonic unless noted.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct MaintainerStats {
     /// Segments persisted (truncated, fdatasynced, closed).
     pub persisted: AtomicU64,
@@ -118,6 +119,37 @@ pub struct MaintainerStats {
 }
 
 impl MaintainerStats {
+    /// The maintainer's counters and gauges as the telemetry exports them; the writer's
+    /// (rollovers, stalls, sequence numbers) and the archive's are the caller's to fill.
+    pub fn counters(&self) -> crate::telemetry::Counters {
+        let g = Self::get;
+        crate::telemetry::Counters {
+            persisted: g(&self.persisted),
+            frozen: g(&self.frozen),
+            freed: g(&self.freed),
+            compress_failures: g(&self.compress_failures),
+            persist_failures: g(&self.persist_failures),
+            unlink_failures: g(&self.unlink_failures),
+            fsync_failures: g(&self.fsync_failures),
+            enospc: g(&self.enospc),
+            bytes_in: g(&self.bytes_in),
+            bytes_out: g(&self.bytes_out),
+            hot: g(&self.hot),
+            cold: g(&self.cold),
+            fell_back_to_blocking: u64::from(self.fell_back.load(Ordering::Relaxed)),
+            held_for_readers: g(&self.held_for_readers),
+            budget_excess_bytes: g(&self.budget_excess_bytes),
+            hot_backlog_segments: g(&self.hot_backlog_segments),
+            freeze_acceleration: g(&self.freeze_acceleration),
+            accelerated_freezes: g(&self.accelerated_freezes),
+            scrubbed_segments: g(&self.scrubbed_segments),
+            scrubbed_bytes: g(&self.scrubbed_bytes),
+            scrub_passes: g(&self.scrub_passes),
+            scrub_corruptions: g(&self.scrub_corruptions),
+            ..Default::default()
+        }
+    }
+
     /// Current health.
     pub fn health(&self) -> Health {
         if self.failed.load(Ordering::Acquire) {

@@ -44,9 +44,7 @@ struct Retry {
 
 impl Retry {
     fn after_failure(index: u64, attempts: u32) -> Self {
-        let delay = RETRY_MIN
-            .saturating_mul(1u32 << attempts.min(16))
-            .min(RETRY_MAX);
+        let delay = crate::backoff::backoff(RETRY_MIN, RETRY_MAX, attempts);
         Retry {
             index,
             attempts: attempts + 1,
@@ -145,7 +143,7 @@ impl Worker {
         let stats = &shared.stats;
         stats.hot.store(hot.len() as u64, Ordering::Relaxed);
         stats.cold.store(cold.len() as u64, Ordering::Relaxed);
-        let index = crate::log::summary::SummaryIndex::load(&config.dir);
+        let index = crate::logdir::summary::SummaryIndex::load(&config.dir);
         let cold_end = cold
             .iter()
             .filter_map(|&i| index.entry(i).map(|(s, _)| (i, s.next_seq())))
@@ -871,7 +869,7 @@ impl Worker {
             now.duration_since(at) > Duration::from_millis(20)
         });
         if stale {
-            let min = crate::log::reader_position::min_reader_position(&self.config.dir);
+            let min = crate::logdir::reader_position::min_reader_position(&self.config.dir);
             self.readers = Some((now, min));
         }
         let Some((_, Some(min))) = self.readers else {
@@ -1051,10 +1049,9 @@ impl Worker {
                     self.cold_end.insert(index, end);
                 }
                 self.hists.record(Hist::Compress, compress_ns);
-                // MB/s = bytes / ns * 1000
                 self.hists.record(
                     Hist::CompressThroughput,
-                    (bytes_in as f64 * 1e3 / compress_ns.max(1) as f64) as u64,
+                    (bytes_in as f64 * 1e9 / compress_ns.max(1) as f64) as u64,
                 );
                 let stats = &self.shared.stats;
                 stats.frozen.fetch_add(1, Ordering::Relaxed);

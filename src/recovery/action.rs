@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::Corruption;
-use crate::log::TailDrop;
+use crate::logdir::TailDrop;
 
 /// Why recovery removed a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,8 @@ pub use action::{Action, Removal};
 use crate::error::{Corruption, Error, Result};
 use crate::io::fault::FaultPlan;
 use crate::io::{OpCode, Target};
-use crate::log::summary::{hot_summary, write_index, FileStamp, SegmentSummary, SummaryIndex};
-use crate::log::{list_dir, LogReader, SegmentEntry, TailDrop, TailRule, Tier, Warning};
+use crate::logdir::summary::{hot_summary, write_index, FileStamp, SegmentSummary, SummaryIndex};
+use crate::logdir::{list_dir, LogReader, SegmentEntry, TailDrop, TailRule, Tier, Warning};
 use crate::segment::format::{Seal, SEAL_LEN};
 use crate::segment::{
     seal_in_place_with, sync_dir, truncate_sealed_with, SegmentEnd, SegmentReader,

@@ -76,6 +76,14 @@ pub const fn record_size(len: usize) -> usize {
     RECORD_HEADER_LEN + ((len + ALIGN - 1) & !(ALIGN - 1))
 }
 
+/// Largest payload one empty segment of `segment_size` bytes holds (seal space kept),
+/// and never more than `MAX_RECORD_LEN`.
+pub fn max_payload(segment_size: u64) -> usize {
+    let room =
+        (segment_size as usize).saturating_sub(HEADER_LEN + SEAL_LEN + ALIGN + RECORD_HEADER_LEN);
+    room.min(crate::constants::MAX_RECORD_LEN)
+}
+
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {

@@ -425,7 +425,7 @@ impl SegmentWriter {
 
     /// Largest payload an empty segment of this capacity could hold.
     pub fn max_payload(&self) -> usize {
-        (self.seg.len - HEADER_LEN - SEAL_LEN - ALIGN - RECORD_HEADER_LEN).min(MAX_RECORD_LEN)
+        super::format::max_payload(self.seg.len as u64)
     }
 
     /// Sequence number the next record would get.

@@ -23,7 +23,7 @@ use super::dir::StagingDir;
 use crate::error::{Error, Result};
 use crate::io::fault::FaultPlan;
 use crate::io::{OpCode, Target};
-use crate::log::{list_dir, Tier};
+use crate::logdir::{list_dir, Tier};
 use crate::segment::format::{SegmentHeader, HEADER_LEN};
 use crate::segment::names::segment_path;
 use crate::segment::writer::injected_at;

@@ -92,25 +92,6 @@ pub struct ArchiveCounters {
     pub waiting: u64,
 }
 
-impl ArchiveCounters {
-    /// Reads the archiver's counters.
-    #[cfg(feature = "archive")]
-    pub fn from_stats(s: &crate::archive::ArchiveStats) -> Self {
-        let g = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        ArchiveCounters {
-            uploaded: g(&s.uploaded),
-            already_archived: g(&s.already_archived),
-            bytes: g(&s.bytes),
-            failures: g(&s.failures),
-            corrupt_uploads: g(&s.corrupt_uploads),
-            local_errors: g(&s.local_errors),
-            backlog: g(&s.backlog),
-            backlog_bytes: g(&s.backlog_bytes),
-            waiting: 0,
-        }
-    }
-}
-
 /// See the module docs.
 #[derive(Clone, Default)]
 pub struct MetricsSnapshot {
@@ -337,7 +318,10 @@ impl MetricsSnapshot {
     /// Prometheus text exposition format 0.0.4.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        for (name, help, counter, v) in counter_rows(&self.counters) {
+        // The archive tier's metrics exist only in builds that have it.
+        let rows = counter_rows(&self.counters).into_iter();
+        let rows = rows.filter(|r| cfg!(feature = "archive") || !r.0.starts_with("wal_archive_"));
+        for (name, help, counter, v) in rows {
             let kind = if counter { "counter" } else { "gauge" };
             let _ = writeln!(
                 out,
@@ -365,6 +349,9 @@ impl MetricsSnapshot {
 
     fn histograms_prometheus(&self, out: &mut String) {
         for (i, (key, help)) in HISTOGRAMS.iter().enumerate() {
+            if i == Hist::Upload as usize && !cfg!(feature = "archive") {
+                continue;
+            }
             let h = &self.histograms.all()[i];
             let (name, scale) = match key.strip_suffix("_ns") {
                 Some(base) => (format!("wal_{base}_seconds"), 1e-9),
@@ -375,7 +362,11 @@ impl MetricsSnapshot {
                 let v = h.value_at_quantile(q) as f64 * scale;
                 let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v:e}");
             }
-            let sum = h.mean() * h.len() as f64 * scale;
+            // An empty histogram's mean is NaN; its sum is 0.
+            let sum = match h.len() {
+                0 => 0.0,
+                n => h.mean() * n as f64 * scale,
+            };
             let _ = writeln!(out, "{name}_sum {sum:e}\n{name}_count {}", h.len());
         }
     }
@@ -417,11 +408,13 @@ impl MetricsSnapshot {
             x.max() as f64 / unit_ratio,
             x.len()
         );
+        // HdrHistogram's sub-bucket count: 2 x 10^digits rounded up to a power of two.
+        let sub_buckets = (2 * 10u64.pow(u32::from(x.sigfig()))).next_power_of_two();
         let _ = writeln!(
             out,
             "#[Buckets = {:12}, SubBuckets     = {:12}]",
             x.buckets(),
-            x.distinct_values()
+            sub_buckets
         );
         out
     }

@@ -43,8 +43,8 @@ pub const HISTOGRAMS: [(&str, &str); 8] = [
         "one freeze: first read to the tmp file synced",
     ),
     (
-        "compress_throughput_mb_s",
-        "one freeze: segment MB per second of compress_latency",
+        "compress_throughput_bytes_per_second",
+        "one freeze: segment bytes per second of compress_latency",
     ),
     (
         "rollover_latency_ns",
@@ -72,7 +72,7 @@ pub enum Hist {
     Fdatasync = 2,
     /// One freeze.
     Compress = 3,
-    /// One freeze's throughput (MB/s).
+    /// One freeze's throughput (bytes per second).
     CompressThroughput = 4,
     /// One writer rollover.
     Rollover = 5,

@@ -127,7 +127,7 @@ pub fn file_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != wal_recorder::log::summary::SUMMARY_FILE)
+        .filter(|n| n != wal_recorder::logdir::summary::SUMMARY_FILE)
         .collect();
     v.sort();
     v

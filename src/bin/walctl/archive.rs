@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use wal_recorder::archive::{self, ArchiveConfig};
-use wal_recorder::log::VerifyReport;
+use wal_recorder::logdir::VerifyReport;
 
 use super::{seq_json, CmdResult};
 

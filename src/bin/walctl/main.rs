@@ -7,6 +7,7 @@ mod lag;
 mod latency;
 mod record;
 mod tail;
+mod units;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,14 +16,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use wal_recorder::event::TradeEvent;
-use wal_recorder::log::{list_dir, verify, LogReader, Tier};
+use wal_recorder::logdir::{list_dir, verify, LogReader, Tier};
 use wal_recorder::segment::{SegmentEnd, SegmentReader};
 
 #[derive(Parser)]
 #[command(
     name = "walctl",
     version,
-    about = "Inspect and verify wal-recorder logs"
+    about = "Record, inspect, verify, tail and repair wal-recorder logs",
+    disable_help_subcommand = true,
+    after_help = "Exit codes: 0 success; 1 corruption, a log that does not verify, or an I/O \
+error; 2 bad usage (an unknown option, a value out of range, a sequence range the log does \
+not hold).\nSizes take K, M, G, T (powers of 1024) or KB, MB, ... (powers of 1000); \
+segments are 4K..=4G."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,10 +52,13 @@ enum Cmd {
         #[arg(long, default_value = wal_recorder::constants::DEFAULT_STAGING_DIR)]
         staging_dir: PathBuf,
     },
-    /// List the segments of a directory
+    /// List the segments of a directory (exit 1 if the log does not verify)
     Ls {
         /// Log directory
         dir: PathBuf,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
     },
     /// Print records: sequence number, length, decoded event or hex payload
     Cat {
@@ -86,6 +95,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print this help, or the help of a command
+    Help {
+        /// The command
+        command: Option<String>,
+    },
     /// Upload every sealed segment of a closed log directory not archived yet
     #[cfg(feature = "archive")]
     Archive(archive::ArchiveArgs),
@@ -108,7 +122,7 @@ fn main() -> ExitCode {
             json,
             staging_dir,
         } => cmd_verify(&path, json, &staging_dir),
-        Cmd::Ls { dir } => cmd_ls(&dir),
+        Cmd::Ls { dir, json } => cmd_ls(&dir, json),
         Cmd::Cat {
             path,
             from,
@@ -118,6 +132,7 @@ fn main() -> ExitCode {
         Cmd::Stats { dir, json } => cmd_stats(&dir, json),
         Cmd::Tail(args) => tail::run(args),
         Cmd::Repair { dir, dry_run } => cmd_repair(&dir, dry_run),
+        Cmd::Help { command } => cmd_help(command.as_deref()),
         #[cfg(feature = "archive")]
         Cmd::Archive(a) => archive::cmd_archive(a),
         #[cfg(feature = "archive")]
@@ -133,6 +148,24 @@ fn main() -> ExitCode {
 }
 
 pub(crate) type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+fn cmd_help(command: Option<&str>) -> CmdResult {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    cli.build(); // sub-commands' usage lines then start with `walctl`
+    let printed = match command {
+        None => cli.print_help(),
+        Some(name) => match cli.find_subcommand_mut(name) {
+            Some(sub) => sub.print_help(),
+            None => {
+                eprintln!("walctl: no command `{name}`; `walctl --help` lists them");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    printed?;
+    Ok(ExitCode::SUCCESS)
+}
 
 fn cmd_repair(dir: &Path, dry_run: bool) -> CmdResult {
     if !dir.is_dir() {
@@ -179,6 +212,12 @@ fn cmd_verify(path: &Path, as_json: bool, staging_dir: &Path) -> CmdResult {
         }
     }
     let mut report = verify(path)?;
+    if path.is_dir() && report.segments == 0 && report.errors.is_empty() {
+        report.ok = false;
+        report
+            .errors
+            .push(format!("{}: holds no wal-recorder log", path.display()));
+    }
     if path.is_dir() {
         let staged = wal_recorder::staging::staging_path(staging_dir, path)?;
         if staged.exists() {
@@ -191,7 +230,7 @@ fn cmd_verify(path: &Path, as_json: bool, staging_dir: &Path) -> CmdResult {
     print_verify(&report, as_json)
 }
 
-pub(crate) fn print_verify(r: &wal_recorder::log::VerifyReport, as_json: bool) -> CmdResult {
+pub(crate) fn print_verify(r: &wal_recorder::logdir::VerifyReport, as_json: bool) -> CmdResult {
     if as_json {
         let v = json!({
             "ok": r.ok, "segments": r.segments, "hot": r.hot, "cold": r.cold,
@@ -223,38 +262,62 @@ pub(crate) fn print_verify(r: &wal_recorder::log::VerifyReport, as_json: bool) -
     Ok(ExitCode::from(if r.ok { 0 } else { 1 }))
 }
 
-fn cmd_ls(dir: &Path) -> CmdResult {
+fn cmd_ls(dir: &Path, as_json: bool) -> CmdResult {
     let listing = list_dir(dir)?;
-    println!(
-        "{:<26} {:>4} {:>12} {:>14} {:>10}  state",
-        "file", "tier", "bytes", "first_seq", "records"
-    );
-    let mut failed = false;
-    for seg in &listing.segments {
-        let name = seg.path.file_name().unwrap_or_default().to_string_lossy();
-        let tier = match seg.tier {
-            Tier::Hot => "hot",
-            Tier::Cold => "cold",
-        };
-        let (first, records, state) = match describe_segment(&seg.path, seg.tier) {
-            Ok(d) => d,
-            Err(e) => {
-                failed = true;
-                ("-".into(), "-".into(), format!("error: {e}"))
-            }
-        };
+    let rows: Vec<_> = listing
+        .segments
+        .iter()
+        .map(|seg| {
+            let name = seg.path.file_name().unwrap_or_default().to_string_lossy();
+            let tier = match seg.tier {
+                Tier::Hot => "hot",
+                Tier::Cold => "cold",
+            };
+            let (first, records, state) = describe_segment(&seg.path, seg.tier)
+                .unwrap_or_else(|e| ("-".into(), "-".into(), format!("error: {e}")));
+            (name.into_owned(), tier, seg.file_len, first, records, state)
+        })
+        .collect();
+    // The exit code and the problems are verify's (contract 8): a break in the chain or a
+    // damaged frame is an error, what a crash leaves is a warning.
+    let report = verify(dir)?;
+    if as_json {
+        let segments: Vec<_> = rows
+            .iter()
+            .map(|(name, tier, bytes, first, records, state)| {
+                json!({ "file": name, "tier": tier, "bytes": bytes,
+                        "first_seq": first.parse::<u64>().ok(),
+                        "records": records.parse::<u64>().ok(), "state": state })
+            })
+            .collect();
+        let v = json!({
+            "ok": report.ok, "segments": segments, "tmp": listing.tmp, "foreign": listing.foreign,
+            "errors": report.errors, "warnings": report.warnings,
+        });
+        println!("{v}");
+    } else {
+        let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
         println!(
-            "{name:<26} {tier:>4} {:>12} {first:>14} {records:>10}  {state}",
-            seg.file_len
+            "{:<w$} {:>4} {:>12} {:>14} {:>10}  state",
+            "file", "tier", "bytes", "first_seq", "records"
         );
+        for (name, tier, bytes, first, records, state) in &rows {
+            println!("{name:<w$} {tier:>4} {bytes:>12} {first:>14} {records:>10}  {state}");
+        }
+        for p in &listing.tmp {
+            println!("{}  (temporary)", p.display());
+        }
+        for p in &listing.foreign {
+            println!("{}  (not ours, ignored)", p.display());
+        }
+        for m in &report.warnings {
+            eprintln!("warning: {m}");
+        }
+        for m in &report.errors {
+            eprintln!("error: {m}");
+        }
     }
-    for p in &listing.tmp {
-        println!("{}  (temporary)", p.display());
-    }
-    for p in &listing.foreign {
-        println!("{}  (not ours, ignored)", p.display());
-    }
-    Ok(ExitCode::from(if failed { 1 } else { 0 }))
+    Ok(ExitCode::from(if report.ok { 0 } else { 1 }))
 }
 
 fn describe_segment(
@@ -288,24 +351,43 @@ fn describe_segment(
 }
 
 fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdResult {
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            eprintln!("walctl: --from {f} is after --to {t}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     // `--from` on a directory seeks (a bisection of the segments, then one segment scanned).
-    let mut reader = match (path.is_dir(), from) {
-        (true, Some(seq)) => LogReader::open_at(path, seq)?,
-        (true, None) => LogReader::open_dir(path)?,
-        (false, _) => LogReader::open_file(path)?,
+    let opened = match (path.is_dir(), from) {
+        (true, Some(seq)) => LogReader::open_at(path, seq),
+        (true, None) => LogReader::open_dir(path),
+        (false, _) => LogReader::open_file(path),
     };
+    let mut reader = match opened {
+        Err(e @ wal_recorder::Error::SeqNotFound { .. }) => {
+            eprintln!("walctl: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        other => other?,
+    };
+    let mut printed = 0u64;
+    let mut seen: Option<(u64, u64)> = None;
+    let mut ended_early = false;
     let from = from.unwrap_or(0);
     let to = to.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut buf = Vec::new();
     while let Some(info) = reader.next_record(&mut buf)? {
+        seen = Some((seen.map_or(info.seq, |s| s.0), info.seq));
         if info.seq < from {
             continue;
         }
         if info.seq > to {
+            ended_early = true;
             break;
         }
+        printed += 1;
         if writeln!(out, "{}", format_record(&info, &buf, hex)).is_err() {
             return Ok(ExitCode::SUCCESS); // reader closed the pipe (e.g. `| head`)
         }
@@ -313,6 +395,18 @@ fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdRes
     let _ = out.flush();
     for w in reader.warnings() {
         eprintln!("warning: {w}");
+    }
+    if printed == 0 && (from > 0 || to < u64::MAX) {
+        let held = match seen {
+            Some((a, _)) if ended_early => format!("its records start at {a}"),
+            Some((a, b)) => format!("it holds {a}..={b}"),
+            None => "it holds no record".into(),
+        };
+        eprintln!(
+            "walctl: no record of {} in the range asked; {held}",
+            path.display()
+        );
+        return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -22,11 +22,11 @@ pub struct RecordArgs {
     /// Records to append
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
-    /// Payload bytes per record (64 = one trading event)
-    #[arg(long, default_value_t = 64)]
-    record_size: usize,
-    /// Segment file size in bytes
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Payload bytes per record (64 = one trading event; at most what one segment holds)
+    #[arg(long, default_value = "64", value_parser = super::units::parse_size)]
+    record_size: u64,
+    /// Segment file size (4K..=4G; suffixes K, M, G, KiB, MB, ...)
+    #[arg(long, default_value = "64M", value_parser = super::units::parse_size)]
     segment_size: u64,
     /// Hot segments kept before the oldest is compressed
     #[arg(long, default_value_t = 8)]
@@ -34,9 +34,10 @@ pub struct RecordArgs {
     /// Compressed segments kept before the oldest is deleted
     #[arg(long, default_value_t = 64)]
     max_compressed: usize,
-    /// Milliseconds between drains (Staged) or syncs (Direct) of the active segment
-    #[arg(long, default_value_t = 1)]
-    sync_interval_ms: u64,
+    /// Time between drains (Staged) or syncs (Direct) of the active segment: milliseconds,
+    /// or with a unit (500us, 2ms; at least 1us, at most 1s)
+    #[arg(long, default_value = "1", value_parser = super::units::parse_millis)]
+    sync_interval_ms: Duration,
     /// Appends per second, paced; latency is measured from each append's intended start
     /// (0: as fast as possible)
     #[arg(long, default_value_t = 0)]
@@ -54,9 +55,9 @@ pub struct RecordArgs {
     /// tmpfs directory for the staging buffers
     #[arg(long, default_value = "/dev/shm")]
     staging_dir: PathBuf,
-    /// Disk budget in bytes (hot, prepared, tmp and cold segments): retention deletes the
-    /// oldest cold segments to hold it
-    #[arg(long)]
+    /// Disk budget (hot, prepared, tmp and cold segments; suffixes K, M, G, ...): retention
+    /// deletes the oldest cold segments to hold it
+    #[arg(long, value_parser = super::units::parse_size)]
     max_disk_bytes: Option<u64>,
     /// Threads compressing freezes (nice 10; 0: on the maintainer's loop; default: 1
     /// up to four cores, a quarter of them above)
@@ -73,12 +74,12 @@ pub struct RecordArgs {
     progress: bool,
     /// Write metrics.prom (Prometheus text) and one `<histogram>_us.hgrm` per histogram (HdrHistogram
     /// percentile distribution, microseconds) into this directory (needs fs1-metrics)
-    #[arg(long)]
+    #[arg(long, hide = !cfg!(feature = "fs1-metrics"))]
     metrics_dir: Option<PathBuf>,
     /// Archive cold segments to this URL (s3://bucket/prefix or file:///path) before
     /// retention deletes them; credentials and endpoint from the AWS_* environment
     /// (needs the `archive` feature)
-    #[arg(long)]
+    #[arg(long, hide = !cfg!(feature = "archive"))]
     archive: Option<String>,
 }
 
@@ -100,14 +101,29 @@ fn counters(s: &MaintainerStats) -> serde_json::Value {
     })
 }
 
-pub fn run(a: RecordArgs) -> CmdResult {
-    std::fs::create_dir_all(&a.dir).map_err(|e| wal_recorder::Error::io("mkdir", &a.dir, e))?;
-    let two_cores = core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2);
+/// The recorder's configuration from the options, checked, or the usage error (exit 2).
+/// Values over a limit are used at the limit, with a warning naming the value used.
+fn config(a: &RecordArgs) -> Result<Config, String> {
+    if a.metrics_dir.is_some() && !cfg!(feature = "fs1-metrics") {
+        return Err("--metrics-dir needs a build with --features fs1-metrics".into());
+    }
+    if a.archive.is_some() && !cfg!(feature = "archive") {
+        return Err("--archive needs a build with --features archive".into());
+    }
+    if a.sync_interval_ms.is_zero() {
+        return Err("--sync-interval-ms must be at least 1us".into());
+    }
+    if a.dir.exists() && !a.dir.is_dir() {
+        return Err(format!(
+            "{}: exists and is not a directory",
+            a.dir.display()
+        ));
+    }
     let mut cfg = Config::new(&a.dir);
     cfg.segment_size = a.segment_size;
     cfg.max_segments = a.max_segments;
     cfg.max_compressed_segments = a.max_compressed;
-    cfg.sync_interval = Duration::from_millis(a.sync_interval_ms);
+    cfg.sync_interval = a.sync_interval_ms;
     cfg.staging_dir = a.staging_dir.clone();
     cfg.zero_fill = a.zero_fill;
     cfg.direct_io = a.direct_io;
@@ -118,24 +134,65 @@ pub fn run(a: RecordArgs) -> CmdResult {
     if a.write_path == "direct" {
         cfg.write_path = WritePath::Direct;
     }
+    #[cfg(feature = "archive")]
+    if let Some(url) = &a.archive {
+        cfg.archive = Some(wal_recorder::archive::ArchiveConfig::new(url));
+    }
+    let checked = cfg.clone().validated().map_err(|e| match e {
+        wal_recorder::Error::Config(why) => why,
+        other => other.to_string(),
+    })?;
+    let max = wal_recorder::segment::format::max_payload(checked.segment_size) as u64;
+    if a.record_size > max {
+        return Err(format!(
+            "--record-size {} does not fit in a segment of {} bytes (at most {max})",
+            a.record_size, checked.segment_size
+        ));
+    }
+    let clamped = [
+        (
+            "--max-segments",
+            cfg.max_segments as u64,
+            checked.max_segments as u64,
+        ),
+        (
+            "--max-compressed",
+            cfg.max_compressed_segments as u64,
+            checked.max_compressed_segments as u64,
+        ),
+        (
+            "--compress-threads",
+            cfg.compress_threads as u64,
+            checked.compress_threads as u64,
+        ),
+        (
+            "--sync-interval-ms (us)",
+            cfg.sync_interval.as_micros() as u64,
+            checked.sync_interval.as_micros() as u64,
+        ),
+    ];
+    for (name, asked, used) in clamped {
+        if asked != used {
+            eprintln!("walctl: warning: {name} {asked} is over the limit; using {used}");
+        }
+    }
+    Ok(checked)
+}
+
+pub fn run(a: RecordArgs) -> CmdResult {
+    // Every option is checked before anything is created.
+    let mut cfg = match config(&a) {
+        Ok(cfg) => cfg,
+        Err(why) => {
+            eprintln!("walctl: {why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    std::fs::create_dir_all(&a.dir).map_err(|e| wal_recorder::Error::io("mkdir", &a.dir, e))?;
+    let two_cores = core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2);
     if two_cores {
         cfg.core = Some(1);
         core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
-    }
-    if a.metrics_dir.is_some() && !cfg!(feature = "fs1-metrics") {
-        eprintln!("walctl: --metrics-dir needs a build with --features fs1-metrics");
-        return Ok(ExitCode::from(2));
-    }
-    if let Some(url) = &a.archive {
-        #[cfg(feature = "archive")]
-        {
-            cfg.archive = Some(wal_recorder::archive::ArchiveConfig::new(url));
-        }
-        #[cfg(not(feature = "archive"))]
-        {
-            eprintln!("walctl: --archive {url} needs a build with --features archive");
-            return Ok(ExitCode::from(2));
-        }
     }
     let mut rec = Recorder::open(&a.dir, cfg)?;
     let first_seq = rec.last_seq() + 1;
@@ -168,7 +225,8 @@ pub fn run(a: RecordArgs) -> CmdResult {
             waited = clock.delta_as_nanos(start, clock.raw());
         }
         let s = seq;
-        if let Err(e) = rec.append_with(a.record_size, |b| wal_recorder::event::fill(s, b)) {
+        if let Err(e) = rec.append_with(a.record_size as usize, |b| wal_recorder::event::fill(s, b))
+        {
             error = Some(e.to_string());
             break;
         }
@@ -233,6 +291,8 @@ pub fn run(a: RecordArgs) -> CmdResult {
         error.get_or_insert(e.to_string());
     }
     let durable_at_end = rec.durable_seq();
+    // What retention left: `verify` shows fewer records than were appended otherwise.
+    let retained_from = first_retained(&a.dir);
     let maintainer_json = counters(rec.maintainer_stats());
     let snapshot = rec.metrics();
     if let Some(dir) = &a.metrics_dir {
@@ -252,6 +312,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
         let v = json!({
             "dir": a.dir, "records": appended, "record_size": a.record_size, "error": error,
             "first_seq": first_seq, "last_seq": last_seq, "durable_seq": durable_at_end,
+            "retained_first_seq": retained_from,
             "seconds": secs, "records_per_sec": rate,
             "latency_ns": { "p50": q(0.5), "p99": q(0.99), "p999": q(0.999),
                             "p9999": q(0.9999), "max": hist.max() },
@@ -312,6 +373,14 @@ pub fn run(a: RecordArgs) -> CmdResult {
             lag.hist.quantile(0.99) as f64 / 1e3,
             lag.hist.max() as f64 / 1e3
         );
+        match retained_from {
+            Some(f) if f > 1 => println!(
+                "retention: the log holds seq {f}..={last_seq}; the {} records before it were in segments retention deleted",
+                f - 1
+            ),
+            Some(f) => println!("retention: nothing deleted; the log holds seq {f}..={last_seq}"),
+            None => {}
+        }
         if let Some(url) = &a.archive {
             let c = &snapshot.counters.archive;
             println!(
@@ -327,6 +396,13 @@ pub fn run(a: RecordArgs) -> CmdResult {
         }
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The first record the log in `dir` still holds (`None` if it cannot be read).
+fn first_retained(dir: &std::path::Path) -> Option<u64> {
+    let mut r = wal_recorder::logdir::LogReader::open_dir(dir).ok()?;
+    let mut buf = Vec::new();
+    r.next_record(&mut buf).ok()?.map(|info| info.seq)
 }
 
 /// Page faults (minor and major) of the calling thread so far.
@@ -389,17 +465,26 @@ fn write_metrics(
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let prom = dir.join("metrics.prom");
     std::fs::write(&prom, m.to_prometheus()).map_err(|e| io(&prom, e))?;
-    for h in [
+    let mut all = vec![
         Hist::Loop,
         Hist::Close,
         Hist::Fdatasync,
         Hist::Compress,
+        Hist::CompressThroughput,
         Hist::Rollover,
         Hist::PreparedWait,
-    ] {
-        let name = HISTOGRAMS[h as usize].0.trim_end_matches("_ns");
-        let p = dir.join(format!("{name}_us.hgrm"));
-        std::fs::write(&p, m.to_hgrm(h, 1000.0)).map_err(|e| io(&p, e))?;
+    ];
+    if cfg!(feature = "archive") {
+        all.push(Hist::Upload);
+    }
+    for h in all {
+        // Latencies in microseconds, the throughput in bytes per second.
+        let key = HISTOGRAMS[h as usize].0;
+        let (p, ratio) = match key.strip_suffix("_ns") {
+            Some(name) => (dir.join(format!("{name}_us.hgrm")), 1000.0),
+            None => (dir.join(format!("{key}.hgrm")), 1.0),
+        };
+        std::fs::write(&p, m.to_hgrm(h, ratio)).map_err(|e| io(&p, e))?;
     }
     Ok(())
 }

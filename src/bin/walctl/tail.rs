@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use wal_recorder::event::TradeEvent;
-use wal_recorder::log::{Idle, StartAt, Tailer};
+use wal_recorder::logdir::{Idle, StartAt, Tailer};
 use wal_recorder::segment::RecordInfo;
 
 use crate::CmdResult;
