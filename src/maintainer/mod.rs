@@ -22,6 +22,7 @@ mod budget;
 mod compressor;
 mod drain;
 mod durability;
+mod free;
 mod freeze;
 mod job;
 pub mod link;

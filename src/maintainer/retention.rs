@@ -1,73 +1,48 @@
-//! Free: deletes a cold segment with one linked chain `unlinkat(.wal.lz4) → fsync(dir)`.
+//! The retention choice by count, as a pure function: which cold segments to delete now.
+//! The worker supplies what it knows (archived, held for a reader, waiting for a retry)
+//! through `deletable`; the disk budget's choice is in [`super::budget`].
 
-use std::ffi::CString;
-use std::path::PathBuf;
-
-use super::job::{ud, Ctx};
-use crate::error::Error;
-use crate::io::{check, push_chain, Op, Target};
-use crate::segment::names::{cold_name, hot_name};
-
-const UNLINK: u32 = 0;
-const DIRSYNC: u32 = 1;
-
-/// How a free ended.
-pub(crate) enum FreeOutcome {
-    Freed,
-    FsyncFailed(Error),
-    Retry(Error),
+/// The oldest cold segments (`cold`, oldest first) to delete so that at most `keep` remain,
+/// not counting those already being deleted (`freeing`), at most `room` of them. Stops at the
+/// first segment `deletable` refuses: deleting a newer one would leave a gap in the log.
+pub(crate) fn oldest_to_delete(
+    cold: impl IntoIterator<Item = u64>,
+    freeing: &[u64],
+    keep: usize,
+    room: usize,
+    mut deletable: impl FnMut(u64) -> bool,
+) -> Vec<u64> {
+    let left: Vec<u64> = cold.into_iter().filter(|i| !freeing.contains(i)).collect();
+    let excess = left.len().saturating_sub(keep).min(room);
+    left.into_iter()
+        .take(excess)
+        .take_while(|&i| deletable(i))
+        .collect()
 }
 
-/// One cold segment being deleted, or the `.wal` left behind by a freeze whose unlink
-/// failed (its `.wal.lz4` is durable).
-pub(crate) struct FreeJob {
-    pub index: u64,
-    /// True for the leftover `.wal` of a frozen segment.
-    pub leftover_hot: bool,
-    target: Target,
-    path: PathBuf,
-    /// Relative name for unlinkat; must live until the completion (it does: the job does).
-    name: CString,
-    results: [Option<i32>; 2],
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl FreeJob {
-    pub fn new(index: u64, leftover_hot: bool, cx: &Ctx<'_>) -> Self {
-        let (name, target) = if leftover_hot {
-            (hot_name(index), Target::Segment)
-        } else {
-            (cold_name(index), Target::Cold)
-        };
-        FreeJob {
-            index,
-            leftover_hot,
-            target,
-            path: cx.dir.join(&name),
-            name: CString::new(name).expect("names have no NUL"),
-            results: [None; 2],
-        }
+    #[test]
+    fn deletes_the_oldest_beyond_the_limit() {
+        assert_eq!(oldest_to_delete(0..10, &[], 7, 32, |_| true), [0, 1, 2]);
+        assert!(oldest_to_delete(0..5, &[], 7, 32, |_| true).is_empty());
     }
 
-    pub fn start(&mut self, slot: u32, cx: &mut Ctx<'_>) -> std::io::Result<()> {
-        let ops = [
-            Op::unlink(self.target, cx.dirfd, &self.name, ud(slot, UNLINK)),
-            Op::fsync(Target::Dir, cx.dirfd, ud(slot, DIRSYNC)),
-        ];
-        // SAFETY: `name` lives in this job, which stays in its slot until both complete.
-        unsafe { push_chain(cx.be, &ops) }
+    #[test]
+    fn segments_being_deleted_count_as_gone() {
+        assert_eq!(oldest_to_delete(0..10, &[0, 1], 7, 32, |_| true), [2]);
     }
 
-    pub fn complete(&mut self, tag: u32, result: i32, cx: &Ctx<'_>) -> Option<FreeOutcome> {
-        self.results[tag as usize] = Some(result);
-        let [Some(u), Some(d)] = self.results else {
-            return None;
-        };
-        if let Err(e) = check(u, "unlink", &self.path) {
-            return Some(FreeOutcome::Retry(e));
-        }
-        if let Err(e) = check(d, "fsync dir", cx.dir) {
-            return Some(FreeOutcome::FsyncFailed(e));
-        }
-        Some(FreeOutcome::Freed)
+    #[test]
+    fn stops_at_the_first_refused_so_the_log_has_no_gap() {
+        assert_eq!(oldest_to_delete(0..10, &[], 5, 32, |i| i != 2), [0, 1]);
+        assert!(oldest_to_delete(0..10, &[], 5, 32, |i| i != 0).is_empty());
+    }
+
+    #[test]
+    fn never_more_than_room_at_once() {
+        assert_eq!(oldest_to_delete(0..100, &[], 10, 4, |_| true), [0, 1, 2, 3]);
     }
 }

@@ -15,10 +15,11 @@ use super::budget::{Budget, Limit};
 use super::compressor::Compressors;
 use super::drain::{DRAIN_SLOT, PREPARE_SLOT};
 use super::durability::{Durability, SYNC_SLOT};
+use super::free::{FreeJob, FreeOutcome};
 use super::freeze::{FreezeJob, FreezeOutcome};
 use super::job::{split_ud, Ctx, SummaryLog};
 use super::persist::{PersistJob, PersistOutcome};
-use super::retention::{FreeJob, FreeOutcome};
+use super::retention::oldest_to_delete;
 use super::Shared;
 use crate::config::Config;
 use crate::constants::{BATCH_SIZE, RETRY_MAX, RETRY_MIN, RING_ENTRIES};
@@ -750,20 +751,27 @@ impl Worker {
             self.start_free(slot, index, false);
             did = true;
         }
-        while self.cold.len() - self.freeing.len() > self.config.max_compressed_segments
-            && self.freeing.len() < BATCH_SIZE
-        {
-            let Some(&index) = self.cold.iter().find(|i| !self.freeing.contains(i)) else {
-                break;
-            };
-            if !self.may_delete(index) || self.held_for_readers(index) {
-                break; // oldest first: a newer segment waits too, so the log has no gap
-            }
-            if let Some(r) = self.free_retry.iter().find(|r| r.index == index) {
-                if stopping || r.not_before > now {
-                    break;
-                }
-            }
+        let cold: Vec<u64> = self.cold.iter().copied().collect();
+        let freeing = self.freeing.clone();
+        let room = BATCH_SIZE.saturating_sub(freeing.len());
+        let mut chosen = 0; // segments chosen so far, gone once their deletes start
+        let victims = oldest_to_delete(
+            cold,
+            &freeing,
+            self.config.max_compressed_segments,
+            room,
+            |index| {
+                let waiting = self
+                    .free_retry
+                    .iter()
+                    .any(|r| r.index == index && (stopping || r.not_before > now));
+                let ok =
+                    self.may_delete(index) && !waiting && !self.held_for_readers(index, chosen);
+                chosen += usize::from(ok);
+                ok
+            },
+        );
+        for index in victims {
             let Some(slot) = self.free_slot() else { break };
             self.start_free(slot, index, false);
             did = true;
@@ -856,11 +864,12 @@ impl Worker {
 
     /// True while `hold_for_readers` keeps cold segment `index` for a reader that has not
     /// read it, within the budget. The readers' positions are read at most every 20 ms.
-    fn held_for_readers(&mut self, index: u64) -> bool {
+    /// `chosen`: older segments already chosen for deletion in this turn.
+    fn held_for_readers(&mut self, index: u64, chosen: usize) -> bool {
         let Some(extra) = self.config.hold_for_readers else {
             return false;
         };
-        let kept = self.cold.len() - self.freeing.len();
+        let kept = (self.cold.len() - self.freeing.len()).saturating_sub(chosen);
         if kept > self.config.max_compressed_segments + extra {
             return false; // over the budget: the slow reader loses
         }
