@@ -10,6 +10,7 @@ mod blocking;
 pub mod fault;
 mod lock;
 mod sched;
+mod sync_dir;
 mod uring;
 
 use std::ffi::CStr;
@@ -21,6 +22,7 @@ pub use blocking::BlockingBackend;
 pub(crate) use lock::flock_exclusive;
 pub use lock::lock_dir;
 pub use sched::{set_idle_priority, set_nice};
+pub use sync_dir::sync_dir;
 pub use uring::UringBackend;
 
 /// What an operation does. Mirrors the io_uring opcodes the maintainer uses.

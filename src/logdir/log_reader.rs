@@ -236,6 +236,18 @@ impl LogReader {
     /// then reads only inside that segment up to it, the chain checked from that segment's
     /// header on. [`Error::SeqNotFound`] if the log does not hold `seq`.
     pub fn open_at(dir: &Path, seq: u64) -> Result<Self> {
+        let mut tries = 0;
+        loop {
+            match Self::open_at_once(dir, seq) {
+                Err(e) if super::seek::vanished(&e) && tries < super::seek::RELIST_TRIES => {
+                    tries += 1; // a live log froze or deleted a file we listed
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn open_at_once(dir: &Path, seq: u64) -> Result<Self> {
         let listing = list_dir(dir)?;
         let index = SummaryIndex::load(dir);
         let first = match listing.segments.first() {

@@ -12,6 +12,15 @@ use super::summary::SummaryIndex;
 use crate::error::{Corruption, Error, Result};
 use crate::segment::format::{SegmentHeader, HEADER_LEN};
 
+/// Times a lookup is tried again when a file it listed disappeared meanwhile.
+pub(crate) const RELIST_TRIES: u32 = 8;
+
+/// Whether `e` is a file that a live log's maintainer removed after it was listed (a freeze
+/// unlinks the `.wal`, retention the `.wal.lz4`): list again and retry.
+pub(crate) fn vanished(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// First sequence number of a segment; `None` for a hot file whose header is not written yet
 /// (a prepared segment) or is damaged (the reader reports that when it gets there).
 pub fn first_seq_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result<Option<u64>> {

@@ -125,6 +125,18 @@ pub struct Tailer {
 impl Tailer {
     /// Opens a tailer on `dir` (which must exist; the log may still be empty).
     pub fn open(dir: &Path, start: StartAt) -> Result<Self> {
+        let mut tries = 0;
+        loop {
+            match Self::open_once(dir, start) {
+                Err(e) if seek::vanished(&e) && tries < seek::RELIST_TRIES => {
+                    tries += 1; // the writer's maintainer froze or deleted a file we listed
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path, start: StartAt) -> Result<Self> {
         let listing = list_dir(dir)?;
         let index = SummaryIndex::load(dir);
         let first_index = listing.segments.first().map_or(0, |s| s.index);

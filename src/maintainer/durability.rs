@@ -16,10 +16,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod prepare;
+mod pretouch;
+
 use super::drain::Drain;
 use super::job::{ud, Ctx};
 use super::link::WriterLink;
-use crate::constants::{RETRY_MAX, RETRY_MIN};
 use crate::error::{Error, Result};
 use crate::io::{check, push_chain, Op, Target};
 use crate::segment::names::hot_name;
@@ -55,11 +57,6 @@ pub(crate) struct Durability {
     stall_counted: u64,
 }
 
-/// How far ahead of the writer the maintainer keeps pages faulted in writable.
-const PRETOUCH_AHEAD: usize = 4 << 20;
-/// How often it does so.
-const PRETOUCH_EVERY: Duration = Duration::from_millis(1);
-
 impl Durability {
     pub fn new(
         link: Arc<WriterLink>,
@@ -85,12 +82,12 @@ impl Durability {
         }
     }
 
-    /// True while a sync, a drain or a prepare is in flight (its fd must stay open).
     /// Index of the next segment to be created: every segment below it exists (hot or cold).
     pub fn next_index(&self) -> u64 {
         self.link.next_index.load(Ordering::Acquire)
     }
 
+    /// True while a sync, a drain or a prepare is in flight (its fd must stay open).
     pub fn busy(&self) -> bool {
         self.sync_in_flight.is_some()
             || self
@@ -124,157 +121,6 @@ impl Durability {
         match &self.drain {
             Some(d) => d.next_at(),
             None => self.sync_next,
-        }
-    }
-
-    /// Prepares one segment if the ring has room. True if it did work. Direct mode creates
-    /// and maps it here; Staged mode starts the drain's asynchronous prepare (completed in
-    /// [`Self::on_prepare_complete`]).
-    pub fn plan_prepare(&mut self, cx: &mut Ctx<'_>, stopping: bool) -> bool {
-        if stopping || self.prepared_tx.slots() == 0 || Instant::now() < self.prepare_not_before {
-            return false;
-        }
-        if self
-            .drain
-            .as_ref()
-            .is_some_and(|d| d.preparing() || !d.has_free())
-        {
-            return false; // one at a time; or every buffer is in use (the disk is behind)
-        }
-        let link = &self.link;
-        let index = link.next_index.load(Ordering::Acquire);
-        if link
-            .next_index
-            .compare_exchange(index, index + 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return false; // the writer claimed it meanwhile
-        }
-        let made = match self.drain.as_mut() {
-            Some(d) => match d.start_prepare(index, cx) {
-                Ok(()) => return true,
-                Err(e) => Err(e),
-            },
-            None => PreparedSegment::create_with_faults(
-                cx.dir,
-                index,
-                cx.config.segment_size,
-                cx.config.fault_plan.as_ref(),
-            ),
-        };
-        self.prepared(index, made);
-        true
-    }
-
-    /// A completion of the drain's prepare (Staged mode).
-    pub fn on_prepare_complete(&mut self, tag: u32, result: i32, cx: &mut Ctx<'_>) {
-        let d = self
-            .drain
-            .as_mut()
-            .expect("prepare completions come from the drain");
-        if let Some((index, made)) = d.on_prepare_complete(tag, result, cx) {
-            self.prepared(index, made);
-        }
-    }
-
-    /// Hands a prepared segment to the writer, or notes the failure and when to retry.
-    fn prepared(&mut self, index: u64, made: Result<PreparedSegment>) {
-        let link = &self.link;
-        match made {
-            Ok(seg) => {
-                if seg.staging_slot().is_none() {
-                    self.prepared_maps
-                        .push_back((index, seg.mapping().0, seg.mapping().1));
-                }
-                self.prepare_attempts = 0;
-                link.prepare_failing.store(false, Ordering::Relaxed);
-                link.prepare_errno.store(0, Ordering::Relaxed);
-                if self.prepared_tx.push(seg).is_err() {
-                    unreachable!("checked for room before preparing; only this thread pushes");
-                }
-            }
-            Err(e) if e.is_sync_failure() => {
-                // Contract 5: a failed fsync is never retried; the worker latches it.
-                self.failure = Some(e);
-            }
-            Err(e) => {
-                // Give the index back so the writer can claim it (only we claim past it).
-                let _ = link.next_index.compare_exchange(
-                    index + 1,
-                    index,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-                log::warn!("preparing segment {index}: {e}; will retry");
-                link.prepare_failing.store(true, Ordering::Relaxed);
-                if let Error::Io { source, .. } = &e {
-                    let errno = source.raw_os_error().unwrap_or(libc::EIO);
-                    link.prepare_errno.store(errno, Ordering::Relaxed);
-                }
-                let delay = crate::backoff::backoff(RETRY_MIN, RETRY_MAX, self.prepare_attempts);
-                self.prepare_attempts += 1;
-                self.prepare_not_before = Instant::now() + delay;
-            }
-        }
-    }
-
-    /// The pretoucher: every millisecond, faults in as writable again the next
-    /// `PRETOUCH_AHEAD` bytes of the active segment after the writer, and the start of the
-    /// next prepared segment. A journal commit (any fsync on the file system) may have
-    /// written back and write-protected those prefaulted pages; the writer's first store to
-    /// such a page would fault and could wait for the commit. Here the maintainer takes that
-    /// fault instead. Pages still writable cost a page-table walk.
-    /// Counts, once per wait, why the writer is waiting for a prepared segment (a rollover
-    /// stall), as the maintainer sees it now.
-    pub fn note_stall(&mut self, stats: &super::MaintainerStats) {
-        let wait = self.link.waits.load(Ordering::Relaxed);
-        if wait == self.stall_counted || !self.link.writer_waiting.load(Ordering::Relaxed) {
-            return;
-        }
-        self.stall_counted = wait;
-        let cause = if Instant::now() < self.prepare_not_before {
-            &stats.stall_prepare_retry
-        } else if self.drain.as_ref().is_some_and(|d| d.preparing()) {
-            &stats.stall_preparing
-        } else if self.drain.as_ref().is_some_and(|d| !d.has_free()) {
-            &stats.stall_no_free_buffer
-        } else {
-            &stats.stall_maintainer_late
-        };
-        cause.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn pretouch(&mut self, stats: &super::MaintainerStats) {
-        let now = Instant::now();
-        if self.drain.is_some() || now < self.pretouch_next {
-            return;
-        }
-        self.pretouch_next = now + PRETOUCH_EVERY;
-        let Some((index, base, len, off)) = self.link.pretouch_snapshot() else {
-            return;
-        };
-        while self.prepared_maps.front().is_some_and(|m| m.0 <= index) {
-            self.prepared_maps.pop_front(); // taken by the writer
-        }
-        let page = crate::constants::PAGE_SIZE as usize;
-        let start = (off as usize / page) * page;
-        if base != 0 && start < len {
-            let n = PRETOUCH_AHEAD.min(len - start);
-            // SAFETY: the link names the active segment's mapping only until the writer hands
-            // it over (the writer switches or retires the link first), and it is unmapped
-            // only by this thread, after that; the range lies inside it.
-            if unsafe { crate::segment::populate_write(base + start, n) }.is_err() {
-                stats.pretouch_failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if start >= len || len - start < PRETOUCH_AHEAD {
-            if let Some(&(_, nb, nl)) = self.prepared_maps.front() {
-                // SAFETY: a prepared segment's mapping is unmapped by the writer only at
-                // close, after this thread has stopped.
-                if unsafe { crate::segment::populate_write(nb, PRETOUCH_AHEAD.min(nl)) }.is_err() {
-                    stats.pretouch_failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
         }
     }
 

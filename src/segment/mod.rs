@@ -4,14 +4,14 @@
 
 #[allow(missing_docs)] // offsets and encoders, documented by the byte map
 pub mod format;
+mod in_place;
 mod mmap;
 pub mod names;
 pub mod reader;
 pub mod writer;
 
+pub use crate::io::sync_dir;
+pub use in_place::{seal_in_place, seal_in_place_with, truncate_sealed, truncate_sealed_with};
 pub use mmap::{populate_write, ReadMap, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
-pub use writer::{
-    create_segment_file, seal_in_place, seal_in_place_with, sync_dir, truncate_sealed,
-    truncate_sealed_with, AppendError, PreparedSegment, SealedSegment, SegmentWriter,
-};
+pub use writer::{create_segment_file, AppendError, PreparedSegment, SealedSegment, SegmentWriter};

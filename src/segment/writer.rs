@@ -157,7 +157,8 @@ pub fn create_segment_file(
         .open(&path)
         .map_err(|e| Error::io("create", &path, e))?;
     let done = preallocate(&file, &path, capacity, sync, faults).and_then(|()| match sync {
-        true => injected(faults, OpCode::Fsync, "fsync dir", dir).and_then(|()| sync_dir(dir)),
+        true => injected(faults, OpCode::Fsync, "fsync dir", dir)
+            .and_then(|()| crate::io::sync_dir(dir)),
         false => Ok(()),
     });
     match done {
@@ -475,65 +476,6 @@ impl SegmentWriter {
     }
 }
 
-/// Writes `seal` at `seal_offset` of a hot segment, makes it durable, then truncates the file
-/// just past it and syncs again: recovery's cut of a torn or unsealed tail.
-pub fn seal_in_place(path: &Path, seal_offset: u64, seal: &Seal) -> Result<()> {
-    seal_in_place_with(path, seal_offset, seal, None)
-}
-
-/// [`seal_in_place`], with fault rules on [`Target::Recovery`] applied (tests).
-pub fn seal_in_place_with(
-    path: &Path,
-    seal_offset: u64,
-    seal: &Seal,
-    faults: Option<&FaultPlan>,
-) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    debug_assert_eq!(seal.end, seal_offset + SEAL_LEN as u64);
-    let step = |code, op| injected_at(faults, code, Target::Recovery, op, path);
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
-    step(OpCode::Write, "write")?;
-    f.write_all_at(&seal.encode(), seal_offset)
-        .map_err(|e| Error::io("write", path, e))?;
-    finish_truncated(&f, path, seal.end, &step)
-}
-
-/// Truncates a sealed segment to its used length and fdatasyncs it (what persist does).
-pub fn truncate_sealed(path: &Path, used: u64) -> Result<()> {
-    truncate_sealed_with(path, used, None)
-}
-
-/// [`truncate_sealed`], with fault rules on [`Target::Recovery`] applied (tests).
-pub fn truncate_sealed_with(path: &Path, used: u64, faults: Option<&FaultPlan>) -> Result<()> {
-    let step = |code, op| injected_at(faults, code, Target::Recovery, op, path);
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
-    finish_truncated(&f, path, used, &step)
-}
-
-/// fdatasync, truncate to `len`, fdatasync. The records and seal are durable before the
-/// size: a truncated segment proves its records durable to the next recovery
-/// (docs/FORMAT.md), so its size must never reach the disk first.
-fn finish_truncated(
-    f: &File,
-    path: &Path,
-    len: u64,
-    step: &dyn Fn(OpCode, &'static str) -> Result<()>,
-) -> Result<()> {
-    step(OpCode::Fdatasync, "fdatasync")?;
-    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
-    step(OpCode::Ftruncate, "ftruncate")?;
-    f.set_len(len)
-        .map_err(|e| Error::io("ftruncate", path, e))?;
-    step(OpCode::Fdatasync, "fdatasync")?;
-    f.sync_data().map_err(|e| Error::io("fdatasync", path, e))
-}
-
 /// Segment size rounded to a page and checked against the limits.
 fn clamp_capacity(capacity: u64) -> Result<u64> {
     if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&capacity) {
@@ -542,10 +484,4 @@ fn clamp_capacity(capacity: u64) -> Result<u64> {
         )));
     }
     Ok(capacity.div_ceil(4096) * 4096)
-}
-
-/// fsyncs a directory so that a file created, renamed or removed in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).map_err(|e| Error::io("open dir", dir, e))?;
-    d.sync_all().map_err(|e| Error::io("fsync dir", dir, e))
 }
