@@ -15,7 +15,10 @@ use wal_recorder::recorder::Recorder;
 use wal_recorder::Error;
 
 const SEG: u64 = 64 * 1024;
-const PER_SEG: u64 = 817; // 64-byte records in a 64 KiB segment
+/// 64-byte records in a 64 KiB segment.
+fn per_seg() -> u64 {
+    wal_recorder::segment::format::records_per_segment(SEG, 64)
+}
 
 /// The settings every recorder here shares: 64 KiB segments, no scrub (nothing to find).
 fn config(dir: &Path) -> Config {
@@ -32,7 +35,7 @@ fn closed_log(dir: &Path) -> u64 {
     c.max_compressed_segments = 100;
     c.write_path = WritePath::Direct;
     let mut rec = Recorder::open(dir, c).unwrap();
-    let last = 10 * PER_SEG + 100;
+    let last = 10 * per_seg() + 100;
     for seq in 1..=last {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
     }
@@ -63,8 +66,8 @@ fn seek_finds_the_first_last_middle_and_a_cold_record() {
         .iter()
         .any(|n| n.ends_with(".wal.lz4")));
     read_from(dir.path(), 1, 5); // first (in the first cold segment)
-    read_from(dir.path(), 3 * PER_SEG + 17, 900); // inside a cold segment, across into the next
-    read_from(dir.path(), 9 * PER_SEG + 1, 3); // first record of a hot segment
+    read_from(dir.path(), 3 * per_seg() + 17, 900); // inside a cold segment, across into the next
+    read_from(dir.path(), 9 * per_seg() + 1, 3); // first record of a hot segment
     read_from(dir.path(), last / 2, 1); // middle
     read_from(dir.path(), last, 1); // last
 }
@@ -152,12 +155,12 @@ fn a_tailer_reads_committed_records_from_the_staging_buffers_before_the_drain() 
         .with_staging_dir(Some(staging.path()));
     follow(&mut t, 1, 10);
     // Across a rollover, still ahead of the drain.
-    for seq in 11..=2 * PER_SEG {
+    for seq in 11..=2 * per_seg() {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
     }
-    follow(&mut t, 11, 2 * PER_SEG);
+    follow(&mut t, 11, 2 * per_seg());
     rec.sync().unwrap();
-    follow(&mut files_only, 1, 2 * PER_SEG);
+    follow(&mut files_only, 1, 2 * per_seg());
     rec.close().unwrap();
 }
 
@@ -201,7 +204,7 @@ fn cold_count(dir: &Path) -> usize {
 fn a_tailer_reads_every_record_of_another_process_once_in_order() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("log");
-    let n = 30 * PER_SEG;
+    let n = 30 * per_seg();
     let mut child = record(&dir, n, 200_000, 6);
     wait_for("the log", || dir.is_dir() && !file_names(&dir).is_empty());
     let mut t = Tailer::open(&dir, StartAt::First).unwrap();
@@ -219,16 +222,16 @@ fn a_tailer_reads_every_record_of_another_process_once_in_order() {
 fn a_tailer_started_late_or_paused_catches_up_from_disk_without_gap_or_duplicate() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("log");
-    let n = 30 * PER_SEG;
+    let n = 30 * per_seg();
     let mut child = record(&dir, n, 100_000, 1000);
     // Started late: several segments are frozen already.
     wait_for("freezes", || dir.is_dir() && cold_count(&dir) >= 3);
     let mut t = Tailer::open(&dir, StartAt::Seq(100)).unwrap();
-    follow(&mut t, 100, 2 * PER_SEG);
+    follow(&mut t, 100, 2 * per_seg());
     // Paused while the writer goes on: what it left behind is cold by the time it resumes.
     let cold_before = cold_count(&dir);
     wait_for("more freezes", || cold_count(&dir) >= cold_before + 4);
-    follow(&mut t, 2 * PER_SEG + 1, n);
+    follow(&mut t, 2 * per_seg() + 1, n);
     assert!(child.wait().unwrap().success());
 }
 
@@ -236,10 +239,10 @@ fn a_tailer_started_late_or_paused_catches_up_from_disk_without_gap_or_duplicate
 fn a_tailer_of_a_killed_writer_sees_every_record_recovery_keeps() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("log");
-    let mut child = record(&dir, 100 * PER_SEG, 100_000, 1000);
+    let mut child = record(&dir, 100 * per_seg(), 100_000, 1000);
     wait_for("the log", || dir.is_dir() && !file_names(&dir).is_empty());
     let mut t = Tailer::open(&dir, StartAt::First).unwrap();
-    follow(&mut t, 1, 3 * PER_SEG);
+    follow(&mut t, 1, 3 * per_seg());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // Recovery (the staging buffers replayed, the tail sealed) in this process.
@@ -248,8 +251,8 @@ fn a_tailer_of_a_killed_writer_sees_every_record_recovery_keeps() {
     rec.close().unwrap();
     // Everything the tailer read was committed (it may have read up to the very last one,
     // from the staging buffers): recovery keeps at least that much.
-    assert!(kept >= 3 * PER_SEG, "recovery kept {kept}");
-    follow(&mut t, 3 * PER_SEG + 1, kept);
+    assert!(kept >= 3 * per_seg(), "recovery kept {kept}");
+    follow(&mut t, 3 * per_seg() + 1, kept);
     let mut buf = Vec::new();
     assert!(t.poll(&mut buf).unwrap().is_none());
 }
@@ -358,7 +361,7 @@ fn retention_waits_for_a_registered_reader_within_its_budget() {
             rec.append_with(64, |b| event::fill(seq, b)).unwrap();
         }
     };
-    append(&mut rec, 7 * PER_SEG);
+    append(&mut rec, 7 * per_seg());
     wait_for("freezes", || rec.metrics().counters.frozen >= 4);
     let m = rec.maintainer_stats();
     assert_eq!(wal_recorder::maintainer::MaintainerStats::get(&m.freed), 0);
@@ -368,7 +371,7 @@ fn retention_waits_for_a_registered_reader_within_its_budget() {
         .exists());
     assert!(wal_recorder::maintainer::MaintainerStats::get(&m.held_for_readers) >= 2);
     // The reader has read segments 0..=2: retention deletes down to its limit (2 cold).
-    reader.store(3 * PER_SEG + 1).unwrap();
+    reader.store(3 * per_seg() + 1).unwrap();
     wait_for("deletes", || rec.metrics().counters.freed >= 2);
     assert!(!dir
         .path()
@@ -379,7 +382,7 @@ fn retention_waits_for_a_registered_reader_within_its_budget() {
         .join(wal_recorder::segment::names::cold_name(3))
         .exists());
     // Past the budget (2 + 6 cold segments) retention deletes what it has not read.
-    append(&mut rec, 12 * PER_SEG);
+    append(&mut rec, 12 * per_seg());
     wait_for("the budget", || {
         !dir.path()
             .join(wal_recorder::segment::names::cold_name(3))
@@ -389,7 +392,7 @@ fn retention_waits_for_a_registered_reader_within_its_budget() {
     assert!(cold_count(dir.path()) <= 8, "{:?}", file_names(dir.path()));
     match Tailer::resume(dir.path(), "slow").err() {
         Some(Error::SeqNotFound { seq, first, .. }) => {
-            assert_eq!(seq, 3 * PER_SEG + 1);
+            assert_eq!(seq, 3 * per_seg() + 1);
             assert!(first.unwrap() > seq);
         }
         other => panic!("{other:?}"),
@@ -429,11 +432,11 @@ fn a_tailer_process_stopped_past_a_recycled_staging_buffer_resumes_without_gap()
     // SAFETY: signals to our own child.
     unsafe { libc::kill(tail.id() as i32, libc::SIGSTOP) };
     // Far more segments than there are staging buffers (4 by default): each is reused.
-    append(&mut rec, 12 * PER_SEG);
+    append(&mut rec, 12 * per_seg());
     rec.sync().unwrap();
     // SAFETY: as above.
     unsafe { libc::kill(tail.id() as i32, libc::SIGCONT) };
-    let total = 100 + 12 * PER_SEG;
+    let total = 100 + 12 * per_seg();
     for expect in 2..=total {
         let line = lines.next().unwrap().unwrap();
         let got: u64 = line.split(' ').next().unwrap().parse().unwrap();
@@ -443,4 +446,59 @@ fn a_tailer_process_stopped_past_a_recycled_staging_buffer_resumes_without_gap()
     // SAFETY: as above.
     unsafe { libc::kill(tail.id() as i32, libc::SIGINT) };
     assert_eq!(tail.wait().unwrap().code(), Some(0));
+}
+
+/// Sealed hot segments read without a copy: every payload borrowed from the mapping equals
+/// what the copying reader returns; a flipped byte ends the iteration with the file and the
+/// offset; a segment still being written is not mapped.
+#[test]
+fn sealed_hot_segments_are_read_in_place_with_the_chain_checked() {
+    use wal_recorder::logdir::MappedSegment;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.max_segments = 100; // all hot
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    for seq in 1..=3 * per_seg() + 10 {
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.close().unwrap(); // every segment sealed and persisted
+    let mut paths: Vec<_> = file_names(dir.path())
+        .iter()
+        .filter(|n| n.ends_with(".wal"))
+        .map(|n| dir.path().join(n))
+        .collect();
+    paths.sort();
+    assert_eq!(paths.len(), 4);
+    let mut copied = Vec::new();
+    let mut r = LogReader::open_dir(dir.path()).unwrap();
+    let mut buf = Vec::new();
+    while let Some(info) = r.next_record(&mut buf).unwrap() {
+        copied.push((info.seq, buf.clone()));
+    }
+    let mut borrowed = Vec::new();
+    for p in &paths {
+        let seg = MappedSegment::open(p)
+            .unwrap()
+            .expect("sealed and persisted");
+        for rec in seg.records() {
+            let (info, payload) = rec.unwrap();
+            borrowed.push((info.seq, payload.to_vec()));
+        }
+    }
+    assert_eq!(copied, borrowed);
+    // A segment still being written (no seal at its end) is not mapped.
+    let open = dir.path().join("open.wal");
+    let w = wal_recorder::segment::SegmentWriter::create(dir.path(), 99, SEG, 1, 0).unwrap();
+    std::fs::copy(w.path(), &open).unwrap();
+    assert!(MappedSegment::open(&open).unwrap().is_none());
+
+    common::flip_bit(&paths[1], 64 + 16 + 3); // first record's payload
+    let seg = MappedSegment::open(&paths[1]).unwrap().unwrap();
+    let err = seg.records().find_map(|r| r.err()).expect("a break");
+    assert!(
+        err.to_string()
+            .contains(paths[1].file_name().unwrap().to_str().unwrap())
+            && err.to_string().contains("offset 64"),
+        "{err}"
+    );
 }

@@ -3,6 +3,7 @@
 
 mod listing;
 mod log_reader;
+mod mapped;
 pub mod reader_position;
 pub mod seek;
 mod staged_view;
@@ -14,6 +15,7 @@ mod verify;
 pub use crate::segment::reader::data_after;
 pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
 pub use log_reader::{LogReader, Records, SourceOpener, Warning};
+pub use mapped::{MappedRecords, MappedSegment};
 pub use tail::{TailDrop, TailRule};
 pub use tailer::{Idle, StartAt, Tailer};
 pub use verify::{verify, verify_reader, VerifyReport};

@@ -76,6 +76,13 @@ pub const fn record_size(len: usize) -> usize {
     RECORD_HEADER_LEN + ((len + ALIGN - 1) & !(ALIGN - 1))
 }
 
+/// Records of `payload_len` bytes that one segment of `segment_size` bytes holds (the writer
+/// keeps room for the seal and one alignment step after the last record).
+pub fn records_per_segment(segment_size: u64, payload_len: usize) -> u64 {
+    let room = (segment_size as usize).saturating_sub(HEADER_LEN + SEAL_LEN + ALIGN);
+    (room / record_size(payload_len)) as u64
+}
+
 /// Largest payload one empty segment of `segment_size` bytes holds (seal space kept),
 /// and never more than `MAX_RECORD_LEN`.
 pub fn max_payload(segment_size: u64) -> usize {

@@ -196,3 +196,41 @@ impl Drop for ReadMap {
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
+
+/// A read-only mapping of a sealed, persisted segment file, which nothing writes again (the
+/// maintainer only unlinks it, which leaves a mapping intact): safe to borrow as a slice.
+pub struct SealedMap {
+    /// Start of the mapping; valid for `len` bytes until drop.
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: read-only memory owned by this value.
+unsafe impl Send for SealedMap {}
+// SAFETY: `&SealedMap` only reads memory that nobody writes.
+unsafe impl Sync for SealedMap {}
+
+impl SealedMap {
+    /// Maps the whole of `file` (`len` bytes, not zero), which the caller found sealed and
+    /// persisted: its length is final and its bytes are never written again.
+    pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
+        Ok(SealedMap {
+            ptr: map_shared(file, len, libc::PROT_READ, path)?,
+            len,
+        })
+    }
+
+    /// The file's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes mapped readable until drop; a sealed, persisted segment is never
+        // written or truncated again (see the type's documentation), so no one mutates them.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SealedMap {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `map`, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}

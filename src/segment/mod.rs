@@ -12,6 +12,6 @@ pub mod writer;
 
 pub use crate::io::sync_dir;
 pub use in_place::{seal_in_place, seal_in_place_with, truncate_sealed, truncate_sealed_with};
-pub use mmap::{populate_write, ReadMap, SharedMap};
+pub use mmap::{populate_write, ReadMap, SealedMap, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
 pub use writer::{create_segment_file, AppendError, PreparedSegment, SealedSegment, SegmentWriter};

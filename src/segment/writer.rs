@@ -295,7 +295,7 @@ impl SegmentWriter {
             seg,
             header,
             write_off: HEADER_LEN,
-            limit: capacity - SEAL_LEN - ALIGN,
+            limit: capacity - SEAL_LEN - ALIGN, // format::records_per_segment assumes this
             next_seq: first_seq,
             last_crc: prev_crc,
             count: 0,

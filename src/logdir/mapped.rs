@@ -1,0 +1,154 @@
+//! Zero-copy reading of sealed hot segments: the file is mapped read-only and each record's
+//! payload is borrowed from the mapping, with the chain checked exactly as the reader checks
+//! it (header checksum, each record's chained CRC32C from the header's `prev_crc`, sequence
+//! numbers one apart, the seal's count and last checksum). Cold segments, and hot ones not
+//! sealed yet, are read through [`super::LogReader`] (decoded or copied).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Corruption, Error, Result};
+use crate::segment::format::{
+    record_crc, RecordHeader, Seal, SegmentHeader, ALIGN, HEADER_LEN, RECORD_HEADER_LEN, SEAL_LEN,
+    SEAL_MARKER,
+};
+use crate::segment::{RecordInfo, SealedMap};
+
+/// A sealed, persisted hot segment mapped for reading.
+pub struct MappedSegment {
+    map: SealedMap,
+    header: SegmentHeader,
+    seal: Seal,
+    path: PathBuf,
+}
+
+impl MappedSegment {
+    /// Maps `path` if it is a sealed, persisted hot segment (its file ends with a valid seal
+    /// whose end is the file's length); `Ok(None)` if it is not (still being written, or a
+    /// file recovery will finish): read it with [`super::LogReader`] instead.
+    pub fn open(path: &Path) -> Result<Option<Self>> {
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .len();
+        if len < (HEADER_LEN + SEAL_LEN) as u64 {
+            return Ok(None);
+        }
+        let map = SealedMap::map(&file, len as usize, path)?;
+        let b = map.as_slice();
+        let tail: &[u8; SEAL_LEN] = b[b.len() - SEAL_LEN..].try_into().expect("SEAL_LEN");
+        let Ok(seal) = Seal::decode(tail) else {
+            return Ok(None);
+        };
+        if seal.end != len {
+            return Ok(None);
+        }
+        let header = SegmentHeader::decode(&b[..HEADER_LEN])
+            .map_err(|kind| Error::corrupt(path, 0, kind))?;
+        Ok(Some(MappedSegment {
+            map,
+            header,
+            seal,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// The segment's header.
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// Records in the segment (from its seal).
+    pub fn count(&self) -> u64 {
+        self.seal.count
+    }
+
+    /// The records, each payload borrowed from the mapping. A break in the chain ends the
+    /// iteration with `Err` naming the file and the offset.
+    pub fn records(&self) -> MappedRecords<'_> {
+        MappedRecords {
+            seg: self,
+            at: HEADER_LEN,
+            next_seq: self.header.first_seq,
+            prev_crc: self.header.prev_crc,
+            seen: 0,
+            done: false,
+        }
+    }
+}
+
+/// Iterator over a [`MappedSegment`]'s records.
+pub struct MappedRecords<'a> {
+    seg: &'a MappedSegment,
+    at: usize,
+    next_seq: u64,
+    prev_crc: u32,
+    seen: u64,
+    done: bool,
+}
+
+impl<'a> MappedRecords<'a> {
+    fn broken(&mut self, kind: Corruption) -> Option<Result<(RecordInfo, &'a [u8])>> {
+        self.done = true;
+        Some(Err(Error::corrupt(&self.seg.path, self.at as u64, kind)))
+    }
+}
+
+impl<'a> Iterator for MappedRecords<'a> {
+    type Item = Result<(RecordInfo, &'a [u8])>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let b: &'a [u8] = self.seg.map.as_slice();
+        if b.len() - self.at < RECORD_HEADER_LEN {
+            return self.broken(Corruption::Truncated);
+        }
+        let hb: &[u8; RECORD_HEADER_LEN] = b[self.at..self.at + RECORD_HEADER_LEN]
+            .try_into()
+            .expect("RECORD_HEADER_LEN");
+        let rh = RecordHeader::decode(hb);
+        if rh.seq == SEAL_MARKER {
+            let seal = self.seg.seal;
+            if self.at + SEAL_LEN != b.len() || seal.count != self.seen {
+                return self.broken(Corruption::BadSeal("seal count or end disagrees"));
+            }
+            if seal.last_crc != self.prev_crc {
+                return self.broken(Corruption::BadSeal("seal does not chain"));
+            }
+            self.done = true;
+            return None;
+        }
+        if let Err(kind) = rh.check_len() {
+            return self.broken(kind);
+        }
+        let start = self.at + RECORD_HEADER_LEN;
+        let padded = (rh.len as usize + ALIGN - 1) & !(ALIGN - 1);
+        if b.len() - start < padded + SEAL_LEN {
+            return self.broken(Corruption::Truncated);
+        }
+        let payload = &b[start..start + rh.len as usize];
+        if rh.seq != self.next_seq {
+            return self.broken(Corruption::SequenceGap {
+                expected: self.next_seq,
+                found: rh.seq,
+            });
+        }
+        if record_crc(self.prev_crc, rh.seq, payload) != rh.crc {
+            return self.broken(Corruption::RecordChecksum { seq: rh.seq });
+        }
+        let info = RecordInfo {
+            seq: rh.seq,
+            crc: rh.crc,
+            offset: self.at as u64,
+            len: rh.len,
+        };
+        self.at = start + padded;
+        self.next_seq += 1;
+        self.prev_crc = rh.crc;
+        self.seen += 1;
+        Some(Ok((info, payload)))
+    }
+}
