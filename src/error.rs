@@ -78,6 +78,17 @@ impl std::fmt::Display for Corruption {
     }
 }
 
+/// `path: offset N: what`; a damaged compressed frame is placed by its compressed offset
+/// alone (the decoder's message carries it), so the message names one file and one offset.
+fn corrupt_message(path: &std::path::Path, offset: u64, kind: &Corruption) -> String {
+    match kind {
+        Corruption::BadFrame(why) if why.starts_with("compressed offset ") => {
+            format!("{}: {kind}", path.display())
+        }
+        _ => format!("{}: offset {offset}: {kind}", path.display()),
+    }
+}
+
 /// Errors of wal-recorder.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,7 +105,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A segment's bytes are not what the format allows.
-    #[error("{}: offset {offset}: {kind}", path.display())]
+    #[error("{}", corrupt_message(path, *offset, kind))]
     Corrupt {
         /// The segment file.
         path: PathBuf,

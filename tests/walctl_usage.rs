@@ -150,3 +150,45 @@ fn help_names_the_main_job_and_the_exit_codes() {
     );
     assert_eq!(run(&["help", "--help"]).status.code(), Some(0));
 }
+
+/// A damaged LZ4 frame is reported with its file named once and one offset (the compressed
+/// one, where the frame breaks).
+#[test]
+fn a_frame_error_names_the_file_once_and_one_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let l = log.to_str().unwrap();
+    let out = run(&[
+        "record",
+        l,
+        "--records",
+        "20000",
+        "--segment-size",
+        "64K",
+        "--max-segments",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cold = file_names(&log)
+        .into_iter()
+        .find(|n| n.ends_with(".wal.lz4"))
+        .expect("a cold segment");
+    let path = log.join(&cold);
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let out = run(&["verify", l]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains(&cold))
+        .expect("names the file");
+    assert_eq!(line.matches(&cold).count(), 1, "{line}");
+    assert_eq!(line.matches("offset").count(), 1, "{line}");
+    assert!(line.contains("compressed offset"), "{line}");
+}

@@ -11,7 +11,7 @@
 //! LZ4_compress_HC at level ≥ 3).
 
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::constants::CHUNK_SIZE;
 use crate::error::{Error, Result};
@@ -115,7 +115,6 @@ impl BlockEncoder {
 /// Reads the content of a block-mode container.
 pub struct BlockDecoder<R> {
     src: R,
-    path: PathBuf,
     content_size: u64,
     produced: u64,
     total_crc: u32,
@@ -144,7 +143,6 @@ impl<R: Read> BlockDecoder<R> {
         }
         Ok(BlockDecoder {
             src,
-            path: path.to_path_buf(),
             content_size: u64::from_le_bytes(h[8..16].try_into().expect("8 bytes")),
             produced: 0,
             total_crc: 0,
@@ -157,7 +155,7 @@ impl<R: Read> BlockDecoder<R> {
     }
 
     fn invalid(&self, why: &str) -> io::Error {
-        super::invalid_data(&self.path, self.consumed, why)
+        super::invalid_data(self.consumed, why)
     }
 
     fn next_block(&mut self) -> io::Result<()> {

@@ -215,7 +215,6 @@ pub struct FrameDecoder<R> {
     consumed: u64,
     /// The frame's end mark and checksum were read and verified.
     complete: bool,
-    path: std::path::PathBuf,
 }
 
 // SAFETY: the context is used by one thread at a time through `&mut self`.
@@ -228,7 +227,8 @@ impl<R: Read> FrameDecoder<R> {
         // SAFETY: ctx is a valid out-pointer.
         let rc = unsafe { lz4_sys::LZ4F_createDecompressionContext(&mut ctx, LZ4F_VERSION) };
         if let Some(why) = lz4f_error(rc) {
-            return Err(Error::Compression(format!("LZ4F context: {why}")));
+            let at = path.display();
+            return Err(Error::Compression(format!("LZ4F context for {at}: {why}")));
         }
         Ok(FrameDecoder {
             src,
@@ -238,12 +238,11 @@ impl<R: Read> FrameDecoder<R> {
             in_end: 0,
             consumed: 0,
             complete: false,
-            path: path.to_path_buf(),
         })
     }
 
     fn invalid(&self, why: &str) -> io::Error {
-        super::invalid_data(&self.path, self.consumed, why)
+        super::invalid_data(self.consumed, why)
     }
 
     /// After the frame ends, the file must end too.

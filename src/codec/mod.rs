@@ -15,15 +15,12 @@ use crate::error::{Corruption, Error, Result};
 /// Input buffer of the cold-segment decoder.
 const COLD_READ_BUF: usize = 256 * 1024;
 
-/// The error both decoders return for damaged input: `InvalidData`, naming the file and the
-/// offset in the compressed bytes.
-pub(crate) fn invalid_data(path: &Path, compressed_offset: u64, why: &str) -> std::io::Error {
+/// The error both decoders return for damaged input: `InvalidData` with the offset in the
+/// compressed bytes (the caller's error names the file).
+pub(crate) fn invalid_data(compressed_offset: u64, why: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
-        format!(
-            "{}: compressed offset {compressed_offset}: {why}",
-            path.display()
-        ),
+        format!("compressed offset {compressed_offset}: {why}"),
     )
 }
 
