@@ -14,7 +14,14 @@
 //! - `script`: the writer creates the next segment itself and hands the full one to a
 //!   background thread that fdatasyncs it with std::fs and runs the `lz4` command on it
 //!   (what a user would script);
-//! - `floor`: the same appends into prefaulted memory with no persistence at all.
+//! - `floor`: the same appends into prefaulted memory with no persistence at all;
+//! - the peers (`bench/peers.rs`): `raft-engine`, `okaywal`, `fs-write` (a `write_all` per
+//!   record, `sync_data` on a thread) and `mmap-file` (a preallocated mapped file,
+//!   `fdatasync` on a thread), each durable through its own notion of durable.
+//!
+//! A paced run that falls a second behind its schedule stops and is marked as falling
+//! behind (with the rate it reached) instead of printing latencies it did not hold; a fast
+//! run stops after `BENCH_MAX_SECS` (default 20) seconds.
 //!
 //! Modes: `fast` (as fast as possible, each append timed) and `paced:<rate>` (appends at a
 //! fixed rate, latency from the intended start time: coordinated omission corrected).
@@ -38,6 +45,19 @@ use wal_recorder::config::{Config, WritePath};
 use wal_recorder::event;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::{AppendError, SealedSegment, SegmentWriter};
+
+mod peers;
+
+/// CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// Segment size of every variant: `BENCH_SEGMENT`, default 64 MiB (the default config).
 fn seg() -> u64 {
@@ -228,8 +248,12 @@ impl Appender for Floor {
     }
 }
 
-fn make(variant: &str, dir: &Path) -> Box<dyn Appender> {
+fn make(variant: &str, dir: &Path, n: u64) -> Box<dyn Appender> {
     match variant {
+        "raft-engine" => Box::new(peers::RaftEngine::open(dir)),
+        "okaywal" => Box::new(peers::OkayWal::open(dir)),
+        "fs-write" => Box::new(peers::FsWrite::open(dir)),
+        "mmap-file" => Box::new(peers::MmapFile::open(dir, n)),
         "staged" | "staged-odirect" | "direct" | "direct-idle-sync" => {
             let mut cfg = Config::new(dir);
             if variant.starts_with("direct") {
@@ -269,11 +293,15 @@ struct Outcome {
     /// Background CPU as a share of one core over the run, where known.
     cpu: Option<f64>,
     secs: f64,
+    /// Records appended (fewer than asked if it fell behind or hit the time limit).
+    done: u64,
+    /// A paced run that fell a second behind its schedule.
+    behind: bool,
 }
 
 /// Runs `n` appends; returns sorted latencies and durability lags in ns, and the writer's
 /// page faults during the appends (after its own arrays were allocated and touched).
-fn run(app: &mut dyn Appender, n: u64, rate: Option<u64>) -> (Vec<u64>, Vec<u64>, i64) {
+fn run(app: &mut dyn Appender, n: u64, rate: Option<u64>) -> (Vec<u64>, Vec<u64>, i64, bool) {
     let mut lat = vec![1u64; n as usize];
     lat.clear();
     // Samples (seq, append time): prefaulted here so that sampling never faults the writer.
@@ -303,7 +331,19 @@ fn run(app: &mut dyn Appender, n: u64, rate: Option<u64>) -> (Vec<u64>, Vec<u64>
     };
     let mut intended = Instant::now();
     let period = rate.map(|r| Duration::from_nanos(1_000_000_000 / r));
+    let max_secs: u64 = std::env::var("BENCH_MAX_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let mut behind = false;
     for seq in 1..=n {
+        if seq % 1024 == 0 {
+            let late = period.is_some() && Instant::now() > intended + Duration::from_secs(1);
+            if late || start.elapsed() > Duration::from_secs(max_secs) {
+                behind = late;
+                break;
+            }
+        }
         let t = match period {
             Some(p) => {
                 while Instant::now() < intended {
@@ -331,7 +371,7 @@ fn run(app: &mut dyn Appender, n: u64, rate: Option<u64>) -> (Vec<u64>, Vec<u64>
     let faults = minor_faults() - faults_before;
     lat.sort_unstable();
     lag.sort_unstable();
-    (lat, lag, faults)
+    (lat, lag, faults, behind)
 }
 
 fn q(lat: &[u64], p: f64) -> u64 {
@@ -361,6 +401,10 @@ fn label(v: &str) -> &'static str {
         "direct-idle-sync" => "(a'') wal-recorder, Direct, sync_while_busy = false",
         "inline" => "(b) inline fdatasync+close at rollover",
         "script" => "(c) std::fs thread + lz4 CLI",
+        "raft-engine" => "(e) raft-engine 0.4, batch per record, sync thread",
+        "okaywal" => "(f) okaywal 0.3, commit per record",
+        "fs-write" => "(g) File::write_all per record, sync_data thread",
+        "mmap-file" => "(h) preallocated mmap'd file, fdatasync thread",
         _ => "(d) floor: prefaulted memory",
     }
 }
@@ -401,6 +445,10 @@ fn main() {
         "direct-idle-sync",
         "inline",
         "script",
+        "raft-engine",
+        "okaywal",
+        "fs-write",
+        "mmap-file",
     ]
     .into_iter()
     .filter(|v| chosen.is_empty() || *v == "floor" || chosen.split(',').any(|c| c == *v))
@@ -413,11 +461,12 @@ fn main() {
             let dir = tempfile::tempdir_in(&base).expect("tempdir");
             // Setup and teardown run on core 1: the writer's core sees only the appends (large
             // frees make the VM report free pages on the freeing CPU seconds later).
-            let mut app = on_core_1(|| make(v, dir.path()));
+            let mut app = on_core_1(|| make(v, dir.path(), n));
             std::thread::sleep(Duration::from_millis(300));
             let p0 = preemptions();
             let started = Instant::now();
-            let (lat, lag, faults) = run(app.as_mut(), n, rate);
+            let (lat, lag, faults, behind) = run(app.as_mut(), n, rate);
+            let done = lat.len() as u64;
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "round {round} {v}: {} preemptions of the writer",
@@ -432,6 +481,8 @@ fn main() {
                 faults,
                 cpu,
                 secs,
+                done,
+                behind,
             });
         }
     }
@@ -447,7 +498,7 @@ fn main() {
             " per append"
         }
     );
-    println!("| variant | p50 | p99 | p99.9 | p99.99 | max | p99.9 / floor | p99.99 / floor | writer page faults | durability lag p50 / p99 / max µs | maintainer CPU % | Mrec/s |");
+    println!("| variant | p50 | p99 | p99.9 | p99.99 | max | p99.9 / floor | p99.99 / floor | writer page faults | durability lag p50 / p99 / max µs | background CPU % | Mrec/s |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (i, v) in variants.iter().enumerate() {
         let p = |x: f64| med(i, &|o| q(&o.lat, x) as f64);
@@ -465,6 +516,17 @@ fn main() {
             Some(_) => format!("{:.1}", med(i, &|o| o.cpu.unwrap_or(0.0) * 100.0)),
             None => "-".into(),
         };
+        let mrecs = med(i, &|o| o.done as f64 / o.secs / 1e6);
+        if results[i].iter().any(|o| o.behind) {
+            println!(
+                "| {} | falls behind: {:.3} M/s of {:.3} M/s asked, stopped | | | | | | | {:.0} | {lags} | {cpu} | {mrecs:.3} |",
+                label(v),
+                mrecs,
+                rate.unwrap_or(0) as f64 / 1e6,
+                med(i, &|o| o.faults as f64),
+            );
+            continue;
+        }
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {lags} | {cpu} | {:.2} |",
             label(v),
@@ -476,7 +538,7 @@ fn main() {
             p(0.999) / floor999,
             p(0.9999) / floor9999,
             med(i, &|o| o.faults as f64),
-            med(i, &|o| n as f64 / o.secs / 1e6),
+            mrecs,
         );
     }
     let csv = out.join(format!("{}.csv", mode.replace(':', "-")));

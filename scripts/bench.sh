@@ -3,8 +3,8 @@
 # core 1, and writes results/<date>/ (markdown tables, CSV distributions, PNG/SVG plots).
 # Each comparison alternates its variants over BENCH_ROUNDS rounds (default 3) and reports
 # medians.
-#   scripts/bench.sh --quick   the headline comparison (1 M/s, 1 000/s, as fast as possible)
-#                              in about six minutes; prints the tables
+#   scripts/bench.sh --quick   the headline comparison with the peers (1 M/s, 200 k/s, 1 000/s,
+#                              as fast as possible) in about ten minutes; prints the tables
 #   scripts/bench.sh           everything (about 30 minutes)
 # Plots use python matplotlib (installed with pip if missing).
 set -euo pipefail
@@ -29,8 +29,10 @@ plot() {
 cargo build --release --benches --bin walctl -q
 if [ $quick = 1 ]; then
   { machine
+    export BENCH_MAX_SECS=5
     cargo bench -q --bench compare -- 2000000 paced:1000000 "$out"
-    BENCH_VARIANTS=staged,direct cargo bench -q --bench compare -- 3000 paced:1000 "$out"
+    cargo bench -q --bench compare -- 400000 paced:200000 "$out"
+    BENCH_VARIANTS=staged,direct,raft-engine,okaywal,fs-write,mmap-file cargo bench -q --bench compare -- 3000 paced:1000 "$out"
     cargo bench -q --bench compare -- 2000000 fast "$out"; } | tee "$out/table.md"
   plot
   exit 0
@@ -41,7 +43,8 @@ fi
   cargo bench -q --bench compare -- 20000000 fast "$out"
   cargo bench -q --bench compare -- 2000000 paced:100000 "$out"
   cargo bench -q --bench compare -- 20000000 paced:1000000 "$out"
-  BENCH_VARIANTS=staged,direct cargo bench -q --bench compare -- 5000 paced:1000 "$out"
+  cargo bench -q --bench compare -- 4000000 paced:200000 "$out"
+  BENCH_VARIANTS=staged,direct,raft-engine,okaywal,fs-write,mmap-file cargo bench -q --bench compare -- 5000 paced:1000 "$out"
   cargo bench -q --bench append -- 256 5
   cargo bench -q --bench maintainer -- all 4
   cargo bench -q --bench writer_latency -- 2000000 1000000

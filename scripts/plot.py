@@ -20,6 +20,10 @@ LABELS = {
     "direct-idle-sync": "(a'') Direct, sync_while_busy = false",
     "inline": "(b) inline fdatasync+close",
     "script": "(c) std::fs thread + lz4 CLI",
+    "raft-engine": "(e) raft-engine, sync thread",
+    "okaywal": "(f) okaywal, commit per record",
+    "fs-write": "(g) write_all per record, sync_data thread",
+    "mmap-file": "(h) mmap'd file, fdatasync thread",
 }
 
 
