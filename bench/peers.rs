@@ -263,15 +263,12 @@ impl MmapFile {
             )
         };
         assert!(map != libc::MAP_FAILED, "mmap failed");
-        let fd = file;
         MmapFile {
             map: map.cast(),
             len,
             off: 0,
-            // SAFETY: fdatasync on a descriptor this closure owns.
-            syncer: Syncer::start(move || {
-                assert_eq!(unsafe { libc::fdatasync(fd.as_raw_fd()) }, 0)
-            }),
+            // fdatasync writes back the pages the mapping dirtied, like any others.
+            syncer: Syncer::start(move || file.sync_data().expect("fdatasync")),
             crc: 0,
         }
     }
