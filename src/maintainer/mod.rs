@@ -25,7 +25,7 @@ mod durability;
 mod free;
 mod freeze;
 mod job;
-pub mod link;
+pub(crate) mod link;
 mod persist;
 mod retention;
 mod scrub;
