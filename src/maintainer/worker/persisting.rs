@@ -1,0 +1,106 @@
+//! Persisting sealed segments in log order, their retries, and the durable frontier they
+//! advance.
+
+use super::*;
+
+impl Worker {
+    pub(super) fn start_persist(&mut self, slot: usize, mut job: PersistJob) {
+        let res = job.start(slot as u32, &mut self.ctx());
+        match res {
+            Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
+            Err(e) if job.slot.is_some() => {
+                // Staged: the buffer's tail is not on disk, and a retry (rebuilt from the
+                // path) could not write it. Fail-stop: the staging buffers are kept and the
+                // next open applies them.
+                self.fsync_failed(Error::io("submit persist", &job.path, e));
+            }
+            Err(e) => {
+                log::error!("submitting persist of {}: {e}", job.path.display());
+                self.retry_persist(&job, 0);
+            }
+        }
+    }
+
+    pub(super) fn retry_persist(&mut self, job: &PersistJob, attempts: u32) {
+        self.shared
+            .stats
+            .persist_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.persist_retry.push(PersistRetry {
+            retry: Retry::after_failure(job.index, attempts),
+            path: job.path.clone(),
+            used: job.used,
+            last_seq: job.last_seq,
+            slot: job.slot,
+        });
+        self.update_gauges();
+    }
+
+    pub(super) fn plan_persist_retries(&mut self, now: Instant) -> bool {
+        let mut did = false;
+        while let Some(pos) = self
+            .persist_retry
+            .iter()
+            .position(|r| r.retry.not_before <= now)
+        {
+            let Some(slot) = self.free_slot() else { break };
+            let r = self.persist_retry.swap_remove(pos);
+            did = true;
+            match PersistJob::reopen(r.retry.index, r.path.clone(), r.used, r.last_seq) {
+                Ok(mut job) => {
+                    job.slot = r.slot;
+                    let started = job.start(slot as u32, &mut self.ctx());
+                    match started {
+                        Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
+                        Err(_) => self.retry_persist(&job, r.retry.attempts),
+                    }
+                }
+                Err(e) => {
+                    log::error!("persist retry: {e}");
+                    self.persist_retry.push(PersistRetry {
+                        retry: Retry::after_failure(r.retry.index, r.retry.attempts),
+                        ..r
+                    });
+                }
+            }
+        }
+        did
+    }
+
+    pub(super) fn persist_done(&mut self, job: PersistJob, outcome: PersistOutcome) {
+        match outcome {
+            PersistOutcome::Persisted => {
+                self.hists.record_since(Hist::Close, job.sealed_at);
+                self.hists.record(Hist::Fdatasync, job.fdatasync_ns);
+                let mut job = job;
+                self.credit_durable(&mut job);
+                if let Some(d) = self.durability.as_mut() {
+                    if let (Some(slot), Some(drain)) = (job.slot, d.drain.as_mut()) {
+                        drain.recycle(slot, job.used);
+                    }
+                }
+                let pos = self.hot.partition_point(|&i| i < job.index);
+                self.hot.insert(pos, job.index);
+                self.shared.stats.persisted.fetch_add(1, Ordering::Relaxed);
+            }
+            PersistOutcome::FsyncFailed(e) => self.fsync_failed(e),
+            PersistOutcome::Retry(e) => {
+                log::warn!("persist failed, will retry: {e}");
+                self.retry_persist(&job, 0);
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// Tells `durable_seq` about a persisted segment as soon as its records are durable
+    /// (once per job).
+    pub(super) fn credit_durable(&mut self, job: &mut PersistJob) {
+        if job.credited || !job.durable() {
+            return;
+        }
+        job.credited = true;
+        if let Some(d) = self.durability.as_mut() {
+            d.on_persisted(job.index, job.last_seq);
+        }
+    }
+}
