@@ -49,16 +49,7 @@ use wal_recorder::segment::{AppendError, SealedSegment, SegmentWriter};
 
 mod peers;
 
-/// CPU time of the calling thread, in ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use wal_recorder::telemetry::thread_cpu_ns;
 
 /// Segment size of every variant: `BENCH_SEGMENT`, default 64 MiB (the default config).
 fn seg() -> u64 {
