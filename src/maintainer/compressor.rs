@@ -100,6 +100,9 @@ pub(crate) struct ChunkWork {
     /// Instead of compressing: read this file (the synced tmp) back and compare it with the
     /// output produced.
     pub read_back: Option<std::fs::File>,
+    /// Instead of compressing: drop the codec kept for this segment (its freeze failed with
+    /// chunks still queued); comes back with nothing to do.
+    pub release: bool,
     pub result: std::result::Result<(), Failure>,
 }
 
@@ -110,6 +113,11 @@ struct Codecs(Vec<(u32, u64, Box<ChunkCodec>)>);
 impl ChunkWork {
     fn run(&mut self, codecs: &mut Codecs) {
         let key = (self.slot, self.index);
+        if self.release {
+            codecs.0.retain(|(s, i, _)| (*s, *i) != key);
+            self.result = Ok(());
+            return;
+        }
         let codec = self.codec.take().or_else(|| {
             let at = codecs.0.iter().position(|(s, i, _)| (*s, *i) == key)?;
             Some(codecs.0.swap_remove(at).2)
@@ -274,6 +282,26 @@ impl Compressors {
         at
     }
 
+    /// Drops the codec helper `at` keeps for the freeze in `slot` of segment `index` (the
+    /// freeze ended early). Queued behind that freeze's chunks, so it finds the codec.
+    pub fn release(&mut self, slot: u32, index: u64, at: usize) {
+        let w = Box::new(ChunkWork {
+            slot,
+            index,
+            codec: None,
+            input: Box::default(),
+            len: 0,
+            out: Vec::new(),
+            last: false,
+            read_slot: None,
+            write_slot: 0,
+            read_back: None,
+            release: true,
+            result: Ok(()),
+        });
+        self.submit(w, Some(at));
+    }
+
     /// The next finished chunk, if any.
     pub fn take_done(&mut self) -> Option<Box<ChunkWork>> {
         if let Some(w) = self.inline_done.pop_front() {
@@ -376,6 +404,7 @@ mod tests {
             read_slot: Some(0),
             write_slot: 0,
             read_back: None,
+            release: false,
             result: Ok(()),
         })
     }
@@ -421,6 +450,21 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert!(back == data);
+    }
+
+    /// A freeze that ends with its codec still kept for it (chunks were queued when it
+    /// failed) has it released, not kept for ever.
+    #[test]
+    fn a_released_codec_is_dropped() {
+        let mut c = Compressors::start(0, &[]);
+        let codec = Box::new(ChunkCodec::new(Compression::default(), 1, 1 << 21, true).unwrap());
+        let at = c.submit(work(Some(codec), &[7u8; 1 << 20], false), None);
+        assert!(wait_done(&mut c).codec.is_none(), "kept for the next chunk");
+        assert_eq!(c.inline_codecs.0.len(), 1);
+        c.release(0, 7, at);
+        let back = wait_done(&mut c);
+        assert!(back.release && back.result.is_ok());
+        assert!(c.inline_codecs.0.is_empty());
     }
 
     /// Content shorter than the frame declares fails (LZ4F refuses to end the frame), and the

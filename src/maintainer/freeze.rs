@@ -219,6 +219,12 @@ impl FreezeJob {
         Ok(job)
     }
 
+    /// The helper that still keeps this freeze's codec (it ended with chunks of it handed
+    /// over and not the last one): the worker releases it.
+    pub fn codec_left_at(&self) -> Option<usize> {
+        self.helper.filter(|_| self.codec.is_none())
+    }
+
     /// Still reading and compressing (not yet syncing or publishing).
     pub fn is_compressing(&self) -> bool {
         matches!(self.phase, Phase::Pipeline)
@@ -340,6 +346,7 @@ impl FreezeJob {
             read_slot,
             write_slot: w,
             read_back: None,
+            release: false,
             result: Ok(()),
         });
         self.offered_last = work.last;
@@ -557,6 +564,7 @@ impl FreezeJob {
                 read_slot: None,
                 write_slot: 0,
                 read_back: Some(file),
+                release: false,
                 result: Ok(()),
             });
             self.away += 1;

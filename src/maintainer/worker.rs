@@ -525,14 +525,10 @@ impl Worker {
                 }
             }
             Job::Freeze(mut j) => {
-                let index = j.index;
                 let outcome = j.complete(slot as u32, tag, c.result, &mut self.ctx());
                 match outcome {
                     None => self.slots[slot] = Some(Job::Freeze(j)),
-                    Some(o) => {
-                        drop(j); // closes its files before the lists change
-                        self.freeze_done(index, o);
-                    }
+                    Some(o) => self.end_freeze(slot, j, o),
                 }
             }
             Job::Free(mut j) => {

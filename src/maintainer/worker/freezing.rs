@@ -24,22 +24,28 @@ impl Worker {
         let mut did = false;
         while let Some(work) = self.compress.take_done() {
             did = true;
+            if work.release {
+                continue; // a released codec: its freeze has ended
+            }
             let slot = work.slot as usize;
-            let Some(Job::Freeze(mut j)) = self.slots.get_mut(slot).and_then(Option::take) else {
+            let held = self.slots.get(slot).map(|j| match j {
+                Some(Job::Freeze(f)) => f.index == work.index,
+                _ => false,
+            });
+            if held != Some(true) {
                 // A freeze stays in its slot while a chunk is away; never expected.
                 log::error!(
                     "compressed chunk of segment {} without its freeze",
                     work.index
                 );
                 continue;
+            }
+            let Some(Job::Freeze(mut j)) = self.slots[slot].take() else {
+                unreachable!("checked just above");
             };
-            let index = j.index;
             match j.compressed(*work, slot as u32, &mut self.ctx()) {
                 None => self.slots[slot] = Some(Job::Freeze(j)),
-                Some(o) => {
-                    drop(j); // closes its files before the lists change
-                    self.freeze_done(index, o);
-                }
+                Some(o) => self.end_freeze(slot, j, o),
             }
         }
         did
@@ -96,6 +102,17 @@ impl Worker {
             None => self.slots[slot] = Some(Job::Freeze(job)),
         }
         true
+    }
+
+    /// A freeze ended: its codec, if a helper still keeps it, is released; its files close
+    /// before the lists change.
+    pub(super) fn end_freeze(&mut self, slot: usize, job: Box<FreezeJob>, outcome: FreezeOutcome) {
+        let index = job.index;
+        if let Some(at) = job.codec_left_at() {
+            self.compress.release(slot as u32, index, at);
+        }
+        drop(job);
+        self.freeze_done(index, outcome);
     }
 
     /// LZ4 acceleration for the next freeze: 2 per segment the hot backlog exceeds
