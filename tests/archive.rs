@@ -31,20 +31,24 @@ struct Moto {
 impl Moto {
     fn start() -> Moto {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/moto_server.py");
-        let mut child = Command::new("python3")
+        // scripts/test.sh installs moto in a virtual environment of its own and names it here.
+        let python = std::env::var("WAL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(&python)
             .arg(&script)
             .arg("wal-archive")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 is needed for the archive tests");
+            .unwrap_or_else(|e| {
+                panic!("running {python}: {e}: the archive tests need python3 with moto (scripts/test.sh installs it)")
+            });
         let mut line = String::new();
         let out = child.stdout.take().unwrap();
         std::io::BufReader::new(out).read_line(&mut line).unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
             let _ = child.kill();
-            panic!("moto did not start: is it installed? pip install 'moto[server]'");
+            panic!("moto did not start with {python}: is it installed? scripts/test.sh installs it in target/test-venv");
         });
         let s = |k: &str| v[k].as_str().unwrap().to_string();
         Moto {

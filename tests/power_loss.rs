@@ -22,7 +22,10 @@ const FS_IOC_GOINGDOWN: libc::c_ulong = 0x8004_587D;
 const GOINGDOWN_NOLOGFLUSH: u32 = 2;
 
 fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("running {program}: {e}: this test needs {program} (scripts/test.sh installs it)")
+    });
     assert!(
         out.status.success(),
         "{cmd:?} failed (this test needs root, loop devices and mkfs.ext4): {}",
