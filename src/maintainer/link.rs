@@ -101,17 +101,21 @@ impl WriterLink {
     }
 
     /// Writer: the pages below `off` hold complete records up to `seq`. Two plain stores on
-    /// x86; called only when an append crosses a page boundary.
+    /// x86; called only when an append crosses a page boundary. Both are releases: the
+    /// maintainer may read an offset newer than the seq it read, and copies the bytes up to
+    /// that offset, so the offset itself must publish them (on aarch64 a relaxed store can
+    /// become visible before the record's bytes; `loom_tests` shows it).
     #[inline]
     pub fn page_completed(&self, off: u64, seq: u64) {
-        self.completed_off.store(off, Ordering::Relaxed);
+        self.completed_off.store(off, Ordering::Release);
         self.completed_seq.store(seq, Ordering::Release);
     }
 
-    /// Writer: the record `seq` ends at `off`. Two plain stores on x86.
+    /// Writer: the record `seq` ends at `off`. Two plain stores on x86; releases for the
+    /// reason given at [`Self::page_completed`].
     #[inline]
     pub fn appended(&self, off: u64, seq: u64) {
-        self.appended_off.store(off, Ordering::Relaxed);
+        self.appended_off.store(off, Ordering::Release);
         self.appended_seq.store(seq, Ordering::Release);
     }
 
@@ -202,6 +206,46 @@ mod loom_tests {
                     p == (0, 0x2000, 4096, 0) || p == (1, 0x4000, 4096, 0),
                     "mixed pretouch snapshot {p:?}"
                 );
+            }
+            writer.join().unwrap();
+        });
+    }
+
+    /// The drain copies the bytes up to the offset it read: every byte below it must be
+    /// visible to it. The record bytes are loom cells, so a relaxed store of the offset (the
+    /// bug this guards against) fails the model with a causality violation.
+    #[test]
+    fn the_appended_offset_publishes_the_bytes_below_it() {
+        use loom::cell::UnsafeCell;
+        loom::model(|| {
+            let link = Arc::new(WriterLink::new(0, 1, (0, 0)));
+            let bytes: Arc<[UnsafeCell<u8>; 2]> =
+                Arc::new([UnsafeCell::new(0), UnsafeCell::new(0)]);
+            let writer = {
+                let (link, bytes) = (link.clone(), bytes.clone());
+                loom::thread::spawn(move || {
+                    for i in 0..2u64 {
+                        // SAFETY: only this thread writes, and readers read a cell only below
+                        // a published offset (what the model checks).
+                        bytes[i as usize].with_mut(|p| unsafe { *p = i as u8 + 1 });
+                        link.appended(i + 1, i + 1);
+                        link.page_completed(i + 1, i + 1);
+                    }
+                })
+            };
+            let drained = |(_, off, seq): (u64, u64, u64)| {
+                assert!(off >= seq, "offset {off} behind seq {seq}");
+                for (j, cell) in bytes.iter().enumerate().take(off as usize) {
+                    // SAFETY: the cell was written before `off` was published past it.
+                    let b = cell.with(|p| unsafe { *p });
+                    assert_eq!(b, j as u8 + 1, "byte {j} below offset {off} not visible");
+                }
+            };
+            if let Some(s) = link.appended_snapshot() {
+                drained(s);
+            }
+            if let Some(s) = link.snapshot() {
+                drained(s);
             }
             writer.join().unwrap();
         });
