@@ -194,6 +194,23 @@ pub enum Error {
         /// Last sequence number.
         last: Option<u64>,
     },
+    /// A reader resumed from a saved position finds that the log no longer holds what it
+    /// read (contract 9): the chained checksum before its next record differs from the one
+    /// it saved. Records it had read were lost (as staging buffers are at a power cut) and
+    /// others took their sequence numbers.
+    #[error("{}: reader {reader}: the log diverged from what this reader read: before sequence number {seq} the chained checksum is {} where its position says {expected:#010x} (records it read were lost, as unsynced staging is at a power cut, and replaced); resume with re-delivery (walctl tail --redeliver) or from a new start", dir.display(), found.map_or("missing".to_string(), |c| format!("{c:#010x}")))]
+    Diverged {
+        /// The log directory.
+        dir: PathBuf,
+        /// The reader's name.
+        reader: String,
+        /// The reader's next sequence number.
+        seq: u64,
+        /// The checksum its position holds.
+        expected: u32,
+        /// The checksum the log has there (`None`: the log skips past `seq`).
+        found: Option<u32>,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -17,5 +17,5 @@ pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
 pub use log_reader::{LogReader, Records, SourceOpener, Warning};
 pub use mapped::{MappedRecords, MappedSegment};
 pub use tail::{TailDrop, TailRule};
-pub use tailer::{Idle, StartAt, Tailer};
+pub use tailer::{Idle, OnDivergence, Redelivery, StartAt, Tailer};
 pub use verify::{verify, verify_reader, VerifyReport};

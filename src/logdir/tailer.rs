@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::listing::list_dir;
-use super::reader_position::ReaderPosition;
+use super::reader_position::{Checkpoint, ReaderPosition, SavedPosition};
 use super::seek;
 use super::staged_view::{Staged, StagedView};
 use super::summary::SummaryIndex;
@@ -52,6 +52,28 @@ pub enum StartAt {
     Seq(u64),
     /// After the last record written when it opens: only new records.
     End,
+}
+
+/// What a tailer resumed from a saved position does when the log no longer holds what it
+/// read (contract 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDivergence {
+    /// Stop with [`Error::Diverged`] (the default).
+    #[default]
+    Fail,
+    /// Deliver again from the newest saved checkpoint that the log still matches, saying so
+    /// ([`Tailer::redelivery`]); [`Error::Diverged`] when none does.
+    Redeliver,
+}
+
+/// A stated re-delivery: the records `from..until` are delivered again, and may differ from
+/// what this reader delivered before under the same sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redelivery {
+    /// The first record delivered again (the newest checkpoint that matched the log).
+    pub from: u64,
+    /// The position the reader had saved.
+    pub until: u64,
 }
 
 /// What [`Tailer::next`] does while no record is available (the caller's trade of CPU for
@@ -120,6 +142,13 @@ pub struct Tailer {
     /// Where this reader publishes how far it has read, and records since the last save.
     position: Option<ReaderPosition>,
     uncommitted: u64,
+    /// A resumed position not yet checked against the log: when the chain reaches its
+    /// sequence number, the checksum before it must be the saved one.
+    expect: Option<Checkpoint>,
+    /// The saved position it came from (its older checkpoints, for a re-delivery).
+    saved: Option<SavedPosition>,
+    on_divergence: OnDivergence,
+    redelivery: Option<Redelivery>,
 }
 
 impl Tailer {
@@ -158,6 +187,10 @@ impl Tailer {
                 .map(StagedView::new),
             position: None,
             uncommitted: 0,
+            expect: None,
+            saved: None,
+            on_divergence: OnDivergence::Fail,
+            redelivery: None,
         };
         match start {
             StartAt::First => {}
@@ -192,13 +225,31 @@ impl Tailer {
 
     /// Opens reader `name`'s tailer: from its saved position (`<dir>/readers/<name>.pos`),
     /// or from the first retained record if it has none, publishing its position as it reads
-    /// (see [`Self::with_position`]).
+    /// (see [`Self::with_position`]). The position is checked against the log: if the log no
+    /// longer holds what the reader read, the tailer returns [`Error::Diverged`] before it
+    /// delivers anything past that point (see [`Self::resume_with`]).
     pub fn resume(dir: &Path, name: &str) -> Result<Self> {
+        Self::resume_with(dir, name, OnDivergence::Fail)
+    }
+
+    /// As [`Self::resume`], choosing what a divergence does.
+    pub fn resume_with(dir: &Path, name: &str, on_divergence: OnDivergence) -> Result<Self> {
         let position = ReaderPosition::open(dir, name)?;
-        let start = position.load().map_or(StartAt::First, StartAt::Seq);
-        let mut t = Self::open(dir, start)?;
+        let saved = position.load();
+        let mut t = match &saved {
+            Some(p) => Self::open(dir, StartAt::Seq(p.current().next_seq))?,
+            None => Self::open(dir, StartAt::First)?,
+        };
+        t.expect = saved.as_ref().map(SavedPosition::current);
+        t.saved = saved;
         t.position = Some(position);
+        t.on_divergence = on_divergence;
         Ok(t)
+    }
+
+    /// The re-delivery this tailer made after a divergence, if it made one.
+    pub fn redelivery(&self) -> Option<Redelivery> {
+        self.redelivery
     }
 
     /// Publishes how far this tailer has read in `<dir>/readers/<name>.pos` (every 1 024
@@ -210,13 +261,80 @@ impl Tailer {
         Ok(self)
     }
 
-    /// Saves the position now: everything returned so far is read.
+    /// Saves the position now: everything returned so far is read. Nothing is saved before
+    /// the tailer reached its start (a resumed position not checked yet stays as it was).
     pub fn commit(&mut self) -> Result<()> {
         self.uncommitted = 0;
-        match &self.position {
-            Some(p) if self.chained => p.store(self.next_seq.max(self.skip_below)),
+        let reached = self.chained && self.next_seq >= self.skip_below && self.expect.is_none();
+        match &mut self.position {
+            Some(p) if reached => p.store(self.next_seq, self.prev_crc),
             _ => Ok(()),
         }
+    }
+
+    /// The chain has reached (or passed) the resumed position `exp`: it must continue it.
+    fn check_expected(&mut self, exp: Checkpoint) -> Result<()> {
+        let found = (self.next_seq == exp.next_seq).then_some(self.prev_crc);
+        let Some(expected) = exp.prev_crc else {
+            log::warn!(
+                "{}: reader position of the old layout (no checksum): resumed at {} unchecked",
+                self.dir.display(),
+                exp.next_seq
+            );
+            self.expect = None;
+            return Ok(());
+        };
+        if found == Some(expected) {
+            self.expect = None;
+            if let (Some(r), Some(p)) = (self.redelivery, self.position.as_mut()) {
+                // Forget the checkpoints of records the log no longer holds.
+                p.restart_at(r.from, expected)?;
+            }
+            return Ok(());
+        }
+        let reader = self
+            .position
+            .as_ref()
+            .map_or(String::new(), |p| p.name().to_string());
+        let diverged = Error::Diverged {
+            dir: self.dir.clone(),
+            reader,
+            seq: exp.next_seq,
+            expected,
+            found,
+        };
+        if self.on_divergence == OnDivergence::Fail {
+            return Err(diverged);
+        }
+        let until = self.redelivery.map_or(exp.next_seq, |r| r.until);
+        let older = self.saved.as_ref().and_then(|s| {
+            s.older()
+                .find(|c| c.next_seq < exp.next_seq && c.next_seq <= self.next_seq)
+        });
+        let Some(older) = older else {
+            return Err(diverged);
+        };
+        log::warn!(
+            "{diverged}; re-delivering from sequence number {}",
+            older.next_seq
+        );
+        let mut fresh = match Self::open(&self.dir, StartAt::Seq(older.next_seq)) {
+            Ok(t) => t,
+            Err(Error::SeqNotFound { .. }) => return Err(diverged),
+            Err(e) => return Err(e),
+        };
+        fresh.staged = self.staged.take();
+        fresh.idle = self.idle;
+        fresh.position = self.position.take();
+        fresh.saved = self.saved.take();
+        fresh.on_divergence = self.on_divergence;
+        fresh.expect = Some(older);
+        fresh.redelivery = Some(Redelivery {
+            from: older.next_seq,
+            until,
+        });
+        *self = fresh;
+        Ok(())
     }
 
     /// Reads the staging buffers of a recorder whose `staging_dir` is `base` (default
@@ -245,6 +363,12 @@ impl Tailer {
             if self.cur.is_none() && !self.open_segment()? {
                 self.to_end = false;
                 return Ok(None);
+            }
+            if let Some(exp) = self.expect {
+                if self.chained && self.next_seq >= exp.next_seq {
+                    self.check_expected(exp)?;
+                    continue;
+                }
             }
             match self.step(payload)? {
                 Step::Record(info) if info.seq < self.skip_below || self.to_end => continue,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use wal_recorder::event::TradeEvent;
-use wal_recorder::logdir::{Idle, StartAt, Tailer};
+use wal_recorder::logdir::{Idle, OnDivergence, StartAt, Tailer};
 use wal_recorder::segment::RecordInfo;
 
 use crate::CmdResult;
@@ -40,6 +40,11 @@ pub(crate) struct TailArgs {
     /// what it has not read)
     #[arg(long)]
     name: Option<String>,
+    /// With --name: if the log no longer holds what the reader read (records lost at a power
+    /// cut and replaced), print again from the newest saved checkpoint the log still matches
+    /// (said on stderr) instead of failing
+    #[arg(long, requires = "name")]
+    redeliver: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -65,7 +70,13 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
         (None, false) => None,
     };
     let t = match (&a.name, start) {
-        (Some(name), None) => Tailer::resume(&a.dir, name)?,
+        (Some(name), None) => {
+            let on = match a.redeliver {
+                true => OnDivergence::Redeliver,
+                false => OnDivergence::Fail,
+            };
+            Tailer::resume_with(&a.dir, name, on)?
+        }
         (Some(name), Some(start)) => Tailer::open(&a.dir, start)?.with_position(name)?,
         (None, start) => Tailer::open(&a.dir, start.unwrap_or(StartAt::First))?,
     };
@@ -75,11 +86,24 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut buf = Vec::new();
+    let mut told = false;
     while !STOP.load(Ordering::Relaxed) {
         let got = match a.follow {
             true => t.next_timeout(&mut buf, Duration::from_millis(50))?,
             false => t.poll(&mut buf)?,
         };
+        if let (Some(r), false) = (t.redelivery(), told) {
+            told = true;
+            eprintln!(
+                "walctl tail: {}: the log diverged from what reader {} read before sequence number {}: re-delivering from {} (records {}..{} may differ from what it printed before)",
+                a.dir.display(),
+                a.name.as_deref().unwrap_or(""),
+                r.until,
+                r.from,
+                r.from,
+                r.until
+            );
+        }
         let Some(info) = got else {
             if !a.follow {
                 break;
