@@ -223,7 +223,9 @@ impl Recorder {
             });
         }
         let started = telemetry::now();
-        let next = self.next_prepared(cur.header().index + 1)?;
+        let index = cur.header().index;
+        self.room_for_hand_over()?;
+        let next = self.next_prepared(index + 1)?;
         let cur = self.active.take().expect("checked above");
         let (first_seq, crc) = (cur.next_seq(), cur.last_crc());
         let sealed = cur.into_sealed();
@@ -233,7 +235,7 @@ impl Recorder {
         // The link moves to the new segment before the old one is handed over: the
         // maintainer unmaps what it is handed, and must never find it still named here.
         self.link.begin_segment(index, first_seq, mapping);
-        self.hand_over(sealed)?;
+        self.hand_over(sealed);
         self.stats.rollovers += 1;
         self.hists.record_since(Hist::Rollover, started);
         Ok(())
@@ -301,20 +303,18 @@ impl Recorder {
         result
     }
 
-    /// Pushes a sealed segment to the persist ring, or keeps it in the overflow list.
-    fn hand_over(&mut self, seg: SealedSegment) -> Result<()> {
+    /// Waits (bounded) until a sealed segment can be handed over: room in the persist ring
+    /// or in the overflow list. Called before the writer switches segments, so that a
+    /// timeout leaves the active segment active and nothing is dropped: the append fails
+    /// with [`Error::Timeout`] and can be retried.
+    fn room_for_hand_over(&mut self) -> Result<()> {
         self.flush_overflow();
-        let seg = match self.overflow.is_empty() {
-            true => match self.persist.push(seg) {
-                Ok(()) => return Ok(()),
-                Err(seg) => seg,
-            },
-            false => seg,
-        };
-        self.stats.persist_ring_full += 1;
-        self.link.persist_ring_full.fetch_add(1, Ordering::Relaxed);
+        let room = |r: &Self| r.persist.slots() > 0 || r.overflow.len() < r.overflow.capacity();
+        if room(self) {
+            return Ok(());
+        }
         let start = Instant::now();
-        while self.overflow.len() == self.overflow.capacity() {
+        while !room(self) {
             // Overflow full too: wait for the maintainer (bounded), never drop a segment.
             std::thread::sleep(Duration::from_micros(100));
             self.flush_overflow();
@@ -325,8 +325,24 @@ impl Recorder {
                 });
             }
         }
-        self.overflow.push_back(seg);
         Ok(())
+    }
+
+    /// Pushes a sealed segment to the persist ring, or keeps it in the overflow list. Never
+    /// drops it: after [`Self::room_for_hand_over`] the overflow has room; at close it may
+    /// grow past its capacity (an allocation off the hot path) rather than lose a segment.
+    fn hand_over(&mut self, seg: SealedSegment) {
+        self.flush_overflow();
+        let seg = match self.overflow.is_empty() {
+            true => match self.persist.push(seg) {
+                Ok(()) => return,
+                Err(seg) => seg,
+            },
+            false => seg,
+        };
+        self.stats.persist_ring_full += 1;
+        self.link.persist_ring_full.fetch_add(1, Ordering::Relaxed);
+        self.overflow.push_back(seg);
     }
 
     fn flush_overflow(&mut self) {
@@ -561,13 +577,24 @@ impl Recorder {
         if let Some(w) = self.active.take() {
             self.closed_last_seq = w.next_seq() - 1;
             self.link.retire_mapping(); // before the hand-over, as at a rollover
-            if let Err(e) = self.hand_over(w.into_sealed()) {
-                result = Err(e);
-            }
+            self.hand_over(w.into_sealed());
             let start = Instant::now();
             while !self.overflow.is_empty() && start.elapsed() < WRITER_WAIT_LIMIT {
                 self.flush_overflow();
                 std::thread::sleep(Duration::from_micros(100));
+            }
+            if !self.overflow.is_empty() {
+                // Not persisted by this process: the files (and staging buffers) keep the
+                // records for the next open's recovery; the close says it did not finish.
+                log::error!(
+                    "{}: {} sealed segments never reached the maintainer; recovery will persist them",
+                    self.dir.display(),
+                    self.overflow.len()
+                );
+                result = Err(Error::Timeout {
+                    path: self.dir.clone(),
+                    what: "room in the persist ring at close",
+                });
             }
         }
         // The archiver's close deadline starts now; the maintainer's drain waits for the

@@ -769,3 +769,71 @@ fn a_close_that_ran_and_failed_is_not_closed_again() {
     assert_eq!(r.last_seq, Some(n));
 }
 }
+
+/// A maintainer stuck longer than the writer's wait limit with the persist ring and its
+/// overflow full: the rollover fails with `Timeout` *before* the writer switches segments,
+/// so no sealed segment is dropped; once the disk answers, the retried append goes on and
+/// every record is durable and in the log.
+#[test]
+fn a_stuck_persist_fails_the_rollover_before_switching_and_drops_no_segment() {
+    use wal_recorder::config::WritePath;
+    use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    plan.add(Rule {
+        code: OpCode::Fdatasync,
+        target: Target::Segment,
+        nth: 0,
+        count: 1,
+        // Past the writer's 30 s wait limit (constants::WRITER_WAIT_LIMIT).
+        effect: Effect::DelayMs(33_000),
+    });
+    let mut cfg = config(dir.path());
+    cfg.write_path = WritePath::Direct;
+    cfg.fault_plan = Some(plan.clone());
+    cfg.persist_queue = 1;
+    cfg.persist_overflow = 1;
+    cfg.prepared_segments = 8;
+    cfg.max_segments = 100;
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    wait_for("prepared segments", || rec.prepared_ready() >= 6);
+    let mut seq = 0;
+    let timed_out = loop {
+        let next = seq + 1;
+        match rec.append_with(64, |b| event::fill(next, b)) {
+            Ok(s) => seq = s,
+            Err(e) => break e,
+        }
+        assert!(
+            seq < 20 * 817,
+            "the writer never had to wait for the persist ring"
+        );
+    };
+    assert!(matches!(timed_out, Error::Timeout { .. }), "{timed_out:?}");
+    assert_eq!(
+        rec.last_seq(),
+        seq,
+        "a failed append took a sequence number"
+    );
+    // The disk answers: the same append goes through and the log continues.
+    let last = loop {
+        let next = seq + 1;
+        match rec.append_with(64, |b| event::fill(next, b)) {
+            Ok(s) => break s,
+            Err(Error::Timeout { .. }) => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(last, seq + 1);
+    let last = append_events(&mut rec, 3 * 817);
+    rec.sync().unwrap();
+    assert_eq!(rec.durable_seq(), last);
+    rec.close().unwrap();
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(
+        (r.first_seq, r.last_seq, r.records),
+        (Some(1), Some(last), last)
+    );
+}
