@@ -5,6 +5,7 @@
 //! sealed yet, are read through [`super::LogReader`] (decoded or copied).
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Error, Result};
@@ -23,9 +24,13 @@ pub struct MappedSegment {
 }
 
 impl MappedSegment {
-    /// Maps `path` if it is a sealed, persisted hot segment (its file ends with a valid seal
-    /// whose end is the file's length); `Ok(None)` if it is not (still being written, or a
-    /// file recovery will finish): read it with [`super::LogReader`] instead.
+    /// Maps `path` if it is a sealed, persisted hot segment; `Ok(None)` if it is not (still
+    /// being written, or a file recovery will finish): read it with [`super::LogReader`]
+    /// instead. Decided from a `pread` of the header and the seal before anything is mapped:
+    /// the file must be shorter than the capacity its header states (persist truncates a
+    /// segment only after its fdatasync, and never again, so its length is final) and end with
+    /// a valid seal whose end is that length. A file that is still at its capacity may yet be
+    /// truncated, and a mapping of it could fault past the new end (SIGBUS): never mapped.
     pub fn open(path: &Path) -> Result<Option<Self>> {
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
         let len = file
@@ -35,17 +40,30 @@ impl MappedSegment {
         if len < (HEADER_LEN + SEAL_LEN) as u64 {
             return Ok(None);
         }
-        let map = SealedMap::map(&file, len as usize, path)?;
-        let b = map.as_slice();
-        let tail: &[u8; SEAL_LEN] = b[b.len() - SEAL_LEN..].try_into().expect("SEAL_LEN");
-        let Ok(seal) = Seal::decode(tail) else {
+        let mut head = [0u8; HEADER_LEN];
+        let mut tail = [0u8; SEAL_LEN];
+        let read = |buf: &mut [u8], at: u64| match file.read_exact_at(buf, at) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Error::io("read", path, e)),
+        };
+        if !read(&mut head, 0)? || !read(&mut tail, len - SEAL_LEN as u64)? {
+            return Ok(None); // shrank since the stat: not final
+        }
+        let header = SegmentHeader::decode(&head).map_err(|kind| Error::corrupt(path, 0, kind))?;
+        if len >= header.capacity {
+            return Ok(None); // not truncated by persist yet: its length is not final
+        }
+        let Ok(seal) = Seal::decode(&tail) else {
             return Ok(None);
         };
         if seal.end != len {
             return Ok(None);
         }
-        let header = SegmentHeader::decode(&b[..HEADER_LEN])
-            .map_err(|kind| Error::corrupt(path, 0, kind))?;
+        // SAFETY: sealed and truncated below its capacity by persist, after its fdatasync:
+        // its length is final and nothing writes it again (the maintainer only unlinks it).
+        let map = unsafe { SealedMap::map(&file, len as usize, path)? };
+        assert_eq!(map.as_slice().len() as u64, len, "mapped the whole file");
         Ok(Some(MappedSegment {
             map,
             header,

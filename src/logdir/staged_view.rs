@@ -69,7 +69,8 @@ impl StagedView {
             if len < HEADER_LEN + SEAL_LEN {
                 continue;
             }
-            if let Ok(map) = ReadMap::map(&file, len, &path) {
+            // SAFETY: a staging buffer is created at its full size and never shrinks.
+            if let Ok(map) = unsafe { ReadMap::map(&file, len, &path) } {
                 self.maps.push(map);
             }
         }

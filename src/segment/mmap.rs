@@ -22,7 +22,12 @@ unsafe impl Send for SharedMap {}
 
 impl SharedMap {
     /// Maps `len` bytes of `file` and prefaults them for writing.
-    pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
+    ///
+    /// # Safety
+    /// `file` must be at least `len` bytes long and must not shrink while mapped (a segment
+    /// file fallocated to its capacity, a staging buffer): touching a page past its end
+    /// raises SIGBUS.
+    pub(crate) unsafe fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
         let map = SharedMap {
             ptr: map_shared(file, len, libc::PROT_READ | libc::PROT_WRITE, path)?,
             len,
@@ -151,9 +156,12 @@ pub struct ReadMap {
 unsafe impl Send for ReadMap {}
 
 impl ReadMap {
-    /// Maps the first `len` bytes of `file` for reading. The file must not shrink below `len`
-    /// while mapped (staging buffers never do).
-    pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
+    /// Maps the first `len` bytes of `file` for reading.
+    ///
+    /// # Safety
+    /// The file must not shrink below `len` while mapped (staging buffers never do): a read
+    /// past its end raises SIGBUS.
+    pub(crate) unsafe fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
         Ok(ReadMap {
             ptr: map_shared(file, len, libc::PROT_READ, path)?,
             len,
@@ -163,11 +171,6 @@ impl ReadMap {
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether it maps nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The 8 bytes at `at` (a multiple of 8), loaded atomically with acquire ordering: what
@@ -211,9 +214,13 @@ unsafe impl Send for SealedMap {}
 unsafe impl Sync for SealedMap {}
 
 impl SealedMap {
-    /// Maps the whole of `file` (`len` bytes, not zero), which the caller found sealed and
-    /// persisted: its length is final and its bytes are never written again.
-    pub fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
+    /// Maps the whole of `file` (`len` bytes, not zero).
+    ///
+    /// # Safety
+    /// The caller found the file sealed and persisted: its length is final (never truncated
+    /// again, or a read raises SIGBUS) and its bytes are never written again (the slice
+    /// [`Self::as_slice`] hands out is immutable).
+    pub(crate) unsafe fn map(file: &File, len: usize, path: &Path) -> Result<Self> {
         Ok(SealedMap {
             ptr: map_shared(file, len, libc::PROT_READ, path)?,
             len,

@@ -13,6 +13,6 @@ pub mod writer;
 pub use crate::io::sync_dir;
 pub use in_place::{seal_in_place, seal_in_place_with, truncate_sealed, truncate_sealed_with};
 pub(crate) use mmap::populate_write;
-pub use mmap::{ReadMap, SealedMap, SharedMap};
+pub(crate) use mmap::{ReadMap, SealedMap, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
 pub use writer::{create_segment_file, AppendError, PreparedSegment, SealedSegment, SegmentWriter};

@@ -83,7 +83,9 @@ impl PreparedSegment {
         let path = segment_path(dir, index);
         let file = create_segment_file(dir, index, capacity, false, true, faults)?;
         let capacity = clamp_capacity(capacity)?;
-        match SharedMap::map(&file, capacity as usize, &path) {
+        // SAFETY: the file was just created and fallocated to `capacity`; only persist (after
+        // the writer is done with the mapping) and recovery truncate it.
+        match unsafe { SharedMap::map(&file, capacity as usize, &path) } {
             Ok(map) => Ok(PreparedSegment {
                 path,
                 index,

@@ -40,7 +40,11 @@ impl StagingRing {
             let name = buffer_name(slot);
             let made = dir
                 .create_buffer(&name, capacity)
-                .and_then(|file| SharedMap::map(&file, capacity as usize, &dir.path().join(&name)));
+                // SAFETY: the buffer was just created at `capacity` bytes; staging buffers
+                // never shrink.
+                .and_then(|file| unsafe {
+                    SharedMap::map(&file, capacity as usize, &dir.path().join(&name))
+                });
             match made {
                 Ok(map) => maps.push(map),
                 Err(e) => {
