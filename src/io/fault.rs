@@ -67,6 +67,8 @@ struct PlanState {
     fail_from: Option<u64>,
     /// Operations seen, over all opcodes and targets.
     ops: u64,
+    /// Chains ending with this operation are refused whole at submission, this many times.
+    refuse: Option<(OpCode, Target, u32)>,
 }
 
 impl FaultPlan {
@@ -99,6 +101,28 @@ impl FaultPlan {
     pub fn fail_all_from(&self, n: u64) -> &Self {
         self.inner.lock().expect("fault plan lock").fail_from = Some(n);
         self
+    }
+
+    /// The next `times` chains whose last operation is `code` on `target` (a persist's
+    /// ends with the segment's `Close`) are refused whole by `push_chain`, as a submission
+    /// queue that stays full does: nothing of them is queued or run.
+    pub fn refuse_chains_ending_with(&self, code: OpCode, target: Target, times: u32) -> &Self {
+        self.inner.lock().expect("fault plan lock").refuse = Some((code, target, times));
+        self
+    }
+
+    /// Whether a chain ending with `last` is refused now (see
+    /// [`Self::refuse_chains_ending_with`]); counts the refusal.
+    pub(crate) fn refuses_chain(&self, last: &Op) -> bool {
+        let mut st = self.inner.lock().expect("fault plan lock");
+        match st.refuse {
+            Some((code, target, n)) if n > 0 && code == last.code && target == last.target => {
+                st.refuse = Some((code, target, n - 1));
+                st.fired += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Operations seen so far, over all opcodes and targets.
@@ -274,6 +298,10 @@ impl FaultBackend {
 impl IoBackend for FaultBackend {
     fn name(&self) -> &'static str {
         "fault"
+    }
+
+    fn refuses_chain(&self, last: &Op) -> bool {
+        self.plan.refuses_chain(last)
     }
 
     unsafe fn push(&mut self, op: Op) -> Result<(), Op> {

@@ -234,6 +234,12 @@ pub trait IoBackend: Send {
 
     /// Operations pushed whose completion has not been reaped yet.
     fn in_flight(&self) -> usize;
+
+    /// Test support: a fault plan refuses the chain ending with `last` whole
+    /// ([`fault::FaultPlan::refuse_chains_ending_with`]).
+    fn refuses_chain(&self, _last: &Op) -> bool {
+        false
+    }
 }
 
 /// Pushes a chain of operations (each but the last linked to the next) without splitting
@@ -244,6 +250,10 @@ pub trait IoBackend: Send {
 /// # Safety
 /// As [`IoBackend::push`], for every operation.
 pub unsafe fn push_chain(be: &mut dyn IoBackend, ops: &[Op]) -> std::io::Result<()> {
+    assert!(!ops.is_empty(), "a chain has at least one operation");
+    if be.refuses_chain(ops.last().expect("not empty")) {
+        return Err(std::io::Error::other("submission refused (fault plan)"));
+    }
     if be.room() < ops.len() {
         be.submit()?;
     }

@@ -62,6 +62,10 @@ struct Deferred {
 /// below those.
 const DEFER_SLOT: u64 = (u32::MAX - 3) as u64;
 
+/// Times `submit` reaps and tries again after `EBUSY` before it reports the error (the
+/// entries stay queued for the next turn's submit either way).
+const SUBMIT_BUSY_TRIES: u32 = 16;
+
 fn is_defer_key(user_data: u64) -> bool {
     user_data >> 32 == DEFER_SLOT
 }
@@ -217,6 +221,15 @@ impl UringBackend {
         }
     }
 
+    /// Moves the completions in the ring to `synthetic`, where the next `reap` returns them
+    /// first, in order; they stay counted in flight until then.
+    fn stash_completions(&mut self) {
+        let mut out = Vec::new();
+        self.reap(&mut out);
+        self.in_flight += out.len();
+        self.synthetic.extend(out);
+    }
+
     fn synthesize(&mut self, op: &Op, result: i32) {
         self.cancel_chain = op.link && (self.cancel_chain || breaks_chain(op, result));
         self.synthetic.push_back(Completion {
@@ -230,6 +243,10 @@ impl UringBackend {
 impl IoBackend for UringBackend {
     fn name(&self) -> &'static str {
         "io_uring"
+    }
+
+    fn refuses_chain(&self, last: &Op) -> bool {
+        self.faults.as_ref().is_some_and(|p| p.refuses_chain(last))
     }
 
     unsafe fn push(&mut self, op: Op) -> Result<(), Op> {
@@ -304,11 +321,18 @@ impl IoBackend for UringBackend {
         if self.ring.submission().is_empty() {
             return Ok(()); // an idle turn makes no system call
         }
+        let mut busy = 0;
         loop {
             match self.ring.submit() {
                 Ok(_) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(()),
+                // The completion queue is full (or overflowed): nothing was submitted. Reap
+                // what completed (kept for the caller's next `reap`, still counted in flight)
+                // so the kernel has room, and submit again.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy < SUBMIT_BUSY_TRIES => {
+                    busy += 1;
+                    self.stash_completions();
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -421,6 +445,44 @@ mod tests {
         }
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!((out[0].user_data, out[0].result), (7, 0));
+        assert_eq!(be.in_flight(), 0);
+    }
+
+    /// What `submit` does on `EBUSY` (the completion queue full): the completions it reaps
+    /// to make room are returned by the next `reap`, first and in order, exactly once, and
+    /// stay counted in flight until then.
+    #[test]
+    fn completions_stashed_to_make_room_are_reaped_once_in_order() {
+        let mut be = UringBackend::new(8, None).expect("io_uring is required for this test");
+        let file = tempfile::tempfile().expect("temp file");
+        let push = |be: &mut UringBackend, ud: u64| {
+            let op = Op::fdatasync(Target::Segment, file.as_raw_fd(), ud);
+            // SAFETY: no buffers; the file outlives every completion (all reaped below).
+            unsafe { be.push(op) }.expect("room");
+        };
+        for ud in 1..=3 {
+            push(&mut be, ud);
+        }
+        be.submit().expect("submit");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while be.ring.completion().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "no completions");
+            be.wait(Duration::from_millis(100)).expect("wait");
+            be.ring.completion().sync();
+        }
+        be.stash_completions();
+        assert_eq!(be.in_flight(), 3, "stashed completions are still in flight");
+        push(&mut be, 4);
+        be.submit().expect("submit");
+        let mut out = Vec::new();
+        while out.len() < 4 {
+            assert!(std::time::Instant::now() < deadline, "{out:?}");
+            be.wait(Duration::from_millis(100)).expect("wait");
+            be.reap(&mut out);
+        }
+        let uds: Vec<u64> = out.iter().map(|c| c.user_data).collect();
+        assert_eq!(&uds[..3], &[1, 2, 3], "stashed first, in order");
+        assert_eq!(uds[3], 4);
         assert_eq!(be.in_flight(), 0);
     }
 

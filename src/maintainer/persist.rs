@@ -137,6 +137,14 @@ impl PersistJob {
         }
     }
 
+    /// Releases the descriptor of a job none of whose operations was submitted (a chain that
+    /// could not be pushed), when it is given up: the file stays for recovery.
+    pub fn close_unsubmitted(self) {
+        // SAFETY: the descriptor is this job's own and no operation in flight uses it (its
+        // chain was never submitted).
+        unsafe { libc::close(self.fd) };
+    }
+
     /// A retry: reopens the file.
     pub fn reopen(index: u64, path: PathBuf, used: u64, last_seq: u64) -> Result<Self> {
         let fd = std::fs::OpenOptions::new()

@@ -118,6 +118,9 @@ pub(crate) struct Worker {
     free_retry: Vec<Retry>,
     leftover_retry: Vec<Retry>,
     persist_retry: Vec<PersistRetry>,
+    /// Persists whose chain could not be submitted (nothing of it ran): kept whole, with
+    /// their descriptor and staging tail, and submitted again after a backoff.
+    unsubmitted: Vec<(Retry, PersistJob)>,
     completions: Vec<Completion>,
     sleep: Duration,
     /// The backend's wait failed once (logged once; the loop sleeps instead).
@@ -183,6 +186,7 @@ impl Worker {
             free_retry: Vec::new(),
             leftover_retry: Vec::new(),
             persist_retry: Vec::new(),
+            unsubmitted: Vec::new(),
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             failed: false,
             durability: None,
@@ -273,6 +277,13 @@ impl Worker {
             .stats
             .cpu_ns
             .store(telemetry::thread_cpu_ns(), Ordering::Relaxed);
+        for (_, job) in self.unsubmitted.drain(..) {
+            log::error!(
+                "{}: persist never submitted; left for recovery",
+                job.path.display()
+            );
+            job.close_unsubmitted();
+        }
         if !self.persist_retry.is_empty() || self.freeze_retry.is_some() {
             log::warn!("segment maintainer stopped with failed work left for recovery");
         }
@@ -281,6 +292,7 @@ impl Worker {
     /// Nothing queued and nothing in flight.
     fn idle(&self) -> bool {
         self.slots.iter().all(Option::is_none)
+            && self.unsubmitted.is_empty()
             && !self.durability.as_ref().is_some_and(Durability::busy)
             && self.persist_rx.is_empty()
             && self.explicit_freeze.is_empty()
@@ -471,6 +483,7 @@ impl Worker {
         // The writer latches the log itself when its own sync fails: from then on nothing
         // more is deleted here either.
         self.failed |= self.shared.stats.is_failed();
+        did |= self.plan_unsubmitted(now, stopping);
         if !stopping {
             did |= self.plan_persist_retries(now);
         }
@@ -582,6 +595,7 @@ impl Worker {
         s.hot.store(self.hot.len() as u64, Ordering::Relaxed);
         s.cold.store(self.cold.len() as u64, Ordering::Relaxed);
         let pending = self.persist_retry.len()
+            + self.unsubmitted.len()
             + usize::from(self.freeze_retry.is_some())
             + self.free_retry.len()
             + self.leftover_retry.len();

@@ -2,23 +2,68 @@
 //! advance.
 
 use super::*;
+use crate::constants::MAX_PERSIST_QUEUE;
+
+/// Attempts at submitting a persist while the maintainer stops, before it is left for
+/// recovery.
+const STOP_SUBMIT_ATTEMPTS: u32 = 8;
 
 impl Worker {
     pub(super) fn start_persist(&mut self, slot: usize, mut job: PersistJob) {
-        let res = job.start(slot as u32, &mut self.ctx());
-        match res {
+        match job.start(slot as u32, &mut self.ctx()) {
             Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
-            Err(e) if job.slot.is_some() => {
-                // Staged: the buffer's tail is not on disk, and a retry (rebuilt from the
-                // path) could not write it. Fail-stop: the staging buffers are kept and the
-                // next open applies them.
-                self.fsync_failed(Error::io("submit persist", &job.path, e));
-            }
-            Err(e) => {
-                log::error!("submitting persist of {}: {e}", job.path.display());
-                self.retry_persist(&job, 0);
+            Err(e) => self.not_submitted(job, 0, &e),
+        }
+    }
+
+    /// A chain that could not be pushed ran nothing: no write, no fdatasync. Nothing to
+    /// latch (contract 5 is about fsyncs that ran); the job keeps its descriptor and staging
+    /// tail and is submitted again after a backoff.
+    fn not_submitted(&mut self, job: PersistJob, attempts: u32, e: &std::io::Error) {
+        log::error!(
+            "submitting persist of {} (attempt {}): {e}; retrying",
+            job.path.display(),
+            attempts + 1
+        );
+        self.shared
+            .stats
+            .persist_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.unsubmitted
+            .push((Retry::after_failure(job.index, attempts), job));
+        assert!(
+            self.unsubmitted.len() <= self.slots.len() + MAX_PERSIST_QUEUE,
+            "unsubmitted persists are bounded by the jobs that can exist"
+        );
+        self.update_gauges();
+    }
+
+    /// Submits again the persists whose chain could not be pushed, oldest first. While
+    /// stopping, one that keeps failing is given up after a few attempts (its descriptor
+    /// closed, the file left for recovery) so that the stop ends.
+    pub(super) fn plan_unsubmitted(&mut self, now: Instant, stopping: bool) -> bool {
+        let mut did = false;
+        while let Some(pos) = self
+            .unsubmitted
+            .iter()
+            .position(|(r, _)| r.not_before <= now)
+        {
+            let Some(slot) = self.free_slot() else { break };
+            let (retry, mut job) = self.unsubmitted.remove(pos);
+            did = true;
+            match job.start(slot as u32, &mut self.ctx()) {
+                Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
+                Err(e) if stopping && retry.attempts >= STOP_SUBMIT_ATTEMPTS => {
+                    log::error!(
+                        "{}: persist never submitted ({e}); left for recovery",
+                        job.path.display()
+                    );
+                    job.close_unsubmitted();
+                }
+                Err(e) => self.not_submitted(job, retry.attempts, &e),
             }
         }
+        did
     }
 
     pub(super) fn retry_persist(&mut self, job: &PersistJob, attempts: u32) {
@@ -52,7 +97,7 @@ impl Worker {
                     let started = job.start(slot as u32, &mut self.ctx());
                     match started {
                         Ok(()) => self.slots[slot] = Some(Job::Persist(job)),
-                        Err(_) => self.retry_persist(&job, r.retry.attempts),
+                        Err(e) => self.not_submitted(job, r.retry.attempts, &e),
                     }
                 }
                 Err(e) => {
