@@ -211,6 +211,16 @@ pub enum Error {
         /// The checksum the log has there (`None`: the log skips past `seq`).
         found: Option<u32>,
     },
+    /// Records once reported durable are not in the log (contract 10): refused by
+    /// `RecoveryMode::Strict`; the other modes open and report it
+    /// (`Recovered::lost_acknowledged`).
+    #[error("{}: {message}", dir.display())]
+    LostAcknowledged {
+        /// The log directory.
+        dir: PathBuf,
+        /// What was lost, and how it is known.
+        message: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -463,11 +463,13 @@ fn zero_filled_segments_are_written_in_steps_before_the_writer_gets_them() {
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
     wait_for("two prepared segments", || rec.prepared_ready() == 2);
     // Nothing appended yet: every write so far is a segment creation's fallocate (the first
-    // segment's and two prepared ones') or a zero step of a prepared segment.
-    assert_eq!(plan.seen(OpCode::Write, Target::Prepare), 3 + 2 * 3);
+    // segment's and two prepared ones') or a zero step of a prepared segment: three of
+    // 1 MiB and one for the watermark page past the capacity.
+    let page = wal_recorder::segment::watermark::WATERMARK_LEN;
+    assert_eq!(plan.seen(OpCode::Write, Target::Prepare), 3 + 2 * 4);
     for i in 0..2u64 {
         let seg = dir.path().join(format!("{:020}.wal", i + 1));
-        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 3 << 20);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), (3 << 20) + page);
     }
     let n = 100_000; // about 2.6 segments of 80-byte records
     for seq in 1..=n {

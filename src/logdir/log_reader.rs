@@ -575,7 +575,10 @@ impl LogReader {
                 kind,
                 data_after,
             } => {
-                let full_size = entry.file_len == reader.header().capacity;
+                let capacity = reader.header().capacity;
+                // At its preallocated size, with or without the drain's watermark page.
+                let full_size = entry.file_len == capacity
+                    || entry.file_len == capacity + crate::segment::watermark::WATERMARK_LEN;
                 let clean = !data_after && full_size && self.rest_unused()?;
                 // A record that fails its checksum between intact neighbours is bit rot,
                 // unless part of it reads as a whole zero sector (a write that never landed).

@@ -39,6 +39,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     }
     let mut reader = LogReader::open_dir(path)?;
     let mut report = read_all(&mut reader);
+    check_acknowledged(path, &mut report)?;
     // The summaries the open trusts must say what the records say.
     let index = SummaryIndex::load(path);
     for (read, stamp) in reader.learned() {
@@ -55,6 +56,45 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// Contract 10: records reported durable must be in the log. The drains' watermark says how
+/// far `durable_seq` had reached; an open that found less left a note in `quarantine/`.
+/// Either is an error, never a torn tail.
+fn check_acknowledged(dir: &Path, report: &mut VerifyReport) -> Result<()> {
+    use crate::segment::watermark::{highest_watermark, LOST_NOTE_PREFIX};
+    let listing = super::list_dir(dir)?;
+    let last = report.last_seq.unwrap_or(0);
+    if let Some((w, file)) = highest_watermark(&listing.segments)? {
+        if w > last {
+            report.errors.push(format!(
+                "{}: DATA LOSS: records up to {w} were reported durable (its watermark says \
+                 so) but the log ends at {last}: {} acknowledged records are lost",
+                file.display(),
+                w - last
+            ));
+        }
+    }
+    let quarantine = dir.join("quarantine");
+    if let Ok(rd) = std::fs::read_dir(&quarantine) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(LOST_NOTE_PREFIX)
+            {
+                let note = std::fs::read_to_string(e.path()).unwrap_or_default();
+                report.errors.push(format!(
+                    "{}: {}",
+                    e.path().display(),
+                    note.lines()
+                        .next()
+                        .unwrap_or("acknowledged records were lost")
+                ));
+            }
+        }
+    }
+    report.ok = report.errors.is_empty();
+    Ok(())
 }
 
 /// Reads `reader` to its end (or its first break) and reports.

@@ -26,7 +26,9 @@ use crate::constants::PAGE_SIZE;
 use crate::error::{Error, Result};
 use crate::io::{check, push_chain, Op, Target as IoTarget};
 use crate::segment::names::segment_path;
-use crate::segment::{create_segment_file, PreparedSegment};
+use crate::segment::watermark::{WatermarkPage, WATERMARK_LEN};
+use crate::segment::writer::create_segment_file_of;
+use crate::segment::PreparedSegment;
 use crate::staging::StagingRing;
 use crate::telemetry::{self, Hist, Stamp};
 
@@ -40,6 +42,8 @@ const SYNC: u32 = 1;
 const DIR_SYNC: u32 = 2;
 /// The drain's second write: the partial last page, from the bounce page.
 const WRITE_LAST: u32 = 3;
+/// The drain's third write: the watermark page past the capacity (`segment::watermark`).
+const WRITE_MARK: u32 = 4;
 
 /// Bytes of zeros written per step of a prepare: one step in flight at a time, so that a
 /// drain's write and fdatasync never queue behind more than this in the device.
@@ -77,9 +81,11 @@ struct InFlight {
     seq: u64,
     /// `drained` once it succeeds: the page holding the writer's position.
     next_drained: u64,
-    /// Results of the write of the whole pages, the write of the last page, the fdatasync.
+    /// Results of the write of the whole pages, the write of the last page, the write of
+    /// the watermark page, the fdatasync.
     write: Option<i32>,
     write_last: Option<i32>,
+    write_mark: Option<i32>,
     sync: Option<i32>,
     /// Lengths of the two writes (0: none).
     len: u32,
@@ -117,6 +123,8 @@ pub(crate) struct Drain {
     zeroing: VecDeque<(usize, u64, u64)>,
     /// The partial last page of a drain, copied: only complete records and zeros.
     bounce: crate::io::AlignedBuf,
+    /// The watermark page the drain in flight writes (one drain at a time).
+    watermark: WatermarkPage,
 }
 
 impl Drain {
@@ -142,6 +150,7 @@ impl Drain {
             preparing: None,
             zeroing: VecDeque::new(),
             bounce: crate::io::AlignedBuf::new(PAGE_SIZE as usize),
+            watermark: WatermarkPage::new(),
         }
     }
 
@@ -175,7 +184,9 @@ impl Drain {
     fn create_file(&mut self, index: u64, sync: bool) -> Result<File> {
         let (dir, cap) = (&self.dir, self.capacity);
         let faults = self.faults.as_ref();
-        match create_segment_file(dir, index, cap, self.direct, sync, faults) {
+        let create =
+            |direct| create_segment_file_of(dir, index, cap, WATERMARK_LEN, (direct, sync), faults);
+        match create(self.direct) {
             Err(Error::Io { source, .. })
                 if self.direct && source.raw_os_error() == Some(libc::EINVAL) =>
             {
@@ -184,7 +195,7 @@ impl Drain {
                     dir.display()
                 );
                 self.direct = false;
-                create_segment_file(dir, index, cap, false, sync, faults)
+                create(false)
             }
             other => other,
         }
@@ -203,6 +214,11 @@ impl Drain {
         );
         let path = segment_path(&self.dir, index);
         PreparedSegment::staged(path, index, self.ring.clone(), slot)
+    }
+
+    /// Length of a segment file this drain creates: the capacity and the watermark page.
+    fn file_len(&self) -> u64 {
+        self.capacity + WATERMARK_LEN
     }
 
     /// True while a prepare is in flight.
@@ -229,7 +245,7 @@ impl Drain {
             index,
             slot,
             file,
-            zero_next: if self.zero_fill { 0 } else { self.capacity },
+            zero_next: if self.zero_fill { 0 } else { self.file_len() },
             zero_len: 0,
             results: [None; 3],
         });
@@ -241,8 +257,10 @@ impl Drain {
         let p = self.preparing.as_mut().expect("a prepare in flight");
         let fd = p.file.as_raw_fd();
         p.results = [None; 3];
-        let pushed = if p.zero_next < self.capacity {
-            let len = ZERO_STEP.min(self.capacity - p.zero_next) as usize;
+        let file_len = self.capacity + WATERMARK_LEN;
+        let pushed = if p.zero_next < file_len {
+            // The zeros come from the free slot, `capacity` bytes long.
+            let len = ZERO_STEP.min(file_len - p.zero_next).min(self.capacity) as usize;
             // SAFETY: a range of the free slot's mapping, alive as long as the ring and
             // written by nobody until the prepared segment is handed out, after the chain.
             let zeros = unsafe { std::slice::from_raw_parts(self.ring.base(p.slot).as_ptr(), len) };
@@ -410,9 +428,25 @@ impl Drain {
             );
             ops.push(op);
         }
+        // What the drains before this one made durable, past the records, made durable by
+        // this drain's own fdatasync: recovery's proof of what was acknowledged.
+        let durable = link.durable();
+        assert!(
+            durable <= seq,
+            "durable_seq {durable} ahead of the writer's {seq}"
+        );
+        let mark = self.watermark.stamp(index, durable);
+        ops.push(Op::write(
+            IoTarget::Segment,
+            fd,
+            mark,
+            self.capacity,
+            ud(DRAIN_SLOT, WRITE_MARK),
+        ));
         ops.push(Op::fdatasync(IoTarget::Segment, fd, ud(DRAIN_SLOT, SYNC)));
-        // SAFETY: the staging range and the bounce page outlive the operations (one drain in
-        // flight at a time; the bounce page is touched again only after its completion), and
+        // SAFETY: the staging range, the bounce page and the watermark page outlive the
+        // operations (one drain in flight at a time; the pages are touched again only after
+        // its completions), and
         // the target's file stays open until the completions: persist waits for them through
         // `busy_with`.
         unsafe { push_chain(cx.be, &ops) }
@@ -423,6 +457,7 @@ impl Drain {
             next_drained: whole_end,
             write: (len == 0).then_some(0),
             write_last: (len_last == 0).then_some(0),
+            write_mark: None,
             sync: None,
             len,
             len_last,
@@ -445,14 +480,16 @@ impl Drain {
         match tag {
             WRITE => f.write = Some(result),
             WRITE_LAST => f.write_last = Some(result),
+            WRITE_MARK => f.write_mark = Some(result),
             _ => f.sync = Some(result),
         }
-        let (Some(w), Some(wl), Some(s)) = (f.write, f.write_last, f.sync) else {
+        let (Some(w), Some(wl), Some(wm), Some(s)) = (f.write, f.write_last, f.write_mark, f.sync)
+        else {
             return Ok(());
         };
         let f = self.in_flight.take().expect("checked above");
         let path = segment_path(&self.dir, f.index);
-        for (got, want) in [(w, f.len), (wl, f.len_last)] {
+        for (got, want) in [(w, f.len), (wl, f.len_last), (wm, WATERMARK_LEN as u32)] {
             if got == -libc::ECANCELED {
                 return Ok(()); // after a short write earlier in the chain: drained again
             }
@@ -472,7 +509,11 @@ impl Drain {
             t.drained_seq = f.seq;
         }
         // A prefix claim: every earlier segment is durable (checked when it started).
-        debug_assert_eq!(f.index, link.persisted_end.load(Ordering::Acquire));
+        assert_eq!(
+            f.index,
+            link.persisted_end.load(Ordering::Acquire),
+            "a drain made a segment durable before an earlier one"
+        );
         link.advance_durable(f.seq);
         Ok(())
     }

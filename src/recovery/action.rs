@@ -78,6 +78,9 @@ pub enum Action {
         /// Records the disk lacked.
         records: u64,
     },
+    /// Records once reported durable are not in the log (contract 10): its durability
+    /// watermark is past the end recovery found. Never a torn tail: data loss, reported.
+    LostAcknowledged(LostAcknowledged),
     /// A staging buffer with nothing the disk lacks, discarded.
     StagingDiscarded {
         /// The staging buffer.
@@ -88,6 +91,43 @@ pub enum Action {
         /// the disk lacks).
         older: bool,
     },
+}
+
+/// Records reported durable that the log no longer holds (a damaged sector, a disk that lied
+/// about a flush): what the watermark proves and where the log ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostAcknowledged {
+    /// The segment file whose watermark says how far `durable_seq` had reached.
+    pub watermark_file: PathBuf,
+    /// Every record up to here had been reported durable.
+    pub watermark: u64,
+    /// The last record the log holds (0: none).
+    pub last_kept: u64,
+    /// Where recovery wrote the note that keeps `walctl verify` failing until an operator
+    /// removes it (`None`: a dry run).
+    pub note: Option<PathBuf>,
+}
+
+impl LostAcknowledged {
+    /// Records lost: `last_kept + 1 ..= watermark`.
+    pub fn records(&self) -> u64 {
+        self.watermark - self.last_kept
+    }
+}
+
+impl std::fmt::Display for LostAcknowledged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DATA LOSS: records up to {} had been reported durable ({} says so), but the log ends at {}: {} acknowledged records ({}..={}) are lost (a damaged or torn sector below the watermark, or a disk that lost a flushed write)",
+            self.watermark,
+            self.watermark_file.display(),
+            self.last_kept,
+            self.records(),
+            self.last_kept + 1,
+            self.watermark
+        )
+    }
 }
 
 impl std::fmt::Display for Action {
@@ -155,6 +195,7 @@ impl std::fmt::Display for Action {
                 path.display(),
                 from.display()
             ),
+            Action::LostAcknowledged(lost) => write!(f, "{lost}"),
             Action::StagingDiscarded {
                 path,
                 segment,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod action;
 
-pub use action::{Action, Removal};
+pub use action::{Action, LostAcknowledged, Removal};
 
 use crate::error::{Corruption, Error, Result};
 use crate::io::fault::FaultPlan;
@@ -41,9 +41,15 @@ pub struct Recovered {
     /// What lay beyond the end of the log and was dropped (moved to `quarantine/`): records
     /// never reported durable. `None` when nothing but a partial record was cut.
     pub dropped: Option<TailDrop>,
+    /// Records once reported durable that the log no longer holds (contract 10), found by
+    /// the durability watermark; also an [`Action::LostAcknowledged`] row. Only under
+    /// `TruncateTail` or `FirstBreak`: `Strict` refuses such a log.
+    pub lost_acknowledged: Option<LostAcknowledged>,
     /// How the chain was walked, and how long recovery took.
     pub report: OpenReport,
 }
+
+pub use crate::segment::watermark::LOST_NOTE_PREFIX;
 
 /// How recovery walked the log (docs/RECOVERY.md, "Open in constant time").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,6 +100,9 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         faults: opts.faults.clone(),
     };
     let listing = list_dir(dir)?;
+    // How far durable_seq had reached, from the drains' watermarks (read before anything
+    // is cut: the cut removes the page).
+    let watermark = crate::segment::watermark::highest_watermark(&listing.segments)?;
     for tmp in &listing.tmp {
         fx.remove(tmp, Removal::Leftover)?;
     }
@@ -133,6 +142,27 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
     report.summarized = reader.summarized();
     report.read = reader.segments_read().0 - report.summarized;
     let chain_end = reader.chain_end();
+    let last_kept = chain_end.map_or(0, |(next, _)| next - 1);
+    let mut lost_acknowledged = match watermark {
+        Some((w, file)) if w > last_kept => Some(LostAcknowledged {
+            watermark_file: file,
+            watermark: w,
+            last_kept,
+            note: None,
+        }),
+        _ => None,
+    };
+    if let Some(lost) = lost_acknowledged.as_mut() {
+        if opts.rule == TailRule::Strict {
+            return Err(Error::LostAcknowledged {
+                dir: dir.to_path_buf(),
+                message: lost.to_string(),
+            });
+        }
+        log::error!("{}: {lost}", dir.display());
+        lost.note = fx.note_loss(lost)?;
+        fx.actions.push(Action::LostAcknowledged(lost.clone()));
+    }
     let dropped = reader.warnings().iter().find_map(|w| match w {
         Warning::Dropped(d) => Some(d.clone()),
         _ => None,
@@ -191,6 +221,7 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         actions: fx.actions,
         replayed_records: 0,
         dropped,
+        lost_acknowledged,
         report,
     })
 }
@@ -311,6 +342,31 @@ impl Fixer<'_> {
             to,
         });
         Ok(())
+    }
+
+    /// Leaves a note of the loss in `quarantine/` (synced), so that `walctl verify` keeps
+    /// failing after the open has cut the log (which removes the watermark page).
+    fn note_loss(&mut self, lost: &LostAcknowledged) -> Result<Option<PathBuf>> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        let q = self.dir.join(QUARANTINE_DIR);
+        std::fs::create_dir_all(&q).map_err(|e| Error::io("mkdir", &q, e))?;
+        let path = q.join(format!(
+            "{LOST_NOTE_PREFIX}{}-{}.txt",
+            lost.last_kept + 1,
+            lost.watermark
+        ));
+        let text = format!(
+            "{lost}\nRecovery opened the log without them (RecoveryMode::TruncateTail). Remove \
+             this file once the loss has been dealt with; walctl verify fails while it is here.\n"
+        );
+        std::fs::write(&path, text)
+            .and_then(|()| File::open(&path)?.sync_all())
+            .map_err(|e| Error::io("write", &path, e))?;
+        crate::io::sync_dir(&q)?;
+        self.sync_dir()?;
+        Ok(Some(path))
     }
 
     /// Copies `path` into the quarantine directory before recovery cuts it.

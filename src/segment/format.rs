@@ -159,6 +159,19 @@ impl SegmentHeader {
     }
 }
 
+/// The capacity stated by the header of the segment file at `path`; `None` when the file has
+/// no valid header (a prepared segment, a torn or foreign one).
+pub fn capacity_of(path: &std::path::Path) -> crate::error::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| crate::error::Error::io("open", path, e))?;
+    let mut head = [0u8; HEADER_LEN];
+    match file.read_exact_at(&mut head, 0) {
+        Ok(()) => Ok(SegmentHeader::decode(&head).ok().map(|h| h.capacity)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(crate::error::Error::io("read", path, e)),
+    }
+}
+
 /// A decoded record frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {

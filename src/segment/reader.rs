@@ -415,12 +415,17 @@ pub fn is_unused_file(path: &Path) -> Result<bool> {
     )
 }
 
-/// Bytes from `offset` to the last non-zero byte of the file (0 when all zero after it).
-/// Only the file's data regions are read (`SEEK_DATA`/`SEEK_HOLE`): a preallocated segment
-/// nobody wrote costs one `lseek`.
+/// Bytes from `offset` to the last non-zero byte of the segment's record region (0 when all
+/// zero after it): the file, up to the capacity its header states when it has one (the
+/// watermark page past it is not records, `super::watermark`). Only the file's data regions
+/// are read (`SEEK_DATA`/`SEEK_HOLE`): a preallocated segment nobody wrote costs one `lseek`.
 pub fn data_after(path: &Path, offset: u64) -> Result<u64> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
+    let end = super::format::capacity_of(path)?.unwrap_or(u64::MAX);
+    if offset >= end {
+        return Ok(0);
+    }
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     let seek = |from: u64, whence: i32| -> Result<Option<u64>> {
         // SAFETY: lseek on a descriptor we own; no memory is passed.
@@ -436,7 +441,10 @@ pub fn data_after(path: &Path, offset: u64) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let (mut pos, mut last_nonzero) = (offset, None);
     while let Some(data) = seek(pos, libc::SEEK_DATA)? {
-        let hole = seek(data, libc::SEEK_HOLE)?.unwrap_or(u64::MAX);
+        if data >= end {
+            break;
+        }
+        let hole = seek(data, libc::SEEK_HOLE)?.unwrap_or(u64::MAX).min(end);
         pos = data;
         while pos < hole {
             let want = buf.len().min((hole - pos).min(usize::MAX as u64) as usize);

@@ -147,7 +147,20 @@ pub fn create_segment_file(
     sync: bool,
     faults: Option<&FaultPlan>,
 ) -> Result<File> {
-    let capacity = clamp_capacity(capacity)?;
+    create_segment_file_of(dir, index, capacity, 0, (direct, sync), faults)
+}
+
+/// As [`create_segment_file`], preallocating `extra` bytes past the capacity (the Staged
+/// drain's watermark page, [`super::watermark`]).
+pub(crate) fn create_segment_file_of(
+    dir: &Path,
+    index: u64,
+    capacity: u64,
+    extra: u64,
+    (direct, sync): (bool, bool),
+    faults: Option<&FaultPlan>,
+) -> Result<File> {
+    let capacity = clamp_capacity(capacity)? + extra;
     let path = segment_path(dir, index);
     let flags = libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
     let file = OpenOptions::new()
