@@ -7,8 +7,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod action;
+mod repair;
 
 pub use action::{Action, LostAcknowledged, Removal};
+pub use repair::{repair, repair_with};
 
 use crate::error::{Corruption, Error, Result};
 use crate::io::fault::FaultPlan;
@@ -270,23 +272,6 @@ fn refresh_summaries(
             Ok(false)
         }
     }
-}
-
-/// `walctl repair`: takes the directory's lock (a running recorder keeps it), then recovers
-/// with [`TailRule::FirstBreak`]: the log ends at its first break wherever it is, and
-/// everything after it is moved to `quarantine/` (a file cut at the break is copied there
-/// first). With `dry_run` nothing changes and the report says what would.
-pub fn repair(dir: &Path, dry_run: bool) -> Result<Recovered> {
-    let _lock = crate::io::lock_dir(dir)?;
-    recover_with(
-        dir,
-        RecoverOptions {
-            rule: TailRule::FirstBreak,
-            dry_run,
-            full_scan: true,
-            faults: None,
-        },
-    )
 }
 
 /// Carries out (or, dry, only describes) recovery's changes to the directory.

@@ -252,10 +252,13 @@ impl StagingDir {
                 f.read_to_string(&mut found)
                     .map_err(|e| Error::io("read", &ipath, e))?;
                 if found != identity {
+                    let owner = found
+                        .split_once(" path ")
+                        .map_or("that log".to_string(), |(_, p)| p.trim().to_string());
                     return Err(refuse(
                         &self.path,
                         format!(
-                            "belongs to another log ({}), not to this one ({}); refused, nothing applied. Remove it if that log is gone",
+                            "belongs to another log ({}), not to this one ({}); refused, nothing applied. Its buffers may hold the only copy of records of {owner} that never reached its disk: apply them with `walctl repair {owner}` (it applies what continues that log and moves the rest into its quarantine/); if that log was moved or restored, copy this directory somewhere safe before removing it",
                             found.trim(),
                             identity.trim()
                         ),

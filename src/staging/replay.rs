@@ -6,8 +6,8 @@
 //! | buffer holds | disk holds | action |
 //! | --- | --- | --- |
 //! | a zero header | anything | nothing (an unused buffer) |
-//! | segment `i`, valid up to `E` | `<i>.wal` with the same header, valid up to `< E` | write the buffer's `[0, E)` over the file, fdatasync |
-//! | segment `i` | `<i>.wal` with the same header, valid as far or further | nothing (staging older than disk) |
+//! | segment `i`, `n` valid records | `<i>.wal` with the same header and fewer records (sealed, truncated or not) | write the buffer's records over the file, zero what is left of an old seal, restore its full size, fdatasync |
+//! | segment `i` | `<i>.wal` with the same header and as many records or more | nothing (staging older than disk) |
 //! | segment `i` | `<i>.wal` whose header is zero (prepared, never drained) | write, as above |
 //! | segment `i` | `<i>.wal.lz4`, or `i` below the first segment on disk | nothing (older than disk) |
 //! | segment `i` | no file `i`, and `i` is the next index of the log | create `<i>.wal`, write, fdatasync, fsync the directory |
@@ -150,7 +150,10 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
             .seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("seek", &spath, e))?;
         let (end, count) = valid_end(&mut s.file, &spath)?;
-        if end <= disk_end {
+        // Records decide, not bytes: a disk copy sealed after fewer records (a repair that
+        // ignored staging, a recovery's cut) can end further on than a buffer holding one
+        // more short record.
+        if count <= disk_count {
             out.actions.push(crate::recovery::Action::StagingDiscarded {
                 path: spath,
                 segment: i,
@@ -161,9 +164,8 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
         let target = segment_path(log_dir, i);
         write_ahead(
             &s.file,
-            &spath,
-            &target,
-            end,
+            (&spath, &target),
+            (end, disk_end),
             s.header.capacity,
             create,
             faults,
@@ -192,12 +194,14 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
 }
 
 /// Copies `[0, end)` of the buffer over the segment file (creating it at its full capacity
-/// when `create`), then fdatasyncs it.
+/// when `create`), then fdatasyncs it. A disk copy that was sealed (its valid bytes reaching
+/// `disk_end`, past `end`) or truncated by an earlier recovery is put back to an unsealed
+/// segment at its full capacity: the old seal's bytes past `end` are zeroed, so the open that
+/// follows finds the buffer's records and seals them itself.
 fn write_ahead(
     src: &File,
-    spath: &Path,
-    target: &Path,
-    end: u64,
+    (spath, target): (&Path, &Path),
+    (end, disk_end): (u64, u64),
     capacity: u64,
     create: bool,
     faults: Option<&FaultPlan>,
@@ -209,7 +213,11 @@ fn write_ahead(
         .mode(0o644)
         .open(target)
         .map_err(|e| Error::io(if create { "create" } else { "open" }, target, e))?;
-    if create {
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("stat", target, e))?
+        .len();
+    if len < capacity {
         f.set_len(capacity)
             .map_err(|e| Error::io("ftruncate", target, e))?;
     }
@@ -223,6 +231,12 @@ fn write_ahead(
         f.write_all_at(&buf[..n], off)
             .map_err(|e| Error::io("write", target, e))?;
         off += n as u64;
+    }
+    if disk_end > end {
+        let zeros = vec![0u8; (disk_end - end) as usize];
+        step(OpCode::Write, "write")?;
+        f.write_all_at(&zeros, end)
+            .map_err(|e| Error::io("write", target, e))?;
     }
     step(OpCode::Fdatasync, "fdatasync")?;
     f.sync_data().map_err(|e| Error::io("fdatasync", target, e))

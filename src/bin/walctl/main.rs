@@ -83,6 +83,10 @@ enum Cmd {
         /// Print what would be done, change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Where the recorder kept its staging buffers (applied, or moved to quarantine,
+        /// before the repair reads the disk)
+        #[arg(long, default_value = wal_recorder::constants::DEFAULT_STAGING_DIR)]
+        staging_dir: PathBuf,
     },
     /// Print a log's records from a sequence number (or the first, or only new ones) and,
     /// with --follow, keep printing them as a recorder in another process appends them
@@ -131,7 +135,11 @@ fn main() -> ExitCode {
         } => cmd_cat(&path, from, to, hex),
         Cmd::Stats { dir, json } => cmd_stats(&dir, json),
         Cmd::Tail(args) => tail::run(args),
-        Cmd::Repair { dir, dry_run } => cmd_repair(&dir, dry_run),
+        Cmd::Repair {
+            dir,
+            dry_run,
+            staging_dir,
+        } => cmd_repair(&dir, dry_run, &staging_dir),
         Cmd::Help { command } => cmd_help(command.as_deref()),
         #[cfg(feature = "archive")]
         Cmd::Archive(a) => archive::cmd_archive(a),
@@ -167,11 +175,11 @@ fn cmd_help(command: Option<&str>) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_repair(dir: &Path, dry_run: bool) -> CmdResult {
+fn cmd_repair(dir: &Path, dry_run: bool, staging_dir: &Path) -> CmdResult {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()).into());
     }
-    let r = wal_recorder::recovery::repair(dir, dry_run)?;
+    let r = wal_recorder::recovery::repair_with(dir, dry_run, staging_dir)?;
     let verb = if dry_run { "would do" } else { "did" };
     for a in &r.actions {
         println!("{verb}: {a}");
