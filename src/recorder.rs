@@ -132,6 +132,10 @@ impl Recorder {
             recovered.next_seq,
             active.mapping(),
         ));
+        if let Some(disk) = config.fault_plan.as_ref().and_then(|p| p.disk()) {
+            let watched = link.clone();
+            disk.watch_durable(Arc::new(move || watched.durable()));
+        }
         let (prepared_tx, prepared) = rtrb::RingBuffer::new(config.prepared_segments);
         let mut maintainer = SegmentMaintainer::for_recorder(
             config.clone(),

@@ -69,6 +69,8 @@ struct PlanState {
     ops: u64,
     /// Chains ending with this operation are refused whole at submission, this many times.
     refuse: Option<(OpCode, Target, u32)>,
+    /// The model of what a power cut leaves ([`super::forgetting`]).
+    disk: Option<super::forgetting::ForgettingDisk>,
 }
 
 impl FaultPlan {
@@ -123,6 +125,18 @@ impl FaultPlan {
             }
             _ => false,
         }
+    }
+
+    /// Models every operation in `disk` (the maintainer then uses the blocking fault
+    /// backend whatever its configured backend): see [`super::forgetting`].
+    pub fn with_forgetting_disk(&self, disk: super::forgetting::ForgettingDisk) -> &Self {
+        self.inner.lock().expect("fault plan lock").disk = Some(disk);
+        self
+    }
+
+    /// The forgetting disk this plan feeds, if any.
+    pub fn disk(&self) -> Option<super::forgetting::ForgettingDisk> {
+        self.inner.lock().expect("fault plan lock").disk.clone()
     }
 
     /// Operations seen so far, over all opcodes and targets.
@@ -311,11 +325,17 @@ impl IoBackend for FaultBackend {
 
     fn submit(&mut self) -> std::io::Result<()> {
         let plan = &self.plan;
+        let disk = plan.disk();
         self.inner.run_queued(|op| {
             let effect = plan.effect_for(op);
+            let ino = disk.as_ref().and_then(|d| d.before(op));
             // SAFETY: push's contract keeps the pointers valid until the completion is
             // reaped, which is after this call.
-            unsafe { run_with(plan, op, effect) }
+            let result = unsafe { run_with(plan, op, effect) };
+            if let Some(d) = &disk {
+                d.after(op, ino, result);
+            }
+            result
         });
         Ok(())
     }

@@ -8,6 +8,7 @@
 mod aligned;
 mod blocking;
 pub mod fault;
+pub mod forgetting;
 mod lock;
 mod sched;
 mod sync_dir;
@@ -318,7 +319,9 @@ pub fn open_backend(
             None => Box::new(BlockingBackend::new()),
         }
     };
-    if choice == BackendChoice::Blocking {
+    // The forgetting disk models the operations the blocking fault backend runs.
+    let modelled = faults.as_ref().is_some_and(|p| p.disk().is_some());
+    if choice == BackendChoice::Blocking || modelled {
         return Ok((blocking(faults), false));
     }
     let uring = match force_uring_error {
