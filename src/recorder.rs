@@ -137,6 +137,11 @@ impl Recorder {
             disk.watch_durable(Arc::new(move || watched.durable()));
         }
         let (prepared_tx, prepared) = rtrb::RingBuffer::new(config.prepared_segments);
+        // Readers of other processes see how far the log is durable here (contract 9); a
+        // log without it only costs them the durable-only mode's view of the active segment.
+        let cursor = crate::logdir::cursor::CursorWriter::create(&dir, recovered.next_seq - 1)
+            .map_err(|e| log::warn!("{e}: durable-only readers see persisted segments only"))
+            .ok();
         let mut maintainer = SegmentMaintainer::for_recorder(
             config.clone(),
             recovered.hot.clone(),
@@ -145,6 +150,7 @@ impl Recorder {
             prepared_tx,
             gate,
             drain,
+            cursor,
         )?;
         let persist = maintainer
             .take_persist_queue()

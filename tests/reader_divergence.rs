@@ -165,3 +165,60 @@ fn walctl_tail_fails_on_divergence_and_redelivers_when_asked() {
     let last = lines.lines().last().unwrap();
     assert!(last.starts_with(&format!("{}", READ + 100)), "{last}");
 }
+
+/// `Visibility::Durable` delivers only what the recorder reports durable (its cursor), while
+/// a committed tailer of the same log sees the records as soon as they are appended.
+#[test]
+fn a_durable_tailer_waits_for_durable_seq_and_a_committed_one_does_not() {
+    use std::time::Duration;
+    use wal_recorder::logdir::Visibility;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let staging = common::staging_root();
+    let mut c = config(&dir);
+    c.staging_dir = staging.path().to_path_buf();
+    c.sync_interval = Duration::from_secs(10); // no timed drain during the test
+    let mut rec = Recorder::open(&dir, c).unwrap();
+    for seq in 1..=100 {
+        rec.append(&payload("a", seq)).unwrap();
+    }
+    rec.sync().unwrap();
+    for seq in 101..=150 {
+        rec.append(&payload("a", seq)).unwrap();
+    }
+    assert_eq!(rec.durable_seq(), 100);
+    let mut durable = Tailer::open(&dir, StartAt::First)
+        .unwrap()
+        .with_staging_dir(Some(staging.path()))
+        .with_visibility(Visibility::Durable);
+    let mut committed = Tailer::open(&dir, StartAt::First)
+        .unwrap()
+        .with_staging_dir(Some(staging.path()));
+    let mut buf = Vec::new();
+    let drain = |t: &mut Tailer, buf: &mut Vec<u8>| {
+        let mut last = 0;
+        while let Some(info) = t.next_timeout(buf, Duration::from_millis(300)).unwrap() {
+            assert_eq!(info.seq, last + 1);
+            last = info.seq;
+        }
+        last
+    };
+    assert_eq!(
+        drain(&mut committed, &mut buf),
+        150,
+        "committed records from staging"
+    );
+    assert_eq!(drain(&mut durable, &mut buf), 100, "only what is durable");
+    rec.sync().unwrap();
+    let mut last = 100;
+    while last < 150 {
+        let info = durable
+            .next_timeout(&mut buf, Duration::from_secs(10))
+            .unwrap()
+            .expect("the rest once durable");
+        assert_eq!(info.seq, last + 1);
+        last = info.seq;
+    }
+    rec.close().unwrap();
+}

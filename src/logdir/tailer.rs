@@ -54,6 +54,22 @@ pub enum StartAt {
     End,
 }
 
+/// Which records a tailer delivers (contract 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Visibility {
+    /// Every record as soon as it is committed (the writer's release store), from the
+    /// staging buffers where it can map them: the lowest latency, but a power cut can take
+    /// back the records not yet durable (and a new recorder then gives their sequence
+    /// numbers to others: a resumed position detects that, [`Error::Diverged`]).
+    #[default]
+    Committed,
+    /// Only records up to the `durable_seq` the recorder publishes in its cursor
+    /// (`readers/recorder.cursor`): nothing it delivers is ever taken back by a power cut.
+    /// Without a cursor (no recorder ran here with this build), only the records of
+    /// segments that prove themselves durable (cold, or persisted and truncated).
+    Durable,
+}
+
 /// What a tailer resumed from a saved position does when the log no longer holds what it
 /// read (contract 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,6 +165,11 @@ pub struct Tailer {
     saved: Option<SavedPosition>,
     on_divergence: OnDivergence,
     redelivery: Option<Redelivery>,
+    visibility: Visibility,
+    /// The recorder's cursor, for [`Visibility::Durable`] (looked for again while missing).
+    cursor: Option<super::cursor::CursorReader>,
+    /// The segment being read proves itself durable (cold, or truncated by persist).
+    cur_proven: bool,
 }
 
 impl Tailer {
@@ -191,6 +212,9 @@ impl Tailer {
             saved: None,
             on_divergence: OnDivergence::Fail,
             redelivery: None,
+            visibility: Visibility::Committed,
+            cursor: None,
+            cur_proven: false,
         };
         match start {
             StartAt::First => {}
@@ -346,6 +370,23 @@ impl Tailer {
         self
     }
 
+    /// Chooses which records it delivers (default: [`Visibility::Committed`]).
+    pub fn with_visibility(mut self, visibility: Visibility) -> Self {
+        self.visibility = visibility;
+        self
+    }
+
+    /// Whether record `seq` may be delivered under the chosen visibility.
+    fn visible(&mut self, seq: u64) -> bool {
+        if self.visibility == Visibility::Committed || self.cur_proven {
+            return true;
+        }
+        if self.cursor.is_none() {
+            self.cursor = super::cursor::CursorReader::open(&self.dir);
+        }
+        self.cursor.as_ref().is_some_and(|c| seq <= c.durable())
+    }
+
     /// Sets what [`Self::next`] does while it waits (default: back off up to 1 ms).
     pub fn with_idle(mut self, idle: Idle) -> Self {
         self.idle = idle;
@@ -369,6 +410,11 @@ impl Tailer {
                     self.check_expected(exp)?;
                     continue;
                 }
+            }
+            // Durable only: the next record waits until the recorder says it is durable.
+            if self.chained && self.next_seq >= self.skip_below && !self.visible(self.next_seq) {
+                self.to_end = false;
+                return Ok(None);
             }
             match self.step(payload)? {
                 Step::Record(info) if info.seq < self.skip_below || self.to_end => continue,
@@ -463,6 +509,11 @@ impl Tailer {
                     return Ok(false);
                 };
                 self.check_continues(&hot, &h)?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &hot, e))?
+                    .len();
+                self.cur_proven = len < h.capacity;
                 self.cur = Some(Cur::Hot {
                     file,
                     path: hot,
@@ -482,6 +533,7 @@ impl Tailer {
                 let r = SegmentReader::new(src, &cold)?;
                 let h = *r.header();
                 self.check_continues(&cold, &h)?;
+                self.cur_proven = true;
                 self.cur = Some(Cur::Cold(Box::new(r)));
                 Ok(true)
             }

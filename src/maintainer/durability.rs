@@ -55,6 +55,10 @@ pub(crate) struct Durability {
     failure: Option<Error>,
     /// The writer's last wait for a prepared segment counted by cause (`WriterLink::waits`).
     stall_counted: u64,
+    /// Where readers in other processes see how far the log is committed and durable.
+    cursor: Option<crate::logdir::cursor::CursorWriter>,
+    /// The last appended seq seen (kept across a writer's segment switch).
+    appended_seen: u64,
 }
 
 impl Durability {
@@ -62,8 +66,11 @@ impl Durability {
         link: Arc<WriterLink>,
         prepared_tx: rtrb::Producer<PreparedSegment>,
         drain: Option<Drain>,
+        cursor: Option<crate::logdir::cursor::CursorWriter>,
     ) -> Self {
         Durability {
+            cursor,
+            appended_seen: 0,
             link,
             prepared_tx,
             prepare_attempts: 0,
@@ -80,6 +87,16 @@ impl Durability {
             failure: None,
             stall_counted: 0,
         }
+    }
+
+    /// Publishes the appended and durable sequence numbers to the cursor (every loop turn:
+    /// two stores to a mapped page).
+    pub fn publish_cursor(&mut self) {
+        let Some(c) = &self.cursor else { return };
+        if let Some((_, _, seq)) = self.link.appended_snapshot() {
+            self.appended_seen = self.appended_seen.max(seq);
+        }
+        c.publish(self.appended_seen, self.link.durable());
     }
 
     /// Index of the next segment to be created: every segment below it exists (hot or cold).

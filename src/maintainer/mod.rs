@@ -173,6 +173,9 @@ impl SegmentMaintainer {
     /// As [`Self::with_existing`], serving a recorder's writer through `link`: segments are
     /// prepared ahead into `prepared` and the active segment is synced every
     /// `config.sync_interval`.
+    // Each argument is a separate piece the recorder built for it; a struct would only name
+    // them twice.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn for_recorder(
         config: Config,
         hot: Vec<u64>,
@@ -181,6 +184,7 @@ impl SegmentMaintainer {
         prepared: rtrb::Producer<crate::segment::PreparedSegment>,
         archive: Option<archive_gate::ArchiveGate>,
         drain: Option<StagedDrain>,
+        cursor: Option<crate::logdir::cursor::CursorWriter>,
     ) -> Result<Self> {
         let mut m = Self::with_existing(config, hot, cold)?;
         m.link = Some(link.clone());
@@ -189,6 +193,7 @@ impl SegmentMaintainer {
                 link,
                 prepared,
                 drain.map(|d| d.0),
+                cursor,
             ));
             if let Some(gate) = archive {
                 w.attach_archive(gate);

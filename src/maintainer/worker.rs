@@ -490,6 +490,7 @@ impl Worker {
         if let Some(mut d) = self.durability.take() {
             d.pretouch(&self.shared.stats);
             d.note_stall(&self.shared.stats);
+            d.publish_cursor();
             // After a failure no new segment is made: appends are refused anyway.
             let no_more = stopping || self.failed;
             did |= d.plan_prepare(&mut self.ctx(), no_more);

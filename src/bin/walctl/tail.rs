@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use wal_recorder::event::TradeEvent;
-use wal_recorder::logdir::{Idle, OnDivergence, StartAt, Tailer};
+use wal_recorder::logdir::{Idle, OnDivergence, StartAt, Tailer, Visibility};
 use wal_recorder::segment::RecordInfo;
 
 use crate::CmdResult;
@@ -45,6 +45,10 @@ pub(crate) struct TailArgs {
     /// (said on stderr) instead of failing
     #[arg(long, requires = "name")]
     redeliver: bool,
+    /// Print only records the recorder reports durable (nothing a power cut can take back);
+    /// without it, records are printed as soon as they are committed
+    #[arg(long)]
+    durable: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -80,7 +84,11 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
         (Some(name), Some(start)) => Tailer::open(&a.dir, start)?.with_position(name)?,
         (None, start) => Tailer::open(&a.dir, start.unwrap_or(StartAt::First))?,
     };
-    let mut t = t.with_idle(Idle::Backoff {
+    let visibility = match a.durable {
+        true => Visibility::Durable,
+        false => Visibility::Committed,
+    };
+    let mut t = t.with_visibility(visibility).with_idle(Idle::Backoff {
         max: Duration::from_millis(1),
     });
     let stdout = std::io::stdout();
