@@ -72,6 +72,11 @@ pub struct RecordArgs {
     /// Print `appended <seq> durable <seq>` to stderr at least every 100 ms
     #[arg(long)]
     progress: bool,
+    /// Tests: store the sequence number of every append, once it returned, in this file
+    /// (a mapped u64, little-endian), so that a test that kills the process knows exactly
+    /// how far it had appended
+    #[arg(long, hide = true)]
+    report_appended: Option<PathBuf>,
     /// Write metrics.prom (Prometheus text) and one `<histogram>_us.hgrm` per histogram (HdrHistogram
     /// percentile distribution, microseconds) into this directory (needs fs1-metrics)
     #[arg(long, hide = !cfg!(feature = "fs1-metrics"))]
@@ -210,6 +215,11 @@ pub fn run(a: RecordArgs) -> CmdResult {
     let start = clock.raw();
     let mut last_progress = start;
     let mut seq = first_seq;
+    let reported = a
+        .report_appended
+        .as_deref()
+        .map(AppendedReport::create)
+        .transpose()?;
     // The first error: the run stops appending, but still closes the log (drain, retention),
     // reports, and exits 1.
     let mut error: Option<String> = None;
@@ -229,6 +239,9 @@ pub fn run(a: RecordArgs) -> CmdResult {
         {
             error = Some(e.to_string());
             break;
+        }
+        if let Some(r) = &reported {
+            r.store(s);
         }
         let t1 = clock.raw();
         let now = clock.delta_as_nanos(start, t1);
@@ -495,4 +508,51 @@ fn write_metrics(
     _: &wal_recorder::telemetry::MetricsSnapshot,
 ) -> Result<(), wal_recorder::Error> {
     Ok(())
+}
+
+/// `--report-appended`: the last appended sequence number in a shared mapping, which outlives
+/// a SIGKILL of this process (a store per append, no system call).
+struct AppendedReport {
+    seq: &'static std::sync::atomic::AtomicU64,
+}
+
+impl AppendedReport {
+    fn create(path: &std::path::Path) -> Result<Self, String> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .and_then(|f| f.set_len(4096).map(|()| f))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: a shared mapping of the whole (4 KiB) file; it is never unmapped, so the
+        // 'static reference below stays valid for the life of the process.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(format!(
+                "{}: mmap: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: page-aligned, 8 bytes in bounds, mapped for the rest of the process.
+        let seq = unsafe { &*(ptr as *const std::sync::atomic::AtomicU64) };
+        Ok(AppendedReport { seq })
+    }
+
+    fn store(&self, seq: u64) {
+        self.seq
+            .store(seq.to_le(), std::sync::atomic::Ordering::Release);
+    }
 }
