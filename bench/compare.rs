@@ -145,8 +145,8 @@ impl Appender for Inline {
     #[inline]
     fn append(&mut self, seq: u64) {
         if let Some(sealed) = append_or_roll(&self.dir, &mut self.w, &mut self.index, seq) {
-            let file = sealed.file.as_ref().expect("a Direct segment has its file");
-            file.set_len(sealed.used).expect("truncate");
+            let file = sealed.file().expect("a Direct segment has its file");
+            file.set_len(sealed.used()).expect("truncate");
             file.sync_data().expect("fdatasync");
             drop(sealed); // munmap + close, on the writer thread
         }
@@ -171,10 +171,10 @@ impl Script {
             pin(1);
             let mut cold = std::collections::VecDeque::new();
             for seg in rx {
-                let file = seg.file.as_ref().expect("a Direct segment has its file");
-                file.set_len(seg.used).expect("truncate");
+                let file = seg.file().expect("a Direct segment has its file");
+                file.set_len(seg.used()).expect("truncate");
                 file.sync_data().expect("fdatasync");
-                let path = seg.path.clone();
+                let path = seg.path().to_path_buf();
                 drop(seg);
                 let cold_path = path.with_extension("wal.lz4");
                 let st = std::process::Command::new("lz4")

@@ -95,10 +95,11 @@ fn maintainer_freeze(dir: &Path, n: u64, check: bool, threads: usize) -> (f64, u
     let (mut seq, mut crc) = (1, 0);
     for i in 0..n {
         let s = segment(&fdir, i, size, seq, crc);
-        let bytes = std::fs::read(&s.path).expect("read");
-        copies.push(bytes[..s.used as usize].to_vec());
-        seq = s.last_seq + 1;
-        crc = wal_recorder::segment::format::get_u32(&copies[i as usize][s.used as usize - 8..], 0);
+        let bytes = std::fs::read(s.path()).expect("read");
+        copies.push(bytes[..s.used() as usize].to_vec());
+        seq = s.last_seq() + 1;
+        crc =
+            wal_recorder::segment::format::get_u32(&copies[i as usize][s.used() as usize - 8..], 0);
         assert!(q.push(s).is_ok());
     }
     wait("persist", || get(&m.stats().persisted) == n);
@@ -213,9 +214,9 @@ fn persist(dir: &Path, n: u64) {
         let (mut seq, mut crc) = (1, 0);
         for i in 0..n {
             let s = segment(&pdir, i, 1 << 20, seq, crc);
-            seq = s.last_seq + 1;
-            let b = std::fs::read(&s.path).expect("read");
-            crc = wal_recorder::segment::format::get_u32(&b[s.used as usize - 8..], 0);
+            seq = s.last_seq() + 1;
+            let b = std::fs::read(s.path()).expect("read");
+            crc = wal_recorder::segment::format::get_u32(&b[s.used() as usize - 8..], 0);
             assert!(q.push(s).is_ok());
         }
         let t = Instant::now();

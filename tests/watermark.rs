@@ -17,12 +17,16 @@ use wal_recorder::segment::names::segment_path;
 use wal_recorder::Error;
 
 /// A killed recorder's log whose last segment holds well over `min_durable` records, durable,
-/// and no staging buffers left. Returns the durable seq the child last reported.
-fn killed_log(log: &Path, min_durable: u64) -> u64 {
+/// and no staging buffers left. Returns the durable seq the child last reported and the
+/// exact seq of its last append.
+fn killed_log(log: &Path, min_durable: u64) -> (u64, u64) {
     let staging = staging_root();
+    let report = tempfile::NamedTempFile::new().unwrap();
     let (mut child, progress, reader) = spawn_record_watched(
         log,
         &[
+            "--report-appended",
+            report.path().to_str().unwrap(),
             "--staging-dir",
             staging.path().to_str().unwrap(),
             "--records",
@@ -42,7 +46,8 @@ fn killed_log(log: &Path, min_durable: u64) -> u64 {
     child.wait().unwrap();
     let (_, durable) = reader.join().unwrap();
     drop(staging); // the power cut empties tmpfs: only the disk is left
-    durable
+    let bytes = std::fs::read(report.path()).unwrap();
+    (durable, u64::from_le_bytes(bytes[..8].try_into().unwrap()))
 }
 
 fn zero_sector(path: &Path, at: u64) {
@@ -55,7 +60,7 @@ fn zero_sector(path: &Path, at: u64) {
 fn a_zeroed_sector_below_the_watermark_is_lost_acknowledged_data_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let durable = killed_log(&log, 50_000);
+    let (_, appended) = killed_log(&log, 50_000);
     // About 1 000 records of 64 bytes past the header: far below what was durable.
     let at = 64 * 1024;
     zero_sector(&segment_path(&log, 0), at);
@@ -79,11 +84,11 @@ fn a_zeroed_sector_below_the_watermark_is_lost_acknowledged_data_not_a_torn_tail
         .clone()
         .expect("the default open reports the loss");
     assert!(lost.last_kept < at / 64, "{lost:?}");
-    // The watermark is what the drain before the last one made durable: at most what the
-    // child last saw, and far past the damage.
+    // The watermark is what the drain before the last one made durable: never past what
+    // was appended, and far past the damage.
     assert!(
-        lost.watermark <= durable && lost.watermark > lost.last_kept + 10_000,
-        "{lost:?} {durable}"
+        lost.watermark <= appended && lost.watermark > lost.last_kept + 10_000,
+        "{lost:?} {appended}"
     );
     assert_eq!(lost.records(), lost.watermark - lost.last_kept);
     rec.close().unwrap();
@@ -97,7 +102,7 @@ fn a_zeroed_sector_below_the_watermark_is_lost_acknowledged_data_not_a_torn_tail
 fn a_power_cut_tail_beyond_the_watermark_is_a_torn_tail_and_opens_clean() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let durable = killed_log(&log, 20_000);
+    let (durable, _) = killed_log(&log, 20_000);
     let (code, v) = verify_json(&log);
     assert_eq!(code, Some(0), "{v}");
     let rec = Recorder::open(&log, Config::new(&log)).unwrap();

@@ -78,11 +78,6 @@ impl SharedMap {
         self.len
     }
 
-    /// Always false: a segment mapping holds at least a header.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Writes back `[0, upto)` to the file and waits (msync MS_SYNC), so the records in that
     /// range survive power loss.
     pub fn sync_prefix(&self, upto: usize, path: &Path) -> Result<()> {

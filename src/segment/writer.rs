@@ -102,7 +102,7 @@ impl PreparedSegment {
 
     /// A prepared segment staged in `slot` of `ring` (which the caller zeroed); the segment
     /// file `<index>.wal` at `path` is the maintainer's.
-    pub fn staged(path: PathBuf, index: u64, ring: Arc<StagingRing>, slot: usize) -> Self {
+    pub(crate) fn staged(path: PathBuf, index: u64, ring: Arc<StagingRing>, slot: usize) -> Self {
         PreparedSegment {
             path,
             index,
@@ -238,22 +238,49 @@ fn preallocate(
 /// recycles the buffer.
 pub struct SealedSegment {
     /// Segment index.
-    pub index: u64,
+    pub(crate) index: u64,
     /// Path of the `.wal`.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The open file (Direct mode; in Staged mode the maintainer holds it).
-    pub file: Option<File>,
+    pub(crate) file: Option<File>,
     /// The writer's mapping (dropped = unmapped by the maintainer, off the writer thread).
-    pub map: Option<SharedMap>,
+    pub(crate) map: Option<SharedMap>,
     /// The staging buffer (Staged mode): the ring and the slot.
-    pub staged: Option<(Arc<StagingRing>, usize)>,
+    pub(crate) staged: Option<(Arc<StagingRing>, usize)>,
     /// Used length: header, records and seal.
-    pub used: u64,
+    pub(crate) used: u64,
     /// Sequence number of the last record (first_seq - 1 when empty).
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
     /// When the writer sealed it (for the close-latency histogram; nothing without
     /// `fs1-metrics`).
-    pub sealed_at: crate::telemetry::Stamp,
+    pub(crate) sealed_at: crate::telemetry::Stamp,
+}
+
+impl SealedSegment {
+    /// Segment index.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Path of the `.wal`.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Used length: header, records and seal.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// The open file (Direct mode; `None` in Staged mode, where the maintainer holds it).
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
+    /// Sequence number of the last record (first_seq - 1 when empty).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
 }
 
 /// Appends records to one segment. See the module docs.

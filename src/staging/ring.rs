@@ -83,7 +83,7 @@ impl StagingRing {
 
     /// Zeroes `[from, upto)` of `slot` so it can stage the next segment (the writer relies
     /// on zeros after its last record). Only the holder of the slot's token may call this.
-    pub fn zero_range(&self, slot: usize, from: usize, upto: usize) {
+    pub(crate) fn zero_range(&self, slot: usize, from: usize, upto: usize) {
         let upto = upto.min(self.capacity);
         if from >= upto {
             return;

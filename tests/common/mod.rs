@@ -113,8 +113,8 @@ pub fn write_segments(
         }
         crc = w.last_crc();
         let seg = w.into_sealed();
-        let mut bytes = std::fs::read(&seg.path).unwrap();
-        bytes.truncate(seg.used as usize);
+        let mut bytes = std::fs::read(seg.path()).unwrap();
+        bytes.truncate(seg.used() as usize);
         sealed.push(bytes);
         sink(seg);
     }
