@@ -193,6 +193,11 @@ pub struct Config {
     /// Test hook: make io_uring setup fail with this errno (to exercise the fallback).
     #[doc(hidden)] // a test hook
     pub simulate_uring_error: Option<i32>,
+    /// Test hook: the longest single write the maintainer issues (default and maximum
+    /// `MAX_IO_BYTES`, the kernel's per-call limit; raised to a quarter of `segment_size`
+    /// at least), so that tests see the splitting with small segments.
+    #[doc(hidden)] // a test hook
+    pub max_io_bytes: u64,
     /// Test hook: the maintainer thread panics on its first turn that does work (to prove a
     /// dead maintainer latches the log failed instead of hiding).
     #[doc(hidden)] // a test hook
@@ -243,6 +248,7 @@ impl Config {
             fault_plan: None,
             simulate_uring_error: None,
             simulate_maintainer_panic: false,
+            max_io_bytes: crate::constants::MAX_IO_BYTES,
             #[cfg(feature = "archive")]
             archive: None,
         }
@@ -289,6 +295,15 @@ impl Config {
             MAX_PERSIST_OVERFLOW,
         );
         clamp("sync_interval", &mut self.sync_interval, MAX_SYNC_INTERVAL);
+        // A persist writes a segment's body in at most MAX_BODY_WRITES steps.
+        let least = self
+            .segment_size
+            .div_ceil(crate::constants::MAX_BODY_WRITES)
+            .next_multiple_of(PAGE_SIZE);
+        self.max_io_bytes = (self.max_io_bytes / PAGE_SIZE * PAGE_SIZE).clamp(
+            least.min(crate::constants::MAX_IO_BYTES),
+            crate::constants::MAX_IO_BYTES,
+        );
         if self.sync_interval.is_zero() {
             return Err(Error::Config("sync_interval must be positive".into()));
         }

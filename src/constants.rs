@@ -90,3 +90,11 @@ pub const MAX_PERSIST_OVERFLOW: usize = 4096;
 pub const WRITER_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Page size assumed for the "completed pages" of the active segment.
 pub const PAGE_SIZE: u64 = 4096;
+
+/// The most one read or write system call transfers on Linux (`MAX_RW_COUNT`: `INT_MAX`
+/// rounded down to a page); larger writes are split into steps of at most this.
+pub const MAX_IO_BYTES: u64 = 0x7fff_f000;
+
+/// The most writes a persist splits a segment's undrained body into: enough for the largest
+/// segment at [`MAX_IO_BYTES`] a step.
+pub const MAX_BODY_WRITES: u64 = 4;

@@ -885,3 +885,42 @@ fn a_persist_that_cannot_be_submitted_is_retried_without_failing_or_leaking() {
     }
 }
 }
+
+common::on_both_backends! {
+/// Writes longer than one system call transfers (Linux: about 2 GiB) are split: with the
+/// per-call limit lowered (a test hook) to a quarter of a segment, the writer fills segments
+/// faster than drains run; no write is longer than the limit, nothing is short-written or
+/// latched failed, and every record is there.
+fn writes_longer_than_one_system_call_are_split_into_steps() {
+    use wal_recorder::io::fault::FaultPlan;
+    use wal_recorder::io::{OpCode, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let plan = FaultPlan::new();
+    plan.record();
+    let mut cfg = config(dir.path());
+    cfg.segment_size = 256 * 1024;
+    cfg.max_io_bytes = 64 * 1024;
+    cfg.sync_interval = Duration::from_millis(50); // segments fill between drains
+    cfg.max_segments = 100;
+    cfg.staging_dir = staging.path().to_path_buf();
+    cfg.fault_plan = Some(plan.clone());
+    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+    let last = append_events(&mut rec, 4 * 3270);
+    rec.sync().unwrap();
+    assert_eq!(rec.durable_seq(), last);
+    assert_ne!(rec.health(), Health::Failed);
+    rec.close().unwrap();
+    let writes: Vec<u32> = plan
+        .trace()
+        .into_iter()
+        .filter(|(code, target, _, _)| *code == OpCode::Write && *target == Target::Segment)
+        .map(|(.., len)| len)
+        .collect();
+    assert!(writes.iter().all(|&len| len <= 64 * 1024), "{writes:?}");
+    assert!(writes.iter().filter(|&&len| len == 64 * 1024).count() >= 4, "never split: {writes:?}");
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!((r.first_seq, r.last_seq), (Some(1), Some(last)));
+}
+}

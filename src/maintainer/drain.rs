@@ -391,8 +391,17 @@ impl Drain {
         // last complete record. An O_DIRECT write's DMA reads memory whenever it likes; from
         // the live page it could take a record's committed sequence number with a payload
         // the writer had not finished, and a power cut would leave that on disk.
-        let whole_end = (off / PAGE_SIZE * PAGE_SIZE).min(self.capacity);
-        let last_len = (off - whole_end) as usize;
+        let mut whole_end = (off / PAGE_SIZE * PAGE_SIZE).min(self.capacity);
+        let mut last_len = (off - whole_end) as usize;
+        let appended_seq = seq;
+        let mut seq = seq;
+        if whole_end > t.drained + cx.config.max_io_bytes {
+            // More than one system call writes: this drain writes a step of whole pages and
+            // claims nothing; the next ones go on from there.
+            whole_end = t.drained + cx.config.max_io_bytes;
+            last_len = 0;
+            seq = t.drained_seq;
+        }
         let base = self.ring.base(t.slot).as_ptr();
         let fd = t.file.as_raw_fd();
         let mut ops = Vec::with_capacity(3);
@@ -432,8 +441,8 @@ impl Drain {
         // this drain's own fdatasync: recovery's proof of what was acknowledged.
         let durable = link.durable();
         assert!(
-            durable <= seq,
-            "durable_seq {durable} ahead of the writer's {seq}"
+            durable <= appended_seq,
+            "durable_seq {durable} ahead of the writer's {appended_seq}"
         );
         let mark = self.watermark.stamp(index, durable);
         ops.push(Op::write(

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use super::drain::StagedTail;
 use super::job::{ud, Ctx};
+use crate::constants::MAX_BODY_WRITES;
 use crate::constants::PAGE_SIZE;
 use crate::error::{Error, Result};
 use crate::io::{check, push_chain, Op, Target};
@@ -33,7 +34,10 @@ const BODY: u32 = 5;
 /// The seal's page without the seal: its records, zeros after (from a bounce page).
 const BODY_LAST: u32 = 6;
 const BODY_SYNC: u32 = 7;
-const STEPS: usize = 8;
+/// The whole pages before the seal's page, in at most `MAX_BODY_WRITES` writes of at most
+/// `Config::max_io_bytes` (the kernel's per-call limit).
+const BODY_TAGS: [u32; MAX_BODY_WRITES as usize] = [BODY, 8, 9, 10];
+const STEPS: usize = 11;
 
 /// How a persist ended.
 pub(crate) enum PersistOutcome {
@@ -62,7 +66,8 @@ pub(crate) struct PersistJob {
     fd: RawFd,
     results: [Option<i32>; STEPS],
     /// Lengths of the body writes pushed (0: none).
-    body_len: u32,
+    /// (by `BODY_TAGS`)
+    body_lens: [u32; MAX_BODY_WRITES as usize],
     body_last_len: u32,
     /// The seal's page without the seal, while its write is in flight.
     bounce: Option<crate::io::AlignedBuf>,
@@ -124,7 +129,7 @@ impl PersistJob {
             last_seq,
             fd,
             results: [None; STEPS],
-            body_len: 0,
+            body_lens: [0; MAX_BODY_WRITES as usize],
             body_last_len: 0,
             bounce: None,
             credited: false,
@@ -178,17 +183,26 @@ impl PersistJob {
                 // completions; the sealed buffer no longer changes.
                 unsafe { std::slice::from_raw_parts(base.add(from as usize), (to - from) as usize) }
             };
-            if seal_page > t.from {
-                self.body_len = (seal_page - t.from) as u32;
-                let body = slice(t.from, seal_page);
+            let mut at = t.from;
+            for (k, &tag) in BODY_TAGS.iter().enumerate() {
+                if at >= seal_page {
+                    break;
+                }
+                let len = (seal_page - at).min(cx.config.max_io_bytes);
+                self.body_lens[k] = len as u32;
                 ops.push(Op::write(
                     Target::Segment,
                     self.fd,
-                    body,
-                    t.from,
-                    ud(slot, BODY),
+                    slice(at, at + len),
+                    at,
+                    ud(slot, tag),
                 ));
+                at += len;
             }
+            assert!(
+                at >= seal_page,
+                "a segment's body fits in MAX_BODY_WRITES writes (Config clamps max_io_bytes)"
+            );
             let head = (seal_off - seal_page) as usize;
             if head > 0 {
                 let mut page = crate::io::AlignedBuf::new(PAGE_SIZE as usize);
@@ -227,7 +241,8 @@ impl PersistJob {
                 self.results[tag as usize] = Some(0);
             }
         }
-        for (tag, len) in [(BODY, self.body_len), (BODY_LAST, self.body_last_len)] {
+        let bodies = BODY_TAGS.iter().copied().zip(self.body_lens);
+        for (tag, len) in bodies.chain([(BODY_LAST, self.body_last_len)]) {
             if len == 0 {
                 self.results[tag as usize] = Some(0);
             }
@@ -256,7 +271,7 @@ impl PersistJob {
         let ok = |tag: u32| self.results[tag as usize].is_some_and(|r| r >= 0);
         match self.tail.is_some() {
             true => {
-                self.wrote(BODY, self.body_len)
+                (BODY_TAGS.iter().zip(self.body_lens)).all(|(&tag, len)| self.wrote(tag, len))
                     && self.wrote(BODY_LAST, self.body_last_len)
                     && ok(BODY_SYNC)
                     && self.wrote(WRITE, self.write_len)
@@ -284,13 +299,15 @@ impl PersistJob {
             // SAFETY: the fd is ours and no operation in flight uses it any more.
             unsafe { libc::close(self.fd) };
         }
-        let steps = [
-            (BODY, self.body_len, "write (drain)"),
-            (BODY_LAST, self.body_last_len, "write (drain)"),
-            (BODY_SYNC, 0, "fdatasync"),
-            (WRITE, self.write_len, "write (seal)"),
-            (TAIL_SYNC, 0, "fdatasync"),
-        ];
+        let bodies = BODY_TAGS.iter().zip(self.body_lens);
+        let steps = bodies
+            .map(|(&tag, len)| (tag, len, "write (drain)"))
+            .chain([
+                (BODY_LAST, self.body_last_len, "write (drain)"),
+                (BODY_SYNC, 0, "fdatasync"),
+                (WRITE, self.write_len, "write (seal)"),
+                (TAIL_SYNC, 0, "fdatasync"),
+            ]);
         for (tag, len, op) in steps {
             if let Err(e) = check(r(tag), op, &self.path) {
                 return Some(PersistOutcome::FsyncFailed(e));
