@@ -187,6 +187,11 @@ pub struct Config {
     /// Sealed segments the writer keeps when the persist ring is full (recorder). Default 64,
     /// 1..=`MAX_PERSIST_OVERFLOW`.
     pub persist_overflow: usize,
+    /// Staged: lock the staging buffers in memory (`mlock`) so that tmpfs never swaps out a
+    /// page the writer fills. Default true; where `RLIMIT_MEMLOCK` is too small (and no
+    /// `CAP_IPC_LOCK`) the buffers stay unlocked with a warning
+    /// (`Recorder::staging_locked`).
+    pub lock_staging: bool,
     /// Test hook: run the fault-injecting backend with this plan.
     #[doc(hidden)] // a test hook
     pub fault_plan: Option<FaultPlan>,
@@ -245,6 +250,7 @@ impl Config {
             min_free_bytes: None,
             prepared_segments: DEFAULT_PREPARED_SEGMENTS,
             persist_overflow: DEFAULT_PERSIST_OVERFLOW,
+            lock_staging: true,
             fault_plan: None,
             simulate_uring_error: None,
             simulate_maintainer_panic: false,

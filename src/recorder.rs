@@ -112,6 +112,9 @@ impl Recorder {
         #[cfg(not(feature = "archive"))]
         let gate = None;
         let ring = staging.make_ring(config.staging_buffers, config.segment_size)?;
+        if let Some(r) = ring.as_ref().filter(|_| config.lock_staging) {
+            r.lock_memory();
+        }
         let mut drain = ring.map(|r| StagedDrain::new(r, &config));
         let active = match drain.as_mut() {
             Some(d) => SegmentWriter::activate(
@@ -498,6 +501,12 @@ impl Recorder {
     #[cfg(feature = "archive")]
     pub fn archiver(&self) -> Option<&crate::archive::Archiver> {
         self.archiver.as_ref()
+    }
+
+    /// Whether the staging buffers are locked in memory (`Config::lock_staging`); `None` in
+    /// Direct mode.
+    pub fn staging_locked(&self) -> Option<bool> {
+        self.staging.as_ref().map(|r| r.is_locked())
     }
 
     /// Segments prepared and ready for the next rollovers.

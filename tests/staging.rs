@@ -336,3 +336,41 @@ fn a_failed_open_leaves_no_staging_behind() {
     assert!(err.is_some(), "a read-only log directory must fail to open");
     empty("read-only log directory");
 }
+
+/// `Config::lock_staging` (default on): the staging buffers are locked in memory (CI runs as
+/// root, which `RLIMIT_MEMLOCK` does not limit), so tmpfs cannot swap out a page the writer
+/// is about to fill; with it off they are not.
+#[test]
+fn staging_buffers_are_locked_in_memory_unless_turned_off() {
+    fn locked_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::staging_root();
+    let mut c = wal_recorder::config::Config::new(dir.path());
+    c.segment_size = 4 << 20;
+    c.staging_buffers = 3;
+    c.staging_dir = root.path().to_path_buf();
+    let before = locked_kib();
+    let rec = wal_recorder::recorder::Recorder::open(dir.path(), c.clone()).unwrap();
+    assert_eq!(
+        rec.staging_locked(),
+        Some(true),
+        "needs root or a large RLIMIT_MEMLOCK"
+    );
+    // Other tests run in this process: at least our 12 MiB are locked while we hold them.
+    assert!(
+        locked_kib() >= 12 * 1024,
+        "VmLck {} KiB (before: {before})",
+        locked_kib()
+    );
+    rec.close().unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    c.dir = dir2.path().to_path_buf();
+    c.lock_staging = false;
+    let rec = wal_recorder::recorder::Recorder::open(dir2.path(), c).unwrap();
+    assert_eq!(rec.staging_locked(), Some(false));
+    rec.close().unwrap();
+}

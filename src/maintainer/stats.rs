@@ -113,10 +113,27 @@ pub struct MaintainerStats {
     pub fell_back: AtomicBool,
     /// Whether pinning the thread to the configured core succeeded.
     pub pinned: AtomicBool,
-    failed: AtomicBool,
+    /// Read by the writer on every append: on a cache line (two, for the adjacent-line
+    /// prefetcher) of its own, so that the counters the maintainer and the scrub write all
+    /// the time never invalidate the writer's copy.
+    failed: OwnLine,
     /// The first failure that latched `failed` (read only once failed: never on the hot path).
     failure: Mutex<Option<Arc<Error>>>,
 }
+
+/// An atomic flag alone on 128 bytes (rtrb's and crossbeam's `CachePadded`).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct OwnLine(AtomicBool);
+
+impl std::ops::Deref for OwnLine {
+    type Target = AtomicBool;
+    fn deref(&self) -> &AtomicBool {
+        &self.0
+    }
+}
+
+const _: () = assert!(std::mem::align_of::<OwnLine>() == 128);
 
 impl MaintainerStats {
     /// The maintainer's counters and gauges as the telemetry exports them; the writer's

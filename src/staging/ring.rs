@@ -18,6 +18,8 @@ pub struct StagingRing {
     /// One mapping per slot, each `capacity` bytes; never unmapped while the ring lives.
     maps: Vec<SharedMap>,
     capacity: usize,
+    /// Whether every buffer is locked in memory ([`Self::lock_memory`]).
+    locked: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the ring hands out raw pointers to its mappings; which thread may write a slot is
@@ -58,7 +60,41 @@ impl StagingRing {
             dir,
             maps,
             capacity: capacity as usize,
+            locked: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Locks every buffer in memory (`mlock`), so that tmpfs never swaps out a page the
+    /// writer is about to fill (a major fault on the hot path). Where `RLIMIT_MEMLOCK` (or
+    /// the lack of `CAP_IPC_LOCK`) refuses, the buffers stay unlocked and a warning says
+    /// how much would be needed. True if locked.
+    pub(crate) fn lock_memory(&self) -> bool {
+        for (slot, map) in self.maps.iter().enumerate() {
+            // SAFETY: the range is exactly one live mapping of this ring.
+            if unsafe { libc::mlock(map.as_ptr().cast(), map.len()) } != 0 {
+                let e = std::io::Error::last_os_error();
+                for done in &self.maps[..slot] {
+                    // SAFETY: a range locked just above.
+                    unsafe { libc::munlock(done.as_ptr().cast(), done.len()) };
+                }
+                log::warn!(
+                    "{}: staging buffers not locked in memory ({e}): {} bytes need RLIMIT_MEMLOCK \
+                     (ulimit -l) or CAP_IPC_LOCK; without it a swapped-out page would fault on \
+                     the writer's thread",
+                    self.dir.path().display(),
+                    self.maps.len() * self.capacity
+                );
+                return false;
+            }
+        }
+        self.locked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
+    /// Whether the buffers are locked in memory.
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of buffers.
