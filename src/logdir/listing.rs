@@ -64,7 +64,7 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("stat", &path, e)),
         };
-        if meta.is_dir() && name == crate::recovery::QUARANTINE_DIR {
+        if meta.is_dir() && name == crate::segment::names::QUARANTINE_DIR {
             out.quarantine = Some(path);
             continue;
         }

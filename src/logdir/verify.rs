@@ -75,7 +75,7 @@ fn check_acknowledged(dir: &Path, report: &mut VerifyReport) -> Result<()> {
             ));
         }
     }
-    let quarantine = dir.join("quarantine");
+    let quarantine = dir.join(crate::segment::names::QUARANTINE_DIR);
     if let Ok(rd) = std::fs::read_dir(&quarantine) {
         for e in rd.flatten() {
             if e.file_name()

@@ -69,8 +69,7 @@ pub struct OpenReport {
     pub elapsed: std::time::Duration,
 }
 
-/// The subdirectory of a log where recovery and `walctl repair` move what they drop.
-pub const QUARANTINE_DIR: &str = "quarantine";
+pub use crate::segment::names::QUARANTINE_DIR;
 
 /// How to recover.
 #[derive(Debug, Clone, Default)]
