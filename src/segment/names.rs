@@ -65,6 +65,10 @@ pub fn classify(name: &str) -> FileKind {
     }
 }
 
+/// The subdirectory of a log where recovery and `walctl repair` move what they drop (and
+/// where a lost-acknowledged note is left): never read as part of the log.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,7 +88,3 @@ mod tests {
         assert_eq!(classify("99999999999999999999.wal"), FileKind::Foreign);
     }
 }
-
-/// The subdirectory of a log where recovery and `walctl repair` move what they drop (and
-/// where a lost-acknowledged note is left): never read as part of the log.
-pub const QUARANTINE_DIR: &str = "quarantine";
