@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# A/B of two walctl builds at a trading engine's pace: paced 1 M appends/s of 64 B (3 M
+# records), alternating rounds (default 3), printing writer p99.9 and durability lag p50/p99
+# of each run and the head/base ratio per round. Build the baseline first, e.g.
+#   git worktree add /tmp/base <commit> && (cd /tmp/base && CARGO_TARGET_DIR=/tmp/base-target cargo build --release --bin walctl)
+#   scripts/ab-walctl.sh /tmp/base-target/release/walctl target/release/walctl
+set -euo pipefail
+base=$1 head=$2 rounds=${3:-3}
+for round in $(seq "$rounds"); do
+    for v in base head; do
+        bin=$base; [ "$v" = head ] && bin=$head
+        d=$(mktemp -d)
+        "$bin" record "$d/log" --records 3000000 --rate 1000000 --json 2>/dev/null >"$d/r.json"
+        python3 - "$v" "$round" "$d/r.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[3]))
+lat, lag = j["latency_ns"], j["durability_lag_ns"]
+print(f"{sys.argv[1]} round {sys.argv[2]}: writer p99.9 {lat['p999'] / 1e3:.1f} us, "
+      f"lag p50 {lag['p50'] / 1e6:.2f} ms p99 {lag['p99'] / 1e6:.2f} ms, "
+      f"faults {j['writer'].get('page_faults')}")
+PY
+        rm -rf "$d"
+    done
+done
