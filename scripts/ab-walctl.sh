@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of two walctl builds at a trading engine's pace: paced 1 M appends/s of 64 B (3 M
 # records), alternating rounds (default 3), printing writer p99.9 and durability lag p50/p99
-# of each run and the head/base ratio per round. Build the baseline first, e.g.
+# of each run (compare them round by round). Build the baseline first, e.g.
 #   git worktree add /tmp/base <commit> && (cd /tmp/base && CARGO_TARGET_DIR=/tmp/base-target cargo build --release --bin walctl)
 #   scripts/ab-walctl.sh /tmp/base-target/release/walctl target/release/walctl
 set -euo pipefail
