@@ -222,3 +222,47 @@ fn a_durable_tailer_waits_for_durable_seq_and_a_committed_one_does_not() {
     }
     rec.close().unwrap();
 }
+
+/// Without a cursor (a log last written by an older build), a durable tailer delivers a hot
+/// segment once persist has truncated it, also when it opened the segment before that.
+#[test]
+fn without_a_cursor_a_durable_tailer_delivers_a_segment_once_it_is_persisted() {
+    use std::time::Duration;
+    use wal_recorder::logdir::Visibility;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let staging = common::staging_root();
+    let mut c = config(&dir);
+    c.staging_dir = staging.path().to_path_buf();
+    c.max_segments = 100;
+    let mut rec = Recorder::open(&dir, c).unwrap();
+    std::fs::remove_file(wal_recorder::logdir::cursor_path(&dir)).unwrap();
+    for seq in 1..=100 {
+        rec.append(&payload("a", seq)).unwrap();
+    }
+    rec.sync().unwrap();
+    let mut t = Tailer::open(&dir, StartAt::First)
+        .unwrap()
+        .with_staging_dir(None)
+        .with_visibility(Visibility::Durable);
+    let mut buf = Vec::new();
+    assert!(
+        t.next_timeout(&mut buf, Duration::from_millis(200))
+            .unwrap()
+            .is_none(),
+        "the active segment is not proven durable without a cursor"
+    );
+    // Fill segment 0 and go on: it is sealed, persisted and truncated.
+    let per_seg = wal_recorder::segment::format::records_per_segment(SEG, payload("a", 1).len());
+    for seq in 101..=per_seg + 50 {
+        rec.append(&payload("a", seq)).unwrap();
+    }
+    rec.sync().unwrap();
+    let first = t
+        .next_timeout(&mut buf, Duration::from_secs(10))
+        .unwrap()
+        .expect("segment 0 once persisted");
+    assert_eq!(first.seq, 1);
+    rec.close().unwrap();
+}

@@ -384,7 +384,21 @@ impl Tailer {
         if self.cursor.is_none() {
             self.cursor = super::cursor::CursorReader::open(&self.dir);
         }
-        self.cursor.as_ref().is_some_and(|c| seq <= c.durable())
+        if let Some(c) = &self.cursor {
+            return seq <= c.durable();
+        }
+        // No cursor: the hot segment being read counts once persist has truncated it.
+        if let Some(Cur::Hot { file, .. }) = &self.cur {
+            let mut head = [0u8; HEADER_LEN];
+            let capacity = file
+                .read_exact_at(&mut head, 0)
+                .ok()
+                .and_then(|()| SegmentHeader::decode(&head).ok())
+                .map(|h| h.capacity);
+            let len = file.metadata().map(|m| m.len()).ok();
+            self.cur_proven = matches!((capacity, len), (Some(cap), Some(len)) if len < cap);
+        }
+        self.cur_proven
     }
 
     /// Sets what [`Self::next`] does while it waits (default: back off up to 1 ms).
