@@ -166,18 +166,29 @@ fn walctl_tail_fails_on_divergence_and_redelivers_when_asked() {
     assert!(last.starts_with(&format!("{}", READ + 100)), "{last}");
 }
 
-/// `Visibility::Durable` delivers only what the recorder reports durable (its cursor), while
-/// a committed tailer of the same log sees the records as soon as they are appended.
-#[test]
-fn a_durable_tailer_waits_for_durable_seq_and_a_committed_one_does_not() {
-    use std::time::Duration;
-    use wal_recorder::logdir::Visibility;
+/// A new log directory with a private staging root, and its config.
+fn staged_log() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    Config,
+) {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("log");
     std::fs::create_dir(&dir).unwrap();
     let staging = common::staging_root();
     let mut c = config(&dir);
     c.staging_dir = staging.path().to_path_buf();
+    (work, dir, staging, c)
+}
+
+/// `Visibility::Durable` delivers only what the recorder reports durable (its cursor), while
+/// a committed tailer of the same log sees the records as soon as they are appended.
+#[test]
+fn a_durable_tailer_waits_for_durable_seq_and_a_committed_one_does_not() {
+    use std::time::Duration;
+    use wal_recorder::logdir::Visibility;
+    let (_work, dir, staging, mut c) = staged_log();
     c.sync_interval = Duration::from_secs(10); // no timed drain during the test
     let mut rec = Recorder::open(&dir, c).unwrap();
     for seq in 1..=100 {
@@ -229,12 +240,7 @@ fn a_durable_tailer_waits_for_durable_seq_and_a_committed_one_does_not() {
 fn without_a_cursor_a_durable_tailer_delivers_a_segment_once_it_is_persisted() {
     use std::time::Duration;
     use wal_recorder::logdir::Visibility;
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("log");
-    std::fs::create_dir(&dir).unwrap();
-    let staging = common::staging_root();
-    let mut c = config(&dir);
-    c.staging_dir = staging.path().to_path_buf();
+    let (_work, dir, _staging, mut c) = staged_log();
     c.max_segments = 100;
     let mut rec = Recorder::open(&dir, c).unwrap();
     std::fs::remove_file(wal_recorder::logdir::cursor_path(&dir)).unwrap();
