@@ -46,16 +46,7 @@ pub(crate) struct CursorWriter {
 impl CursorWriter {
     /// Creates (or reuses) the cursor of the log in `dir`, starting at `seq` for both values.
     pub(crate) fn create(dir: &Path, seq: u64) -> Result<Self> {
-        let readers = dir.join(READERS_DIR);
-        std::fs::create_dir_all(&readers).map_err(|e| Error::io("mkdir", &readers, e))?;
-        let path = readers.join(CURSOR_FILE);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
+        let (file, path) = super::reader_position::open_in_readers(dir, CURSOR_FILE)?;
         file.set_len(LEN as u64)
             .map_err(|e| Error::io("ftruncate", &path, e))?;
         // SAFETY: the file was just sized to LEN; only this type resizes it, never below.

@@ -182,16 +182,7 @@ impl ReaderPosition {
                 "reader name {name:?}: use 1 to 64 letters, digits, '-' or '_'"
             )));
         }
-        let readers = dir.join(READERS_DIR);
-        std::fs::create_dir_all(&readers).map_err(|e| Error::io("mkdir", &readers, e))?;
-        let path = readers.join(format!("{name}{SUFFIX}"));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
+        let (file, path) = open_in_readers(dir, &format!("{name}{SUFFIX}"))?;
         let mut p = ReaderPosition {
             file,
             path,
@@ -247,6 +238,22 @@ impl ReaderPosition {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens (creating it, and `readers/`, if missing) the file `name` in the readers directory
+/// of the log in `dir`, for reading and writing, without truncating it.
+pub(crate) fn open_in_readers(dir: &Path, name: &str) -> Result<(File, PathBuf)> {
+    let readers = dir.join(READERS_DIR);
+    std::fs::create_dir_all(&readers).map_err(|e| Error::io("mkdir", &readers, e))?;
+    let path = readers.join(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    Ok((file, path))
 }
 
 /// The lowest position among the readers of `dir` (`None`: no reader has one).
