@@ -65,7 +65,7 @@ fn segment(dir: &Path, index: u64, size: u64, first_seq: u64, crc: u32) -> Seale
     w.into_sealed()
 }
 
-fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+fn get(c: &wal_recorder::maintainer::Counter) -> u64 {
     MaintainerStats::get(c)
 }
 

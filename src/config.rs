@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::io::fault::FaultPlan;
-use crate::io::BackendChoice;
+pub use crate::io::BackendChoice;
 
 /// How cold segments are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub enum RecoveryMode {
 
 impl RecoveryMode {
     /// The reader's rule for this mode.
-    pub fn tail_rule(self) -> crate::logdir::TailRule {
+    pub(crate) fn tail_rule(self) -> crate::logdir::TailRule {
         match self {
             RecoveryMode::TruncateTail => crate::logdir::TailRule::TruncateTail,
             RecoveryMode::Strict => crate::logdir::TailRule::Strict,

@@ -248,7 +248,7 @@ impl Error {
 
     /// Whether this is a failed fsync, fdatasync or msync: never retried, it latches the log
     /// failed (contract 5).
-    pub fn is_sync_failure(&self) -> bool {
+    pub(crate) fn is_sync_failure(&self) -> bool {
         matches!(self, Error::Io { op, .. }
             if matches!(*op, "fsync" | "fdatasync" | "fsync dir" | "msync" | "write (drain)"))
     }

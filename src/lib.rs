@@ -38,12 +38,14 @@ pub mod config;
 pub mod constants;
 pub mod error;
 pub mod event;
+#[doc(hidden)] // the I/O backends and their fault injection: test support, not API
 pub mod io;
 pub mod logdir;
 pub mod maintainer;
 pub mod recorder;
 pub mod recovery;
 pub mod segment;
+#[doc(hidden)] // the staged write path's buffers: used by walctl and the tests, not API
 pub mod staging;
 pub mod telemetry;
 

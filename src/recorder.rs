@@ -93,7 +93,13 @@ impl Recorder {
             },
         )?;
         recovered.replayed_records = replayed.records;
-        recovered.actions.splice(0..0, replayed.actions);
+        recovered.actions.splice(
+            0..0,
+            replayed
+                .actions
+                .into_iter()
+                .map(crate::recovery::Action::from),
+        );
         for a in &recovered.actions {
             log::warn!("recovery: {a}");
         }

@@ -10,7 +10,7 @@ use common::{file_names, wait_for, SmallTmpfs};
 use wal_recorder::config::Config;
 use wal_recorder::event;
 use wal_recorder::logdir::verify;
-use wal_recorder::maintainer::{Health, MaintainerStats};
+use wal_recorder::maintainer::Health;
 use wal_recorder::recorder::Recorder;
 
 const SEG: u64 = 1 << 20;
@@ -25,8 +25,8 @@ fn config(dir: &Path) -> Config {
     c
 }
 
-fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
-    MaintainerStats::get(c)
+fn get(c: &wal_recorder::maintainer::Counter) -> u64 {
+    c.get()
 }
 
 /// Bytes of every file in `dir`.
@@ -88,11 +88,7 @@ fn only_hot_data_over_the_budget_is_reported_not_deleted() {
     c.max_disk_bytes = Some(2 * SEG);
     let mut rec = Recorder::open(dir.path(), c).unwrap();
     append(&mut rec, 3 * PER_SEG);
-    wait_for("the report", || {
-        rec.maintainer_stats()
-            .over_budget
-            .load(std::sync::atomic::Ordering::Relaxed)
-    });
+    wait_for("the report", || rec.maintainer_stats().over_budget.get());
     assert_eq!(rec.health(), Health::Degraded);
     assert!(get(&rec.maintainer_stats().budget_excess_bytes) > 0);
     assert_eq!(
@@ -135,9 +131,7 @@ fn min_free_bytes_deletes_cold_segments_then_reports() {
     append(&mut rec, 10 * PER_SEG);
     wait_for("deletes and the report", || {
         let m = rec.maintainer_stats();
-        get(&m.frozen) >= 5
-            && get(&m.cold) == 0
-            && m.over_budget.load(std::sync::atomic::Ordering::Relaxed)
+        get(&m.frozen) >= 5 && get(&m.cold) == 0 && m.over_budget.get()
     });
     assert_eq!(rec.health(), Health::Degraded);
     rec.close().unwrap();

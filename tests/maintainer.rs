@@ -3,7 +3,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{file_names, wait_for, write_segments};
@@ -25,7 +24,7 @@ fn config(dir: &Path, backend: BackendChoice, hot: usize, cold: usize) -> Config
     c
 }
 
-fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+fn get(c: &wal_recorder::maintainer::Counter) -> u64 {
     MaintainerStats::get(c)
 }
 
@@ -221,7 +220,7 @@ fn io_uring_setup_failure_falls_back_to_blocking() {
     let mut cfg = config(dir.path(), BackendChoice::Auto, 1, 100);
     cfg.simulate_uring_error = Some(libc::EPERM);
     let (_, last, m) = run(dir.path(), cfg.clone(), 3);
-    assert!(m.stats().fell_back.load(Ordering::Relaxed));
+    assert!(m.stats().fell_back.get());
     assert_eq!(get(&m.stats().frozen), 2);
     assert_eq!(verify(dir.path()).unwrap().last_seq, Some(last));
 
@@ -239,7 +238,7 @@ fn io_uring_is_used_by_default() {
         config(dir.path(), BackendChoice::Auto, 1, 100),
         2,
     );
-    assert!(!m.stats().fell_back.load(Ordering::Relaxed));
+    assert!(!m.stats().fell_back.get());
 }
 
 #[test]

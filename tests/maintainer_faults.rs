@@ -18,7 +18,7 @@ use wal_recorder::segment::names::{cold_name, hot_name};
 
 const SEG: u64 = 256 * 1024;
 
-fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+fn get(c: &wal_recorder::maintainer::Counter) -> u64 {
     MaintainerStats::get(c)
 }
 

@@ -56,7 +56,7 @@ impl Manifest {
     }
 
     /// The JSON text.
-    pub fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
         let segments: Vec<Value> = self
             .segments
             .values()
@@ -80,7 +80,7 @@ impl Manifest {
     }
 
     /// Parses the JSON text of the object `target` (named in errors).
-    pub fn from_json(bytes: &[u8], target: &str) -> Result<Self> {
+    pub(crate) fn from_json(bytes: &[u8], target: &str) -> Result<Self> {
         let bad = |why: String| Error::Archive {
             target: target.to_string(),
             op: "read manifest",

@@ -22,7 +22,7 @@ pub struct ColdBytes {
 }
 
 /// Decodes `data` (a `.wal.lz4`, named `name` in errors) to its end and checks it.
-pub fn scan_cold_bytes(data: Vec<u8>, name: &Path) -> Result<ColdBytes> {
+pub(crate) fn scan_cold_bytes(data: Vec<u8>, name: &Path) -> Result<ColdBytes> {
     let (first_seq, last_seq) = {
         let src = open_cold_reader(&data[..], name)?;
         let mut r = SegmentReader::new(src, name)?;
@@ -52,14 +52,14 @@ pub fn scan_cold_bytes(data: Vec<u8>, name: &Path) -> Result<ColdBytes> {
 }
 
 /// Reads and checks the `.wal.lz4` at `path`.
-pub fn read_cold(path: &Path) -> Result<ColdBytes> {
+pub(crate) fn read_cold(path: &Path) -> Result<ColdBytes> {
     let data = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     scan_cold_bytes(data, path)
 }
 
 /// Compresses the sealed `.wal` at `path` into the same standard LZ4 frame a freeze makes,
 /// and checks the result.
-pub fn compress_hot(path: &Path) -> Result<ColdBytes> {
+pub(crate) fn compress_hot(path: &Path) -> Result<ColdBytes> {
     let raw = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let mut r = SegmentReader::new(Cursor::new(&raw[..]), path)?;
     match r.skip_to_end()? {

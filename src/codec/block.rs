@@ -37,7 +37,7 @@ impl BlockEncoder {
 
     /// As [`Self::new`]; at a fast level (below 3), `acceleration` above 1 trades ratio for
     /// speed (`LZ4_compress_fast`).
-    pub fn with_acceleration(level: u32, acceleration: u32, content_size: u64) -> Self {
+    pub(crate) fn with_acceleration(level: u32, acceleration: u32, content_size: u64) -> Self {
         BlockEncoder {
             level,
             acceleration: acceleration.clamp(1, 65_537),
@@ -48,7 +48,7 @@ impl BlockEncoder {
     }
 
     /// Worst-case bytes one call appends.
-    pub fn output_bound(&self) -> usize {
+    pub(crate) fn output_bound(&self) -> usize {
         // SAFETY: pure function of its argument.
         let b = unsafe { lz4_sys::LZ4_compressBound(CHUNK_SIZE as i32) } as usize;
         16 + BLOCK_HEADER + b

@@ -70,7 +70,11 @@ impl FrameEncoder {
 
     /// As [`Self::new`]; at a fast level (below 3), `acceleration` above 1 trades ratio for
     /// speed (LZ4F's negative levels, `lz4 --fast=N`).
-    pub fn with_acceleration(level: u32, acceleration: u32, content_size: u64) -> Result<Self> {
+    pub(crate) fn with_acceleration(
+        level: u32,
+        acceleration: u32,
+        content_size: u64,
+    ) -> Result<Self> {
         let mut ctx = LZ4FCompressionContext(std::ptr::null_mut());
         // SAFETY: ctx is a valid out-pointer; the version matches the headers lz4-sys uses.
         let rc = unsafe { lz4_sys::LZ4F_createCompressionContext(&mut ctx, LZ4F_VERSION) };
@@ -94,7 +98,7 @@ impl FrameEncoder {
     }
 
     /// Largest number of bytes one `compress` or `finish` call may append.
-    pub fn output_bound(&self) -> usize {
+    pub(crate) fn output_bound(&self) -> usize {
         self.bound
     }
 

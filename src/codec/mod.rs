@@ -35,7 +35,7 @@ pub fn open_cold(file: File, path: &Path) -> Result<Box<dyn Read + Send>> {
 
 /// As [`open_cold`], over any buffered source (an object downloaded from the archive);
 /// `path` names it in errors.
-pub fn open_cold_reader<'a, R: BufRead + Send + 'a>(
+pub(crate) fn open_cold_reader<'a, R: BufRead + Send + 'a>(
     mut src: R,
     path: &Path,
 ) -> Result<Box<dyn Read + Send + 'a>> {
@@ -81,15 +81,6 @@ pub fn cold_content_size(path: &Path) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// Opens a cold file that must be in the given encoding (the freeze's own check).
-pub fn open_cold_with(file: File, path: &Path, c: Compression) -> Result<Box<dyn Read + Send>> {
-    let src = BufReader::with_capacity(COLD_READ_BUF, file);
-    Ok(match c {
-        Compression::Frame { .. } => Box::new(lz4::FrameDecoder::new(src, path)?),
-        Compression::Block { .. } => Box::new(block::BlockDecoder::new(src, path)?),
-    })
-}
-
 /// The encoder a freeze uses.
 pub enum ColdEncoder {
     /// A standard LZ4 frame.
@@ -105,7 +96,7 @@ impl ColdEncoder {
     }
 
     /// As [`Self::new`], with LZ4 acceleration `a` at fast levels (1: none).
-    pub fn with_acceleration(c: Compression, a: u32, content_size: u64) -> Result<Self> {
+    pub(crate) fn with_acceleration(c: Compression, a: u32, content_size: u64) -> Result<Self> {
         Ok(match c {
             Compression::Frame { level } => ColdEncoder::Frame(
                 lz4::FrameEncoder::with_acceleration(level, a, content_size)?,
@@ -117,7 +108,7 @@ impl ColdEncoder {
     }
 
     /// Worst-case bytes one call appends.
-    pub fn output_bound(&self) -> usize {
+    pub(crate) fn output_bound(&self) -> usize {
         match self {
             ColdEncoder::Frame(e) => e.output_bound(),
             ColdEncoder::Block(e) => e.output_bound(),

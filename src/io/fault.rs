@@ -193,7 +193,7 @@ impl FaultPlan {
 
     /// For a file operation made outside the backend (the writer's msync): the errno a
     /// matching `Fail` rule injects, counting the occurrence like any other.
-    pub fn inject(&self, code: OpCode, target: Target) -> Option<i32> {
+    pub(crate) fn inject(&self, code: OpCode, target: Target) -> Option<i32> {
         let probe = Op {
             target,
             ..Op::fdatasync(target, -1, 0)

@@ -3,7 +3,7 @@
 /// Opens `dir` and takes an exclusive, non-blocking `flock` on it, held as long as the
 /// returned handle lives. A second holder gets [`crate::Error::Locked`]. Nothing is created
 /// in the directory (contract 1: only our segment files live there).
-pub fn lock_dir(dir: &std::path::Path) -> crate::Result<std::fs::File> {
+pub(crate) fn lock_dir(dir: &std::path::Path) -> crate::Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(dir).map_err(|e| crate::Error::io("open dir", dir, e))?;
     if !f

@@ -21,9 +21,9 @@ use std::time::Duration;
 pub use aligned::AlignedBuf;
 pub use blocking::BlockingBackend;
 pub(crate) use lock::flock_exclusive;
-pub use lock::lock_dir;
-pub use sched::{set_idle_priority, set_nice};
-pub use sync_dir::sync_dir;
+pub(crate) use lock::lock_dir;
+pub(crate) use sched::{set_idle_priority, set_nice};
+pub(crate) use sync_dir::sync_dir;
 pub use uring::UringBackend;
 
 /// What an operation does. Mirrors the io_uring opcodes the maintainer uses.
@@ -148,7 +148,13 @@ impl Op {
     /// `fdatasync` of the byte range `[offset, offset + len)` only (io_uring passes the
     /// range to the kernel's `vfs_fsync_range`; the blocking backend syncs the whole file,
     /// a superset).
-    pub fn fdatasync_range(target: Target, fd: RawFd, offset: u64, len: u32, user_data: u64) -> Op {
+    pub(crate) fn fdatasync_range(
+        target: Target,
+        fd: RawFd,
+        offset: u64,
+        len: u32,
+        user_data: u64,
+    ) -> Op {
         Op {
             offset,
             len,
@@ -306,7 +312,7 @@ pub enum BackendChoice {
 /// `force_uring_error` simulates such a failure (tests). With `faults` (tests), either backend
 /// applies the plan: the blocking one through [`fault::FaultBackend`], io_uring by running
 /// the operations a rule matches outside the ring.
-pub fn open_backend(
+pub(crate) fn open_backend(
     choice: BackendChoice,
     entries: u32,
     force_uring_error: Option<i32>,

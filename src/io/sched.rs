@@ -3,7 +3,7 @@
 /// Puts the calling thread (and the threads it creates later, which inherit the policy) in
 /// `SCHED_IDLE`: it runs only when its core has nothing else to run, so bulk work such as
 /// archive uploads never delays the maintainer on a shared core.
-pub fn set_idle_priority() -> std::io::Result<()> {
+pub(crate) fn set_idle_priority() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 is the calling thread; `param` is a valid struct that outlives the call.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
@@ -17,7 +17,7 @@ pub fn set_idle_priority() -> std::io::Result<()> {
 /// Lowers the calling thread's nice value to `nice` (it stays `SCHED_OTHER`): on a shared
 /// core it yields to normal threads almost always, yet still gets a share when every core is
 /// busy, where `SCHED_IDLE` would starve it.
-pub fn set_nice(nice: i32) -> std::io::Result<()> {
+pub(crate) fn set_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: gettid has no arguments and cannot fail.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
     // SAFETY: setpriority with PRIO_PROCESS and a thread id changes only that thread.

@@ -114,3 +114,35 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
     out.foreign.sort();
     Ok(out)
 }
+
+/// The highest watermark among the hot segments of a listing, with the file it is in.
+pub(crate) fn highest_watermark(segments: &[SegmentEntry]) -> Result<Option<(u64, PathBuf)>> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for seg in segments {
+        if seg.tier != Tier::Hot {
+            continue;
+        }
+        // A file removed since the listing (a live log's maintainer) holds no watermark.
+        let gone = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+        let capacity = match crate::segment::format::capacity_of(&seg.path) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if seg.file_len < capacity + crate::segment::watermark::WATERMARK_LEN {
+            continue;
+        }
+        let found = match crate::segment::watermark::read_watermark(&seg.path, seg.index, capacity)
+        {
+            Err(e) if gone(&e) => None,
+            other => other?,
+        };
+        if let Some(w) = found {
+            if best.as_ref().map_or(true, |(s, _)| w.durable_seq > *s) {
+                best = Some((w.durable_seq, seg.path.clone()));
+            }
+        }
+    }
+    Ok(best)
+}

@@ -305,19 +305,20 @@ impl LogReader {
     }
 
     /// Summaries of the cold segments this walk had to read in full (and found sealed).
-    pub fn learned(&self) -> &[(SegmentSummary, FileStamp)] {
+    pub(crate) fn learned(&self) -> &[(SegmentSummary, FileStamp)] {
         &self.learned
     }
 
     /// Reads with `rule` deciding which break ends the log (default: `TruncateTail`).
-    pub fn with_rule(mut self, rule: TailRule) -> Self {
+    pub(crate) fn with_rule(mut self, rule: TailRule) -> Self {
         self.rule = rule;
         self
     }
 
     /// Reads `segments` (cold, in index order) through `opener`: a log that lives in an
     /// archive. `warnings` are reported as found.
-    pub fn from_sources(
+    #[cfg(feature = "archive")]
+    pub(crate) fn from_sources(
         segments: Vec<SegmentEntry>,
         warnings: Vec<Warning>,
         opener: SourceOpener,
@@ -703,12 +704,12 @@ impl LogReader {
     }
 
     /// Segments opened so far: (all, hot, cold).
-    pub fn segments_read(&self) -> (u64, u64, u64) {
+    pub(crate) fn segments_read(&self) -> (u64, u64, u64) {
         (self.segments_read, self.hot_read, self.cold_read)
     }
 
     /// Where the chain stands after the last finished segment: (next seq, last crc).
-    pub fn chain_end(&self) -> Option<(u64, u32)> {
+    pub(crate) fn chain_end(&self) -> Option<(u64, u32)> {
         self.chain.map(|c| (c.next_seq, c.crc))
     }
 }

@@ -6,18 +6,21 @@ mod listing;
 mod log_reader;
 mod mapped;
 pub mod reader_position;
-pub mod seek;
+pub(crate) mod seek;
 mod staged_view;
+#[doc(hidden)] // the cold summaries' file format (docs/FORMAT.md); tests write it
 pub mod summary;
 mod tail;
 mod tailer;
 mod verify;
 
-pub use crate::segment::reader::data_after;
 pub use cursor::{cursor_path, CURSOR_FILE};
+pub(crate) use listing::highest_watermark;
 pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
 pub use log_reader::{LogReader, Records, SourceOpener, Warning};
 pub use mapped::{MappedRecords, MappedSegment};
 pub use tail::{TailDrop, TailRule};
 pub use tailer::{Idle, OnDivergence, Redelivery, StartAt, Tailer, Visibility};
-pub use verify::{verify, verify_reader, VerifyReport};
+#[cfg(feature = "archive")]
+pub(crate) use verify::verify_reader;
+pub use verify::{verify, VerifyReport};

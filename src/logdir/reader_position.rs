@@ -257,7 +257,7 @@ pub(crate) fn open_in_readers(dir: &Path, name: &str) -> Result<(File, PathBuf)>
 }
 
 /// The lowest position among the readers of `dir` (`None`: no reader has one).
-pub fn min_reader_position(dir: &Path) -> Option<u64> {
+pub(crate) fn min_reader_position(dir: &Path) -> Option<u64> {
     let rd = std::fs::read_dir(dir.join(READERS_DIR)).ok()?;
     rd.flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(SUFFIX))

@@ -23,7 +23,7 @@ pub(crate) fn vanished(e: &Error) -> bool {
 
 /// First sequence number of a segment; `None` for a hot file whose header is not written yet
 /// (a prepared segment) or is damaged (the reader reports that when it gets there).
-pub fn first_seq_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result<Option<u64>> {
+pub(crate) fn first_seq_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result<Option<u64>> {
     if let Some(s) = index.get(entry) {
         return Ok(Some(s.first_seq));
     }
@@ -45,7 +45,11 @@ pub fn first_seq_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result<Option
 /// Position in `segments` of the segment that holds `seq`, if any segment can (the last one
 /// whose first sequence number is at most `seq`): O(log n) header or summary reads. Unwritten
 /// hot segments at the end are skipped. `Ok(None)`: `seq` lies before the first segment.
-pub fn locate(segments: &[SegmentEntry], index: &SummaryIndex, seq: u64) -> Result<Option<usize>> {
+pub(crate) fn locate(
+    segments: &[SegmentEntry],
+    index: &SummaryIndex,
+    seq: u64,
+) -> Result<Option<usize>> {
     // Hot files whose header is not written yet can only be at the end.
     let mut end = segments.len();
     while end > 0 && first_seq_of(&segments[end - 1], index)?.is_none() {

@@ -109,7 +109,7 @@ impl StagedView {
     }
 
     /// The header of segment `index` if a buffer holds it (before the file has it).
-    pub fn segment_header(&mut self, index: u64) -> Option<SegmentHeader> {
+    pub(crate) fn segment_header(&mut self, index: u64) -> Option<SegmentHeader> {
         self.buffer(index).map(|(_, h)| h)
     }
 

@@ -144,7 +144,7 @@ impl SegmentSummary {
 /// The summary of a sealed hot segment, from its header and the seal at its end: `None` when
 /// the file does not end in a valid seal matching its length (unsealed, or sealed and not yet
 /// truncated, or damaged: then it must be read).
-pub fn hot_summary(entry: &SegmentEntry) -> Result<Option<SegmentSummary>> {
+pub(crate) fn hot_summary(entry: &SegmentEntry) -> Result<Option<SegmentSummary>> {
     if entry.tier != Tier::Hot || entry.file_len < (HEADER_LEN + SEAL_LEN) as u64 {
         return Ok(None);
     }
@@ -209,14 +209,14 @@ impl SummaryIndex {
     }
 
     /// Valid entries read, superseded ones included.
-    pub fn entries_read(&self) -> usize {
+    pub(crate) fn entries_read(&self) -> usize {
         self.read
     }
 }
 
 /// Writes `dir/cold.summary` with exactly `entries`, atomically: tmp, fsync, rename,
 /// directory fsync.
-pub fn write_index(dir: &Path, entries: &[(SegmentSummary, FileStamp)]) -> Result<()> {
+pub(crate) fn write_index(dir: &Path, entries: &[(SegmentSummary, FileStamp)]) -> Result<()> {
     let tmp = dir.join(SUMMARY_TMP);
     let mut bytes = Vec::with_capacity(entries.len() * ENTRY_LEN);
     for (s, stamp) in entries {

@@ -62,7 +62,8 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
 /// far `durable_seq` had reached; an open that found less left a note in `quarantine/`.
 /// Either is an error, never a torn tail.
 fn check_acknowledged(dir: &Path, report: &mut VerifyReport) -> Result<()> {
-    use crate::segment::watermark::{highest_watermark, LOST_NOTE_PREFIX};
+    use super::listing::highest_watermark;
+    use crate::segment::watermark::LOST_NOTE_PREFIX;
     let listing = super::list_dir(dir)?;
     let last = report.last_seq.unwrap_or(0);
     if let Some((w, file)) = highest_watermark(&listing.segments)? {
@@ -98,7 +99,7 @@ fn check_acknowledged(dir: &Path, report: &mut VerifyReport) -> Result<()> {
 }
 
 /// Reads `reader` to its end (or its first break) and reports.
-pub fn verify_reader(mut reader: LogReader) -> VerifyReport {
+pub(crate) fn verify_reader(mut reader: LogReader) -> VerifyReport {
     read_all(&mut reader)
 }
 

@@ -112,7 +112,7 @@ pub struct ArchiverLink {
 }
 
 /// A connected pair.
-pub fn archive_gate() -> (ArchiveGate, ArchiverLink) {
+pub(crate) fn archive_gate() -> (ArchiveGate, ArchiverLink) {
     let (otx, orx) = ring::new(GATE_RING);
     let (ctx, crx) = ring::new(GATE_RING);
     let flags = Arc::new(GateFlags::new());
@@ -162,7 +162,7 @@ impl ArchiveGate {
     }
 
     /// Whether `index` may be deleted.
-    pub fn is_archived(&self, index: u64) -> bool {
+    pub(crate) fn is_archived(&self, index: u64) -> bool {
         self.archived.contains(&index)
     }
 
@@ -172,12 +172,12 @@ impl ArchiveGate {
     }
 
     /// Offers not yet in the ring.
-    pub fn has_outbox(&self) -> bool {
+    pub(crate) fn has_outbox(&self) -> bool {
         !self.outbox.is_empty()
     }
 
     /// The archiver has stopped; nothing more will be confirmed.
-    pub fn archiver_done(&self) -> bool {
+    pub(crate) fn archiver_done(&self) -> bool {
         self.flags.archiver_done.load(Ordering::Acquire)
     }
 }
@@ -187,7 +187,7 @@ impl ArchiverLink {
     /// stopped before they were taken: then no offer can follow, and the ones taken are all
     /// there will be (the flag is loaded first; loaded after, an offer pushed in between
     /// would be missed).
-    pub fn take_offers(&mut self, mut each: impl FnMut(u64)) -> bool {
+    pub(crate) fn take_offers(&mut self, mut each: impl FnMut(u64)) -> bool {
         let maintainer_done = self.flags.maintainer_done.load(Ordering::Acquire);
         while let Ok(index) = self.offers.pop() {
             each(index);
@@ -196,7 +196,7 @@ impl ArchiverLink {
     }
 
     /// Confirms an upload; gives `index` back if the ring is full (push it again later).
-    pub fn confirm(&mut self, index: u64) -> Result<(), u64> {
+    pub(crate) fn confirm(&mut self, index: u64) -> Result<(), u64> {
         self.confirmed.push(index).map_err(|_| index)
     }
 

@@ -77,7 +77,7 @@ impl Budget {
     /// Bytes on disk: the cold segments not being deleted, `segment_size` for each of the
     /// `hot` segments (sealed, active and prepared; an upper bound: persisted ones are
     /// truncated), and for each of the `freezing` ones its `.tmp` at the mean cold size.
-    pub fn disk_bytes(
+    pub(crate) fn disk_bytes(
         &self,
         config: &Config,
         (hot, freezing): (usize, usize),

@@ -303,7 +303,7 @@ impl Compressors {
     }
 
     /// The next finished chunk, if any.
-    pub fn take_done(&mut self) -> Option<Box<ChunkWork>> {
+    pub(crate) fn take_done(&mut self) -> Option<Box<ChunkWork>> {
         if let Some(w) = self.inline_done.pop_front() {
             return Some(w);
         }

@@ -155,7 +155,7 @@ impl Drain {
     }
 
     /// Whether a free buffer is there for the next segment.
-    pub fn has_free(&self) -> bool {
+    pub(crate) fn has_free(&self) -> bool {
         !self.free.is_empty()
     }
 
@@ -213,7 +213,11 @@ impl Drain {
             },
         );
         let path = segment_path(&self.dir, index);
-        PreparedSegment::staged(path, index, self.ring.clone(), slot)
+        let memory = (self.ring.base(slot), self.ring.capacity());
+        // SAFETY: the ring maps every buffer for its whole life and the clone keeps it alive;
+        // this drain holds `slot`'s token (it just zeroed the buffer), so the writer that
+        // gets the segment is the buffer's only user until it hands the segment back.
+        unsafe { PreparedSegment::staged(path, index, memory, self.ring.clone(), slot) }
     }
 
     /// Length of a segment file this drain creates: the capacity and the watermark page.
@@ -232,7 +236,7 @@ impl Drain {
     /// `fdatasync → fsync(dir)`. Zero-filled files have written extents, so a drain's
     /// fdatasync on a journaled ext4 needs no journal commit to convert them
     /// (`Config::zero_fill`).
-    pub fn start_prepare(&mut self, index: u64, cx: &mut Ctx<'_>) -> Result<()> {
+    pub(crate) fn start_prepare(&mut self, index: u64, cx: &mut Ctx<'_>) -> Result<()> {
         let slot = self.take_free()?;
         let file = match self.create_file(index, false) {
             Ok(f) => f,
@@ -351,7 +355,7 @@ impl Drain {
     }
 
     /// When the next drain is due (the loop sleeps no longer than this).
-    pub fn next_at(&self) -> Instant {
+    pub(crate) fn next_at(&self) -> Instant {
         self.next_at
     }
 
@@ -478,7 +482,7 @@ impl Drain {
     /// A completion of the drain in flight. An error of the write or the fdatasync is an
     /// fsync failure (contract 5: the caller latches the log failed); a short write cancels
     /// the fdatasync and the range is written again next time.
-    pub fn on_complete(
+    pub(crate) fn on_complete(
         &mut self,
         tag: u32,
         result: i32,
@@ -528,7 +532,7 @@ impl Drain {
     }
 
     /// Hands the file of a sealed segment to persist, with what is left to write.
-    pub fn take_for_persist(&mut self, index: u64) -> Option<StagedTail> {
+    pub(crate) fn take_for_persist(&mut self, index: u64) -> Option<StagedTail> {
         let t = self.targets.remove(&index)?;
         Some(StagedTail {
             file: t.file,

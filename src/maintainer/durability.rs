@@ -91,7 +91,7 @@ impl Durability {
 
     /// Publishes the appended and durable sequence numbers to the cursor (every loop turn:
     /// two stores to a mapped page).
-    pub fn publish_cursor(&mut self) {
+    pub(crate) fn publish_cursor(&mut self) {
         let Some(c) = &self.cursor else { return };
         if let Some((_, _, seq)) = self.link.appended_snapshot() {
             self.appended_seen = self.appended_seen.max(seq);
@@ -124,7 +124,7 @@ impl Durability {
     }
 
     /// The log failed: `durable_seq` never advances again.
-    pub fn latch_failed(&self) {
+    pub(crate) fn latch_failed(&self) {
         self.link.failed.store(true, Ordering::Release);
     }
 
@@ -134,7 +134,7 @@ impl Durability {
     }
 
     /// When the next timed sync or drain is due.
-    pub fn next_at(&self) -> Instant {
+    pub(crate) fn next_at(&self) -> Instant {
         match &self.drain {
             Some(d) => d.next_at(),
             None => self.sync_next,
@@ -142,7 +142,7 @@ impl Durability {
     }
 
     /// Starts a sync of the active segment when the interval has passed. True if it did.
-    pub fn plan_sync(
+    pub(crate) fn plan_sync(
         &mut self,
         cx: &mut Ctx<'_>,
         interval: Duration,
@@ -203,7 +203,7 @@ impl Durability {
     }
 
     /// The active-segment sync completed. An error is an fsync failure (contract 5).
-    pub fn on_sync_complete(&mut self, result: i32, cx: &mut Ctx<'_>) -> Result<()> {
+    pub(crate) fn on_sync_complete(&mut self, result: i32, cx: &mut Ctx<'_>) -> Result<()> {
         let (index, seq) = self.sync_in_flight.take().expect("a sync was in flight");
         cx.hists
             .record_since(crate::telemetry::Hist::Fdatasync, self.sync_started);
@@ -213,7 +213,12 @@ impl Durability {
     }
 
     /// A completion of the drain (Staged mode). An error is an fsync failure (contract 5).
-    pub fn on_drain_complete(&mut self, tag: u32, result: i32, cx: &mut Ctx<'_>) -> Result<()> {
+    pub(crate) fn on_drain_complete(
+        &mut self,
+        tag: u32,
+        result: i32,
+        cx: &mut Ctx<'_>,
+    ) -> Result<()> {
         let d = self
             .drain
             .as_mut()
@@ -223,7 +228,7 @@ impl Durability {
 
     /// A segment was persisted: advance `persisted_end` and `durable_seq` over every
     /// segment persisted without a gap.
-    pub fn on_persisted(&mut self, index: u64, last_seq: u64) {
+    pub(crate) fn on_persisted(&mut self, index: u64, last_seq: u64) {
         use std::sync::atomic::Ordering;
         let mut end = self.link.persisted_end.load(Ordering::Acquire);
         if index < end {

@@ -221,12 +221,12 @@ impl FreezeJob {
 
     /// The helper that still keeps this freeze's codec (it ended with chunks of it handed
     /// over and not the last one): the worker releases it.
-    pub fn codec_left_at(&self) -> Option<usize> {
+    pub(crate) fn codec_left_at(&self) -> Option<usize> {
         self.helper.filter(|_| self.codec.is_none())
     }
 
     /// Still reading and compressing (not yet syncing or publishing).
-    pub fn is_compressing(&self) -> bool {
+    pub(crate) fn is_compressing(&self) -> bool {
         matches!(self.phase, Phase::Pipeline)
     }
 
@@ -245,7 +245,7 @@ impl FreezeJob {
 
     /// Issues what can be issued and compresses what is ready. Returns an outcome when the
     /// job has ended (only on failure paths; success ends in `complete`).
-    pub fn pump(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
+    pub(crate) fn pump(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
         if let Err(e) = self.pump_inner(slot, cx) {
             self.fail(e);
         }
@@ -579,12 +579,12 @@ impl FreezeJob {
     }
 
     /// Waiting for the worker to start the publish chain.
-    pub fn is_ready_to_publish(&self) -> bool {
+    pub(crate) fn is_ready_to_publish(&self) -> bool {
         matches!(self.phase, Phase::ReadyToPublish)
     }
 
     /// The publish chain is in flight.
-    pub fn is_publishing(&self) -> bool {
+    pub(crate) fn is_publishing(&self) -> bool {
         matches!(self.phase, Phase::Publish(_))
     }
 
@@ -701,7 +701,7 @@ impl FreezeJob {
     /// After a failure, once nothing is in flight: close, remove the tmp, report.
     /// Gives up before publishing because an fsync failed elsewhere: the `.wal` stays and so
     /// does the tmp (nothing is deleted after an fsync error; recovery removes the tmp).
-    pub fn abandon(&mut self) {
+    pub(crate) fn abandon(&mut self) {
         close(&mut self.src);
         close(&mut self.tmp);
     }

@@ -74,7 +74,7 @@ impl WriterLink {
     }
 
     /// Writer: segment `index`, whose first record will be `first_seq`, is now active.
-    pub fn begin_segment(&self, index: u64, first_seq: u64, mapping: (usize, usize)) {
+    pub(crate) fn begin_segment(&self, index: u64, first_seq: u64, mapping: (usize, usize)) {
         self.gen.fetch_add(1, Ordering::AcqRel); // odd: switching
                                                  // The stores below must not become visible before the odd generation: a reader that
                                                  // saw one of them then finds the generation changed (the reader's acquire fence
@@ -92,7 +92,7 @@ impl WriterLink {
 
     /// Writer, before handing its last segment over at close: no mapping is active any more
     /// (the maintainer unmaps the segment once it has it; nothing may touch it after).
-    pub fn retire_mapping(&self) {
+    pub(crate) fn retire_mapping(&self) {
         self.gen.fetch_add(1, Ordering::AcqRel); // odd: switching
         fence(Ordering::Release); // as in `begin_segment`
         self.active_base.store(0, Ordering::Relaxed);
@@ -132,7 +132,7 @@ impl WriterLink {
     }
 
     /// Maintainer: (active index, mapping address, mapping length, appended offset).
-    pub fn pretouch_snapshot(&self) -> Option<(u64, usize, usize, u64)> {
+    pub(crate) fn pretouch_snapshot(&self) -> Option<(u64, usize, usize, u64)> {
         self.consistent(|| {
             (
                 self.active_index.load(Ordering::Acquire),
@@ -144,7 +144,7 @@ impl WriterLink {
     }
 
     /// Maintainer: (active index, appended offset, appended seq), as [`Self::snapshot`].
-    pub fn appended_snapshot(&self) -> Option<(u64, u64, u64)> {
+    pub(crate) fn appended_snapshot(&self) -> Option<(u64, u64, u64)> {
         self.consistent(|| {
             let index = self.active_index.load(Ordering::Acquire);
             let seq = self.appended_seq.load(Ordering::Acquire);
@@ -170,7 +170,7 @@ impl WriterLink {
 
     /// Raises the durable sequence number (never lowers it), unless the log failed: after a
     /// failed fsync nothing is claimed durable again (contract 5).
-    pub fn advance_durable(&self, seq: u64) {
+    pub(crate) fn advance_durable(&self, seq: u64) {
         if self.failed.load(Ordering::Acquire) {
             return;
         }

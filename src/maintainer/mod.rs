@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use stats::{Health, MaintainerStats};
+pub use stats::{Counter, Flag, Health, MaintainerStats};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -73,12 +73,12 @@ impl PersistQueue {
 
 /// The drain of a staged recorder, made at open (it prepares the first segment on the
 /// opening thread) and handed to the maintainer.
-pub struct StagedDrain(drain::Drain);
+pub(crate) struct StagedDrain(drain::Drain);
 
 impl StagedDrain {
     /// A drain over `ring` for the segments of `config.dir`, as configured (`direct_io`,
     /// `zero_fill`).
-    pub fn new(ring: Arc<crate::staging::StagingRing>, config: &Config) -> Self {
+    pub(crate) fn new(ring: Arc<crate::staging::StagingRing>, config: &Config) -> Self {
         StagedDrain(drain::Drain::new(
             ring,
             config.dir.clone(),
@@ -89,7 +89,7 @@ impl StagedDrain {
     }
 
     /// Creates segment `index`'s file and gives it a zeroed staging buffer.
-    pub fn prepare(&mut self, index: u64) -> Result<crate::segment::PreparedSegment> {
+    pub(crate) fn prepare(&mut self, index: u64) -> Result<crate::segment::PreparedSegment> {
         self.0.prepare(index)
     }
 }

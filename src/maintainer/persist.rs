@@ -144,7 +144,7 @@ impl PersistJob {
 
     /// Releases the descriptor of a job none of whose operations was submitted (a chain that
     /// could not be pushed), when it is given up: the file stays for recovery.
-    pub fn close_unsubmitted(self) {
+    pub(crate) fn close_unsubmitted(self) {
         // SAFETY: the descriptor is this job's own and no operation in flight uses it (its
         // chain was never submitted).
         unsafe { libc::close(self.fd) };

@@ -24,101 +24,146 @@ pub enum Health {
 #[non_exhaustive]
 pub struct MaintainerStats {
     /// Segments persisted (truncated, fdatasynced, closed).
-    pub persisted: AtomicU64,
+    pub persisted: Counter,
     /// Segments frozen to `.wal.lz4`.
-    pub frozen: AtomicU64,
+    pub frozen: Counter,
     /// Cold segments deleted by retention or request.
-    pub freed: AtomicU64,
+    pub freed: Counter,
     /// Freezes that failed and will be retried.
-    pub compress_failures: AtomicU64,
+    pub compress_failures: Counter,
     /// Persist chains that failed and will be retried.
-    pub persist_failures: AtomicU64,
+    pub persist_failures: Counter,
     /// Unlinks (of `.wal` after a freeze, or of `.wal.lz4`) that failed and will be retried.
-    pub unlink_failures: AtomicU64,
+    pub unlink_failures: Counter,
     /// fsync/fdatasync failures (each one sets health to failed).
-    pub fsync_failures: AtomicU64,
+    pub fsync_failures: Counter,
     /// ENOSPC seen during a freeze.
-    pub enospc: AtomicU64,
+    pub enospc: Counter,
     /// Bytes of `.wal` compressed.
-    pub bytes_in: AtomicU64,
+    pub bytes_in: Counter,
     /// Bytes of `.wal.lz4` written.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: Counter,
     /// Requests (freeze/free by path) refused because the file is not a hot/cold segment.
-    pub rejected_requests: AtomicU64,
+    pub rejected_requests: Counter,
     /// Hot segments now (gauge).
-    pub hot: AtomicU64,
+    pub hot: Counter,
     /// Cold segments now (gauge).
-    pub cold: AtomicU64,
+    pub cold: Counter,
     /// Work waiting for a retry (gauge); health is degraded while it is not zero.
-    pub pending_retries: AtomicU64,
+    pub pending_retries: Counter,
     /// Cold segments kept beyond `max_compressed_segments` because their upload to the
     /// archive is not confirmed yet (gauge; always 0 without an archive).
-    pub archive_waiting: AtomicU64,
+    pub archive_waiting: Counter,
     /// The loop's current idle sleep in nanoseconds (gauge): grows while idle, resets on work.
-    pub sleep_ns: AtomicU64,
+    pub sleep_ns: Counter,
     /// Times the backoff went back to `min_sleep` after growing (work arrived while idle).
-    pub backoff_resets: AtomicU64,
+    pub backoff_resets: Counter,
     /// Turns of the loop that did work.
-    pub busy_turns: AtomicU64,
+    pub busy_turns: Counter,
     /// Turns of the loop that found nothing to do.
-    pub idle_turns: AtomicU64,
+    pub idle_turns: Counter,
     /// CPU time the maintainer thread used, in ns (written when the thread ends).
-    pub cpu_ns: AtomicU64,
+    pub cpu_ns: Counter,
     /// Direct mode: pretouches (`MADV_POPULATE_WRITE` ahead of the writer) that failed; a
     /// failure means the range was not a live mapping, which must never happen.
-    pub pretouch_failures: AtomicU64,
+    pub pretouch_failures: Counter,
     /// Sealed segments left unpersisted (the log failed, or it stopped with an earlier
     /// segment's persist pending): recovery finishes them at the next open.
-    pub abandoned: AtomicU64,
+    pub abandoned: Counter,
     /// Cold segments kept beyond `max_compressed_segments` for a reader that has not read
     /// them yet (gauge; `hold_for_readers`).
-    pub held_for_readers: AtomicU64,
+    pub held_for_readers: Counter,
     /// Bytes by which a disk limit (`max_disk_bytes`, `min_free_bytes`) is exceeded while
     /// nothing retention may delete is left (gauge; 0 when within); health is degraded then.
-    pub budget_excess_bytes: AtomicU64,
+    pub budget_excess_bytes: Counter,
     /// A disk limit (an age limit included) is exceeded and nothing retention may delete is
     /// left (hot or unarchived segments only).
-    pub over_budget: AtomicBool,
+    pub over_budget: Flag,
     /// Hot segments beyond `max_segments` (gauge); health is degraded beyond twice it.
-    pub hot_backlog_segments: AtomicU64,
+    pub hot_backlog_segments: Counter,
     /// The hot backlog exceeds twice `max_segments`.
-    pub hot_backlog_degraded: AtomicBool,
+    pub hot_backlog_degraded: Flag,
     /// Compression helper threads running (gauge; 0: freezes compress on the loop).
-    pub compress_threads: AtomicU64,
+    pub compress_threads: Counter,
     /// LZ4 acceleration of the freeze started last (gauge; 1: none, higher while the hot
     /// backlog exceeds `max_segments` and `auto_accelerate` is on).
-    pub freeze_acceleration: AtomicU64,
+    pub freeze_acceleration: Counter,
     /// Freezes started with acceleration above 1.
-    pub accelerated_freezes: AtomicU64,
+    pub accelerated_freezes: Counter,
     /// Rollover stalls (the writer waiting for a prepared segment), by what the maintainer
     /// was at when it saw the wait: every staging buffer still holding data not yet drained
     /// and persisted (the disk behind the writer),
-    pub stall_no_free_buffer: AtomicU64,
+    pub stall_no_free_buffer: Counter,
     /// the next segment's preparation in flight (its file being created or zero-filled),
-    pub stall_preparing: AtomicU64,
+    pub stall_preparing: Counter,
     /// preparation failing and backing off (a full disk),
-    pub stall_prepare_retry: AtomicU64,
+    pub stall_prepare_retry: Counter,
     /// or none of these: the maintainer's loop had not got to it yet (busy elsewhere, such
     /// as compressing a chunk).
-    pub stall_maintainer_late: AtomicU64,
+    pub stall_maintainer_late: Counter,
     /// Segments the scrub verified in full (each pass counts again).
-    pub scrubbed_segments: AtomicU64,
+    pub scrubbed_segments: Counter,
     /// Bytes of segment files the scrub read.
-    pub scrubbed_bytes: AtomicU64,
+    pub scrubbed_bytes: Counter,
     /// Passes of the scrub over the whole log.
-    pub scrub_passes: AtomicU64,
+    pub scrub_passes: Counter,
     /// Damaged segments the scrub found (each file once); health is degraded while not zero.
-    pub scrub_corruptions: AtomicU64,
+    pub scrub_corruptions: Counter,
     /// Set once if io_uring could not be set up and the blocking backend is used.
-    pub fell_back: AtomicBool,
+    pub fell_back: Flag,
     /// Whether pinning the thread to the configured core succeeded.
-    pub pinned: AtomicBool,
+    pub pinned: Flag,
     /// Read by the writer on every append: on a cache line (two, for the adjacent-line
     /// prefetcher) of its own, so that the counters the maintainer and the scrub write all
     /// the time never invalidate the writer's copy.
     failed: OwnLine,
     /// The first failure that latched `failed` (read only once failed: never on the hot path).
     failure: Mutex<Option<Arc<Error>>>,
+}
+
+/// A counter or gauge of [`MaintainerStats`]: anyone reads it, only the maintainer writes
+/// it (the writes are crate-private, so a user cannot corrupt the log's health).
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Its value now (a relaxed load: never stalls the maintainer).
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn load(&self, o: Ordering) -> u64 {
+        self.0.load(o)
+    }
+
+    pub(crate) fn store(&self, v: u64, o: Ordering) {
+        self.0.store(v, o)
+    }
+
+    pub(crate) fn fetch_add(&self, v: u64, o: Ordering) -> u64 {
+        self.0.fetch_add(v, o)
+    }
+}
+
+/// A flag of [`MaintainerStats`], read-only outside the crate like [`Counter`].
+#[derive(Debug, Default)]
+pub struct Flag(AtomicBool);
+
+impl Flag {
+    /// Whether it is set now (a relaxed load).
+    #[inline]
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn load(&self, o: Ordering) -> bool {
+        self.0.load(o)
+    }
+
+    pub(crate) fn store(&self, v: bool, o: Ordering) {
+        self.0.store(v, o)
+    }
 }
 
 /// An atomic flag alone on 128 bytes (rtrb's and crossbeam's `CachePadded`).
@@ -184,7 +229,7 @@ impl MaintainerStats {
 
     /// Whether an fsync failed (one atomic load; the writer checks it on every append).
     #[inline]
-    pub fn is_failed(&self) -> bool {
+    pub(crate) fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
 
@@ -209,8 +254,8 @@ impl MaintainerStats {
             .clone()
     }
 
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// Reads a counter (the same as [`Counter::get`]).
+    pub fn get(counter: &Counter) -> u64 {
+        counter.get()
     }
 }

@@ -196,13 +196,13 @@ impl Worker {
     }
 
     /// Serve a recorder's writer: prepare segments ahead and keep `durable_seq`.
-    pub fn attach(&mut self, durability: Durability) {
+    pub(crate) fn attach(&mut self, durability: Durability) {
         self.durability = Some(durability);
     }
 
     /// Delete cold segments only after the archiver confirms them; the cold segments already
     /// here are offered first.
-    pub fn attach_archive(&mut self, mut gate: ArchiveGate) {
+    pub(crate) fn attach_archive(&mut self, mut gate: ArchiveGate) {
         for &i in &self.cold {
             gate.offer(i);
         }
@@ -211,7 +211,7 @@ impl Worker {
     }
 
     /// Sets up the backend chosen by the config (io_uring, falling back to blocking).
-    pub fn open_backend(&mut self) -> Result<()> {
+    pub(crate) fn open_backend(&mut self) -> Result<()> {
         if self.be.is_some() {
             return Ok(());
         }

@@ -130,6 +130,34 @@ impl std::fmt::Display for LostAcknowledged {
     }
 }
 
+impl From<crate::staging::BufferOutcome> for Action {
+    fn from(o: crate::staging::BufferOutcome) -> Self {
+        use crate::staging::BufferOutcome as O;
+        match o {
+            O::Replayed {
+                path,
+                from,
+                segment,
+                records,
+            } => Action::Replayed {
+                path,
+                from,
+                segment,
+                records,
+            },
+            O::Discarded {
+                path,
+                segment,
+                older,
+            } => Action::StagingDiscarded {
+                path,
+                segment,
+                older,
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

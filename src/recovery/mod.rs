@@ -103,7 +103,7 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
     let listing = list_dir(dir)?;
     // How far durable_seq had reached, from the drains' watermarks (read before anything
     // is cut: the cut removes the page).
-    let watermark = crate::segment::watermark::highest_watermark(&listing.segments)?;
+    let watermark = crate::logdir::highest_watermark(&listing.segments)?;
     for tmp in &listing.tmp {
         fx.remove(tmp, Removal::Leftover)?;
     }

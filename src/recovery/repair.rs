@@ -39,7 +39,7 @@ pub fn repair_with(dir: &Path, dry_run: bool, staging_base: &Path) -> Result<Rec
             match replay(&staging, dir, None) {
                 Ok(r) => {
                     replayed = r.records;
-                    actions.extend(r.actions);
+                    actions.extend(r.actions.into_iter().map(Action::from));
                 }
                 Err(Error::Staging { path, why }) => {
                     log::warn!(

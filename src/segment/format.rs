@@ -161,7 +161,7 @@ impl SegmentHeader {
 
 /// The capacity stated by the header of the segment file at `path`; `None` when the file has
 /// no valid header (a prepared segment, a torn or foreign one).
-pub fn capacity_of(path: &std::path::Path) -> crate::error::Result<Option<u64>> {
+pub(crate) fn capacity_of(path: &std::path::Path) -> crate::error::Result<Option<u64>> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).map_err(|e| crate::error::Error::io("open", path, e))?;
     let mut head = [0u8; HEADER_LEN];
@@ -190,7 +190,7 @@ impl RecordHeader {
     }
 
     /// Checks the length field against the limit; the caller checks it against the file.
-    pub fn check_len(&self) -> Result<(), Corruption> {
+    pub(crate) fn check_len(&self) -> Result<(), Corruption> {
         if self.len as usize > MAX_RECORD_LEN {
             return Err(Corruption::BadLength {
                 len: u64::from(self.len),
@@ -217,7 +217,7 @@ pub fn record_crc(prev_crc: u32, seq: u64, payload: &[u8]) -> u32 {
 }
 
 /// [`record_crc`] through the crc32c crate; the reference the fast path is tested against.
-pub fn record_crc_portable(prev_crc: u32, seq: u64, payload: &[u8]) -> u32 {
+pub(crate) fn record_crc_portable(prev_crc: u32, seq: u64, payload: &[u8]) -> u32 {
     let mut pre = [0u8; 12];
     pre[0..8].copy_from_slice(&seq.to_le_bytes());
     pre[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -284,12 +284,12 @@ impl Seal {
 }
 
 #[inline(always)]
-pub fn put_u32(b: &mut [u8], at: usize, v: u32) {
+pub(crate) fn put_u32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
 #[inline(always)]
-pub fn put_u64(b: &mut [u8], at: usize, v: u64) {
+pub(crate) fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
@@ -301,7 +301,7 @@ pub fn get_u32(b: &[u8], at: usize) -> u32 {
 }
 
 #[inline(always)]
-pub fn get_u64(b: &[u8], at: usize) -> u64 {
+pub(crate) fn get_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)

@@ -18,7 +18,7 @@ pub fn seal_in_place(path: &Path, seal_offset: u64, seal: &Seal) -> Result<()> {
 }
 
 /// [`seal_in_place`], with fault rules on [`Target::Recovery`] applied (tests).
-pub fn seal_in_place_with(
+pub(crate) fn seal_in_place_with(
     path: &Path,
     seal_offset: u64,
     seal: &Seal,
@@ -43,7 +43,11 @@ pub fn truncate_sealed(path: &Path, used: u64) -> Result<()> {
 }
 
 /// [`truncate_sealed`], with fault rules on [`Target::Recovery`] applied (tests).
-pub fn truncate_sealed_with(path: &Path, used: u64, faults: Option<&FaultPlan>) -> Result<()> {
+pub(crate) fn truncate_sealed_with(
+    path: &Path,
+    used: u64,
+    faults: Option<&FaultPlan>,
+) -> Result<()> {
     let step = |code, op| injected_at(faults, code, Target::Recovery, op, path);
     let f = OpenOptions::new()
         .write(true)

@@ -80,7 +80,7 @@ impl SharedMap {
 
     /// Writes back `[0, upto)` to the file and waits (msync MS_SYNC), so the records in that
     /// range survive power loss.
-    pub fn sync_prefix(&self, upto: usize, path: &Path) -> Result<()> {
+    pub(crate) fn sync_prefix(&self, upto: usize, path: &Path) -> Result<()> {
         let upto = upto.min(self.len);
         // SAFETY: the range lies inside this mapping and starts at its page-aligned start.
         let rc = unsafe { libc::msync(self.ptr.as_ptr().cast(), upto, libc::MS_SYNC) };
@@ -98,7 +98,7 @@ impl SharedMap {
 /// # Safety
 /// The range must lie in a mapping of this process that no one unmaps concurrently. (The
 /// call changes no byte of memory; the kernel checks the range.)
-pub unsafe fn populate_write(base: usize, len: usize) -> std::io::Result<()> {
+pub(crate) unsafe fn populate_write(base: usize, len: usize) -> std::io::Result<()> {
     // SAFETY: per the caller; madvise validates the range and only takes write faults.
     let rc = unsafe { libc::madvise(base as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
     if rc == 0 {
@@ -170,7 +170,7 @@ impl ReadMap {
 
     /// The 8 bytes at `at` (a multiple of 8), loaded atomically with acquire ordering: what
     /// the writer stored before its release store of them is visible after.
-    pub fn load_u64(&self, at: usize) -> u64 {
+    pub(crate) fn load_u64(&self, at: usize) -> u64 {
         assert!(at % 8 == 0 && at + 8 <= self.len, "aligned and in bounds");
         // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); an AtomicU64 view of
         // shared memory is how another process's release store is acquired.
@@ -179,7 +179,7 @@ impl ReadMap {
     }
 
     /// Copies `out.len()` bytes from `at` (they may be changing: check them after).
-    pub fn copy_to(&self, at: usize, out: &mut [u8]) {
+    pub(crate) fn copy_to(&self, at: usize, out: &mut [u8]) {
         assert!(at + out.len() <= self.len, "in bounds");
         // SAFETY: in bounds of the mapping; `out` is ours and does not overlap it.
         unsafe {

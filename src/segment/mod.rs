@@ -11,8 +11,9 @@ pub mod reader;
 pub mod watermark;
 pub mod writer;
 
-pub use crate::io::sync_dir;
-pub use in_place::{seal_in_place, seal_in_place_with, truncate_sealed, truncate_sealed_with};
+pub(crate) use crate::io::sync_dir;
+pub use in_place::{seal_in_place, truncate_sealed};
+pub(crate) use in_place::{seal_in_place_with, truncate_sealed_with};
 pub(crate) use mmap::populate_write;
 pub(crate) use mmap::{ReadMap, SealedMap, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};

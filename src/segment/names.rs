@@ -46,7 +46,7 @@ pub fn cold_path(dir: &Path, index: u64) -> PathBuf {
 }
 
 /// Classifies a file name.
-pub fn classify(name: &str) -> FileKind {
+pub(crate) fn classify(name: &str) -> FileKind {
     if name.len() <= INDEX_DIGITS || !name.is_char_boundary(INDEX_DIGITS) {
         return FileKind::Foreign;
     }

@@ -171,7 +171,7 @@ impl<R: Read> SegmentReader<R> {
 
     /// After the seal of a compressed segment: the stream must end there, and reading to its
     /// end makes the decoder check the frame's end mark, checksum and size.
-    pub fn expect_end_of_stream(&mut self) -> Result<()> {
+    pub(crate) fn expect_end_of_stream(&mut self) -> Result<()> {
         let mut buf = [0u8; 64];
         loop {
             match self.src.read(&mut buf) {
@@ -405,7 +405,7 @@ fn read_full<R: Read>(src: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
 /// True for a segment file that holds nothing: empty (created, never preallocated) or all
 /// zeros (prepared ahead of the writer, never activated). A zero header with data after it
 /// is not unused: pages written after a header page that never reached the disk.
-pub fn is_unused_file(path: &Path) -> Result<bool> {
+pub(crate) fn is_unused_file(path: &Path) -> Result<bool> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut head = [0u8; HEADER_LEN];
     let got = read_full(&mut f, &mut head).map_err(|e| Error::io("read", path, e))?;
@@ -419,7 +419,7 @@ pub fn is_unused_file(path: &Path) -> Result<bool> {
 /// zero after it): the file, up to the capacity its header states when it has one (the
 /// watermark page past it is not records, `super::watermark`). Only the file's data regions
 /// are read (`SEEK_DATA`/`SEEK_HOLE`): a preallocated segment nobody wrote costs one `lseek`.
-pub fn data_after(path: &Path, offset: u64) -> Result<u64> {
+pub(crate) fn data_after(path: &Path, offset: u64) -> Result<u64> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
     let end = super::format::capacity_of(path)?.unwrap_or(u64::MAX);

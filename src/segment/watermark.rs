@@ -22,7 +22,7 @@
 //! ```
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::constants::PAGE_SIZE;
 use crate::error::{Error, Result};
@@ -101,7 +101,7 @@ fn decode(slot: &[u8], index: u64) -> Option<Watermark> {
 /// The watermark of segment `index` in `path`, whose header states `capacity`: the valid
 /// slot of the higher generation, or `None` (no page: an older file, a persisted one, or a
 /// segment no drain reached).
-pub fn read_watermark(path: &Path, index: u64, capacity: u64) -> Result<Option<Watermark>> {
+pub(crate) fn read_watermark(path: &Path, index: u64, capacity: u64) -> Result<Option<Watermark>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut page = vec![0u8; WATERMARK_LEN as usize];
     match file.read_exact_at(&mut page, capacity) {
@@ -113,39 +113,6 @@ pub fn read_watermark(path: &Path, index: u64, capacity: u64) -> Result<Option<W
         .iter()
         .filter_map(|&at| decode(&page[at..at + SLOT_LEN], index))
         .max_by_key(|w| w.generation))
-}
-
-/// The highest watermark among the hot segments of a listing, with the file it is in.
-pub fn highest_watermark(
-    segments: &[crate::logdir::SegmentEntry],
-) -> Result<Option<(u64, PathBuf)>> {
-    let mut best: Option<(u64, PathBuf)> = None;
-    for seg in segments {
-        if seg.tier != crate::logdir::Tier::Hot {
-            continue;
-        }
-        // A file removed since the listing (a live log's maintainer) holds no watermark.
-        let gone = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
-        let capacity = match crate::segment::format::capacity_of(&seg.path) {
-            Ok(Some(c)) => c,
-            Ok(None) => continue,
-            Err(e) if gone(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if seg.file_len < capacity + WATERMARK_LEN {
-            continue;
-        }
-        let found = match read_watermark(&seg.path, seg.index, capacity) {
-            Err(e) if gone(&e) => None,
-            other => other?,
-        };
-        if let Some(w) = found {
-            if best.as_ref().map_or(true, |(s, _)| w.durable_seq > *s) {
-                best = Some((w.durable_seq, seg.path.clone()));
-            }
-        }
-    }
-    Ok(best)
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ use crate::constants::{MAX_RECORD_LEN, MAX_SEGMENT_SIZE, MAX_SEQ, MIN_SEGMENT_SI
 use crate::error::{Error, Result};
 use crate::io::fault::FaultPlan;
 use crate::io::{OpCode, Target};
-use crate::staging::StagingRing;
 
 /// Why an append did not happen. Nothing was written in any of these cases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +42,14 @@ enum Backing {
         /// Kept for its `Drop` (munmap); the writer uses `PreparedSegment::base`.
         map: SharedMap,
     },
-    /// Staged mode: a staging buffer in tmpfs; the ring keeps the mapping alive and the
-    /// maintainer owns the segment file on disk.
-    Staged { ring: Arc<StagingRing>, slot: usize },
+    /// Staged mode: a staging buffer in tmpfs, whose owner (the staging ring, one layer up)
+    /// `keep` keeps mapped; the maintainer owns the segment file on disk.
+    Staged { keep: BufferOwner, slot: usize },
 }
+
+/// What keeps a staging buffer mapped while a segment is written in it (the staging ring,
+/// erased so that a segment knows nothing of the ring above it).
+pub(crate) type BufferOwner = Arc<dyn std::any::Any + Send + Sync>;
 
 /// A segment ready to become the active one: its memory mapped and prefaulted, no header yet.
 /// Activating it ([`SegmentWriter::activate`]) writes the header into memory, so a prepared
@@ -74,7 +77,7 @@ impl PreparedSegment {
     }
 
     /// [`Self::create`], with fault rules on [`Target::Prepare`] applied (tests).
-    pub fn create_with_faults(
+    pub(crate) fn create_with_faults(
         dir: &Path,
         index: u64,
         capacity: u64,
@@ -100,15 +103,25 @@ impl PreparedSegment {
         }
     }
 
-    /// A prepared segment staged in `slot` of `ring` (which the caller zeroed); the segment
+    /// A prepared segment staged in buffer `slot`, `len` zeroed bytes at `base`; the segment
     /// file `<index>.wal` at `path` is the maintainer's.
-    pub(crate) fn staged(path: PathBuf, index: u64, ring: Arc<StagingRing>, slot: usize) -> Self {
+    ///
+    /// # Safety
+    /// `base..base + len` must stay mapped, writable and written by no one else while `keep`
+    /// is alive (the staging ring and the slot's token give both).
+    pub(crate) unsafe fn staged(
+        path: PathBuf,
+        index: u64,
+        (base, len): (NonNull<u8>, usize),
+        keep: BufferOwner,
+        slot: usize,
+    ) -> Self {
         PreparedSegment {
             path,
             index,
-            base: ring.base(slot),
-            len: ring.capacity(),
-            backing: Backing::Staged { ring, slot },
+            base,
+            len,
+            backing: Backing::Staged { keep, slot },
         }
     }
 
@@ -128,7 +141,7 @@ impl PreparedSegment {
     }
 
     /// The staging slot, in Staged mode.
-    pub fn staging_slot(&self) -> Option<usize> {
+    pub(crate) fn staging_slot(&self) -> Option<usize> {
         match &self.backing {
             Backing::Staged { slot, .. } => Some(*slot),
             Backing::Mapped { .. } => None,
@@ -245,8 +258,8 @@ pub struct SealedSegment {
     pub(crate) file: Option<File>,
     /// The writer's mapping (dropped = unmapped by the maintainer, off the writer thread).
     pub(crate) map: Option<SharedMap>,
-    /// The staging buffer (Staged mode): the ring and the slot.
-    pub(crate) staged: Option<(Arc<StagingRing>, usize)>,
+    /// The staging buffer (Staged mode): what keeps it mapped, and its slot.
+    pub(crate) staged: Option<(BufferOwner, usize)>,
     /// Used length: header, records and seal.
     pub(crate) used: u64,
     /// Sequence number of the last record (first_seq - 1 when empty).
@@ -441,7 +454,7 @@ impl SegmentWriter {
     }
 
     /// Whether this segment is staged in tmpfs.
-    pub fn is_staged(&self) -> bool {
+    pub(crate) fn is_staged(&self) -> bool {
         matches!(self.seg.backing, Backing::Staged { .. })
     }
 
@@ -491,11 +504,6 @@ impl SegmentWriter {
         (self.write_off + if self.sealed.is_some() { SEAL_LEN } else { 0 }) as u64
     }
 
-    /// Whether the seal is written.
-    pub fn is_sealed(&self) -> bool {
-        self.sealed.is_some()
-    }
-
     /// Seals (if not yet sealed) and hands the segment over to the maintainer's persist
     /// step. No system call.
     pub fn into_sealed(mut self) -> SealedSegment {
@@ -503,7 +511,7 @@ impl SegmentWriter {
         let used = self.used_len();
         let (file, map, staged) = match self.seg.backing {
             Backing::Mapped { file, map } => (Some(file), Some(map), None),
-            Backing::Staged { ring, slot } => (None, None, Some((ring, slot))),
+            Backing::Staged { keep, slot } => (None, None, Some((keep, slot))),
         };
         SealedSegment {
             index: self.header.index,

@@ -291,7 +291,7 @@ impl StagingDir {
     }
 
     /// Names of the buffer files present (`buf-*`), sorted.
-    pub fn buffer_names(&self) -> Result<Vec<String>> {
+    pub(crate) fn buffer_names(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         let rd = std::fs::read_dir(&self.path).map_err(|e| Error::io("read_dir", &self.path, e))?;
         for entry in rd {
@@ -307,7 +307,7 @@ impl StagingDir {
     }
 
     /// Opens an existing buffer read-only, refusing a link or a file of another owner.
-    pub fn open_buffer(&self, name: &str) -> Result<File> {
+    pub(crate) fn open_buffer(&self, name: &str) -> Result<File> {
         let path = self.path.join(name);
         let f =
             open_at(self.fd.as_raw_fd(), &cstr(name, &path)?, libc::O_RDONLY, 0).map_err(|e| {
@@ -367,7 +367,7 @@ impl StagingDir {
 
     /// Removes every buffer, the identity and the directory itself: what a clean close does
     /// once everything is durable on disk.
-    pub fn remove_all(self) -> Result<()> {
+    pub(crate) fn remove_all(self) -> Result<()> {
         for name in self.buffer_names()? {
             self.remove(&name)?;
         }

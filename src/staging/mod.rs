@@ -9,8 +9,8 @@ mod replay;
 mod ring;
 
 pub use dir::{staging_path, StagingDir};
-pub use replay::{replay, Replay};
-pub use ring::StagingRing;
+pub(crate) use replay::{replay, BufferOutcome, Replay};
+pub(crate) use ring::StagingRing;
 
 use std::path::Path;
 
@@ -20,7 +20,7 @@ use crate::error::Result;
 /// At open, before recovery reads the disk: applies what a crashed process left in the
 /// staging directory of `log_dir` (in either write path), then, in Staged mode, returns the
 /// directory emptied of buffers for a new ring; in Direct mode removes it.
-pub fn open_for(log_dir: &Path, config: &Config) -> Result<(Option<StagingDir>, Replay)> {
+pub(crate) fn open_for(log_dir: &Path, config: &Config) -> Result<(Option<StagingDir>, Replay)> {
     match config.write_path {
         WritePath::Staged => {
             let dir = StagingDir::create(&config.staging_dir, log_dir, config.staging_group)?;

@@ -17,7 +17,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::dir::StagingDir;
 use crate::error::{Error, Result};
@@ -29,11 +29,31 @@ use crate::segment::names::segment_path;
 use crate::segment::writer::injected_at;
 use crate::segment::{sync_dir, SegmentEnd, SegmentReader};
 
+/// What replay did with one buffer that held a segment (recovery reports it as an
+/// [`crate::recovery::Action`]; staging sits below recovery and does not know its report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BufferOutcome {
+    /// `records` the disk lacked written from buffer `from` into segment `segment` at `path`.
+    Replayed {
+        path: PathBuf,
+        from: PathBuf,
+        segment: u64,
+        records: u64,
+    },
+    /// Buffer `path` held nothing the disk lacked: its segment is older than the disk's copy
+    /// (`older`) or holds no more records.
+    Discarded {
+        path: PathBuf,
+        segment: u64,
+        older: bool,
+    },
+}
+
 /// What replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
-    /// One line per buffer that held a segment.
-    pub actions: Vec<crate::recovery::Action>,
+    /// One per buffer that held a segment.
+    pub actions: Vec<BufferOutcome>,
     /// Records the disk lacked and got from staging.
     pub records: u64,
     /// Segments written from staging.
@@ -139,7 +159,7 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
         let i = s.header.index;
         let spath = dir.path().join(&s.name);
         let Some((create, (disk_end, disk_count))) = disk else {
-            out.actions.push(crate::recovery::Action::StagingDiscarded {
+            out.actions.push(BufferOutcome::Discarded {
                 path: spath,
                 segment: i,
                 older: true,
@@ -154,7 +174,7 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
         // ignored staging, a recovery's cut) can end further on than a buffer holding one
         // more short record.
         if count <= disk_count {
-            out.actions.push(crate::recovery::Action::StagingDiscarded {
+            out.actions.push(BufferOutcome::Discarded {
                 path: spath,
                 segment: i,
                 older: false,
@@ -173,7 +193,7 @@ pub fn replay(dir: &StagingDir, log_dir: &Path, faults: Option<&FaultPlan>) -> R
         created |= create;
         out.records += count - disk_count;
         out.segments += 1;
-        out.actions.push(crate::recovery::Action::Replayed {
+        out.actions.push(BufferOutcome::Replayed {
             path: target,
             from: spath,
             segment: i,

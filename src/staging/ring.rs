@@ -93,18 +93,13 @@ impl StagingRing {
     }
 
     /// Whether the buffers are locked in memory.
-    pub fn is_locked(&self) -> bool {
+    pub(crate) fn is_locked(&self) -> bool {
         self.locked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of buffers.
     pub fn len(&self) -> usize {
         self.maps.len()
-    }
-
-    /// Always false: a ring has at least two buffers.
-    pub fn is_empty(&self) -> bool {
-        self.maps.is_empty()
     }
 
     /// Bytes per buffer.
@@ -127,11 +122,6 @@ impl StagingRing {
         // SAFETY: the range lies inside the slot's mapping, and the caller holds the slot:
         // nobody else writes it now.
         unsafe { std::ptr::write_bytes(self.maps[slot].as_ptr().add(from), 0, upto - from) };
-    }
-
-    /// The staging directory.
-    pub fn dir(&self) -> &StagingDir {
-        &self.dir
     }
 
     /// Unmaps and removes every buffer and the directory: a clean close, once everything

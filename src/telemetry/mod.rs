@@ -100,12 +100,12 @@ mod imp {
 
     /// Nanoseconds since `s`.
     #[inline]
-    pub fn since_ns(s: Stamp) -> u64 {
+    pub(crate) fn since_ns(s: Stamp) -> u64 {
         s.elapsed().as_nanos() as u64
     }
 
     /// Nothing to calibrate.
-    pub fn init() {}
+    pub(crate) fn init() {}
 
     /// A set of the histograms of [`HISTOGRAMS`].
     #[derive(Clone)]
@@ -190,12 +190,12 @@ mod imp {
 
         /// Records the time since `start`.
         #[inline]
-        pub fn record_since(&mut self, h: Hist, start: Stamp) {
+        pub(crate) fn record_since(&mut self, h: Hist, start: Stamp) {
             self.local.record(h, since_ns(start));
         }
 
         /// Publishes if due (or if `force`), without blocking: a busy lock means next time.
-        pub fn maybe_publish(&mut self, force: bool) {
+        pub(crate) fn maybe_publish(&mut self, force: bool) {
             if !force && self.last_publish.elapsed() < PUBLISH_EVERY {
                 return;
             }
@@ -244,12 +244,12 @@ mod imp {
 
     /// Always 0.
     #[inline(always)]
-    pub fn since_ns(_: Stamp) -> u64 {
+    pub(crate) fn since_ns(_: Stamp) -> u64 {
         0
     }
 
     /// Nothing to calibrate.
-    pub fn init() {}
+    pub(crate) fn init() {}
 
     /// Compiled out: holds nothing.
     #[derive(Clone, Default)]
@@ -288,11 +288,11 @@ mod imp {
 
         /// Nothing.
         #[inline(always)]
-        pub fn record_since(&mut self, _: Hist, _: Stamp) {}
+        pub(crate) fn record_since(&mut self, _: Hist, _: Stamp) {}
 
         /// Nothing.
         #[inline(always)]
-        pub fn maybe_publish(&mut self, _: bool) {}
+        pub(crate) fn maybe_publish(&mut self, _: bool) {}
 
         /// The empty set.
         pub fn local(&self) -> &HistSet {

@@ -95,7 +95,7 @@ fn counters(s: &MaintainerStats) -> serde_json::Value {
         "compress_failures": g(&s.compress_failures), "persist_failures": g(&s.persist_failures),
         "unlink_failures": g(&s.unlink_failures), "fsync_failures": g(&s.fsync_failures),
         "enospc": g(&s.enospc), "bytes_in": g(&s.bytes_in), "bytes_out": g(&s.bytes_out),
-        "fell_back_to_blocking": s.fell_back.load(std::sync::atomic::Ordering::Relaxed),
+        "fell_back_to_blocking": s.fell_back.get(),
         "compress_threads": g(&s.compress_threads),
         "freeze_acceleration": g(&s.freeze_acceleration),
         "accelerated_freezes": g(&s.accelerated_freezes),

@@ -15,7 +15,7 @@ impl Durability {
     /// Prepares one segment if the ring has room. True if it did work. Direct mode creates
     /// and maps it here; Staged mode starts the drain's asynchronous prepare (completed in
     /// [`Self::on_prepare_complete`]).
-    pub fn plan_prepare(&mut self, cx: &mut Ctx<'_>, stopping: bool) -> bool {
+    pub(crate) fn plan_prepare(&mut self, cx: &mut Ctx<'_>, stopping: bool) -> bool {
         if stopping || self.prepared_tx.slots() == 0 || Instant::now() < self.prepare_not_before {
             return false;
         }
@@ -105,7 +105,7 @@ impl Durability {
 
     /// Counts, once per wait, why the writer is waiting for a prepared segment (a rollover
     /// stall), as the maintainer sees it now.
-    pub fn note_stall(&mut self, stats: &crate::maintainer::MaintainerStats) {
+    pub(crate) fn note_stall(&mut self, stats: &crate::maintainer::MaintainerStats) {
         let wait = self.link.waits.load(Ordering::Relaxed);
         if wait == self.stall_counted || !self.link.writer_waiting.load(Ordering::Relaxed) {
             return;
