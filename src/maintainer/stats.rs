@@ -123,6 +123,17 @@ pub struct MaintainerStats {
 
 /// A counter or gauge of [`MaintainerStats`]: anyone reads it, only the maintainer writes
 /// it (the writes are crate-private, so a user cannot corrupt the log's health).
+///
+/// ```compile_fail
+/// # fn f(stats: &wal_recorder::maintainer::MaintainerStats) {
+/// stats.pending_retries.store(0, std::sync::atomic::Ordering::Relaxed); // not for users
+/// # }
+/// ```
+/// ```
+/// # fn f(stats: &wal_recorder::maintainer::MaintainerStats) -> u64 {
+/// stats.pending_retries.get()
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
