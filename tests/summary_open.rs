@@ -234,3 +234,32 @@ fn each_freeze_appends_the_summary_of_its_cold_file() {
         assert_eq!(s.count, PER_SEG);
     }
 }
+
+#[test]
+fn a_long_run_keeps_cold_summary_the_size_of_the_cold_tier_not_of_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.max_compressed_segments = 4;
+    let segments = 200u64;
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    append(&mut rec, segments * PER_SEG + 10);
+    rec.close().unwrap();
+    let cold = file_names(dir.path())
+        .into_iter()
+        .filter(|n| n.ends_with(".wal.lz4"))
+        .count();
+    assert!(cold <= 4, "{:?}", file_names(dir.path()));
+    // About 196 segments were frozen, each appending an entry; the deletes' dead entries
+    // were dropped along the way (rewritten once dead ones outnumbered live ones by 64).
+    let n = entries(dir.path()).len();
+    assert!(
+        n <= 2 * cold + 64 + 8,
+        "{n} entries for {cold} cold segments"
+    );
+    // What is left still describes every cold segment: the open decodes none and has
+    // nothing to rewrite.
+    let report = reopen(dir.path(), segments * PER_SEG + 10);
+    assert_eq!(report.read, 0, "{report:?}");
+    assert!(report.summarized >= cold as u64, "{report:?}");
+    assert!(!report.summary_rewritten, "{report:?}");
+}

@@ -8,8 +8,8 @@
 //! - Cold segments are summarized in `cold.summary`, beside them: fixed-size entries, each
 //!   with its own checksum, appended by the maintainer after each freeze (never synced: a
 //!   lost or torn entry only costs a decode), rewritten whole (tmp, fsync, rename, directory
-//!   fsync) by recovery when it had to decode a segment or the file holds mostly entries of
-//!   deleted segments. An entry names the file it describes by index, length, inode and
+//!   fsync) by recovery when it had to decode a segment, and by recovery or the maintainer
+//!   when the file holds mostly entries of deleted segments. An entry names the file it describes by index, length, inode and
 //!   modification time; one that does not match the file is ignored (the file is decoded
 //!   instead), and the last valid entry of an index wins.
 
@@ -212,6 +212,12 @@ impl SummaryIndex {
     pub(crate) fn entries_read(&self) -> usize {
         self.read
     }
+}
+
+/// Whether a summary file of `entries` entries (of any version) is worth rewriting for
+/// `live` cold segments: dead entries outnumber the live ones by a margin.
+pub(crate) fn worth_compacting(entries: usize, live: usize) -> bool {
+    entries > 2 * live + 64
 }
 
 /// Writes `dir/cold.summary` with exactly `entries`, atomically: tmp, fsync, rename,

@@ -17,43 +17,9 @@ pub(crate) struct Ctx<'a> {
     pub hists: &'a mut LocalHists,
     /// `cold.summary`, where a freeze appends its segment's summary (none if it could not
     /// be opened: open then decodes that segment).
-    pub summaries: Option<&'a mut SummaryLog>,
+    pub summaries: Option<&'a mut super::summary_log::SummaryLog>,
     /// Where a freeze's chunks are compressed.
     pub compress: &'a mut super::compressor::Compressors,
-}
-
-/// The maintainer's end of `cold.summary`: entries are appended, never synced (a lost entry
-/// costs the next open one decode).
-pub(crate) struct SummaryLog {
-    pub file: std::fs::File,
-    /// Offset of the next entry.
-    pub next: u64,
-}
-
-impl SummaryLog {
-    /// Opens (creating it if missing) `dir/cold.summary`; a torn last entry is overwritten.
-    pub fn open(dir: &Path) -> Option<Self> {
-        use crate::logdir::summary::{ENTRY_LEN, SUMMARY_FILE};
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = dir.join(SUMMARY_FILE);
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .and_then(|f| Ok((f.metadata()?.len(), f)));
-        match opened {
-            Ok((len, file)) => Some(SummaryLog {
-                file,
-                next: len / ENTRY_LEN as u64 * ENTRY_LEN as u64,
-            }),
-            Err(e) => {
-                log::warn!("{}: {e}; cold segments are decoded at open", path.display());
-                None
-            }
-        }
-    }
 }
 
 /// `user_data` of step `tag` of the job in `slot`.

@@ -30,6 +30,7 @@ mod persist;
 mod retention;
 mod scrub;
 mod stats;
+mod summary_log;
 mod worker;
 
 use std::path::PathBuf;

@@ -261,7 +261,7 @@ fn refresh_summaries(
             return Ok(false);
         }
     }
-    if !missing && entries_read <= 2 * cold.len() + 64 {
+    if !missing && !crate::logdir::summary::worth_compacting(entries_read, cold.len()) {
         return Ok(false);
     }
     match write_index(dir, &entries) {

@@ -213,6 +213,7 @@ impl Worker {
                     g.forget(job.index);
                 }
                 self.shared.stats.freed.fetch_add(1, Ordering::Relaxed);
+                self.compact_summaries();
             }
             FreeOutcome::FsyncFailed(e) => self.fsync_failed(e),
             FreeOutcome::Retry(e) => {
@@ -236,5 +237,22 @@ impl Worker {
             }
         }
         self.update_gauges();
+    }
+
+    /// Rewrites `cold.summary` with the live cold segments' entries once dead ones outnumber
+    /// them, unless a freeze is publishing (its entry's append is in flight to the file).
+    fn compact_summaries(&mut self) {
+        let publishing = self
+            .slots
+            .iter()
+            .any(|j| matches!(j, Some(Job::Freeze(f)) if f.is_publishing()));
+        if publishing {
+            return; // the next delete tries again
+        }
+        if let Some(log) = self.summaries.as_mut() {
+            if log.compact_if_worth_it(&self.config.dir, self.cold.make_contiguous()) {
+                log::debug!("cold.summary compacted to {} entries", self.cold.len());
+            }
+        }
     }
 }
