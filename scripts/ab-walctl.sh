@@ -4,13 +4,15 @@
 # of each run (compare them round by round). Build the baseline first, e.g.
 #   git worktree add /tmp/base <commit> && (cd /tmp/base && CARGO_TARGET_DIR=/tmp/base-target cargo build --release --bin walctl)
 #   scripts/ab-walctl.sh /tmp/base-target/release/walctl target/release/walctl
+# WALCTL_ARGS adds arguments to both, e.g. WALCTL_ARGS="--write-path direct".
 set -euo pipefail
 base=$1 head=$2 rounds=${3:-3}
+read -r -a extra <<<"${WALCTL_ARGS:-}"
 for round in $(seq "$rounds"); do
     for v in base head; do
         bin=$base; [ "$v" = head ] && bin=$head
         d=$(mktemp -d)
-        "$bin" record "$d/log" --records 3000000 --rate 1000000 --json 2>/dev/null >"$d/r.json"
+        "$bin" record "$d/log" --records 3000000 --rate 1000000 "${extra[@]}" --json 2>/dev/null >"$d/r.json"
         python3 - "$v" "$round" "$d/r.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[3]))

@@ -250,7 +250,13 @@ impl Error {
     /// failed (contract 5).
     pub(crate) fn is_sync_failure(&self) -> bool {
         matches!(self, Error::Io { op, .. }
-            if matches!(*op, "fsync" | "fdatasync" | "fsync dir" | "msync" | "write (drain)"))
+            if matches!(*op, "fsync"
+                    | "fdatasync"
+                    | "fsync dir"
+                    | "msync"
+                    | "write (drain)"
+                    | "write (watermark)"
+                    | "fdatasync (watermark)"))
     }
 
     /// Builds an [`Error::Corrupt`].

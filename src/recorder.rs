@@ -128,12 +128,12 @@ impl Recorder {
                 recovered.next_seq,
                 recovered.prev_crc,
             ),
-            None => SegmentWriter::create(
+            None => SegmentWriter::create_marked(
                 &dir,
                 recovered.next_index,
                 config.segment_size,
-                recovered.next_seq,
-                recovered.prev_crc,
+                (recovered.next_seq, recovered.prev_crc),
+                None,
             )?,
         };
         let link = Arc::new(WriterLink::new(

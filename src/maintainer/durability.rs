@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod direct_mark;
 mod prepare;
 mod pretouch;
 
@@ -38,6 +39,12 @@ pub(crate) struct Durability {
     sync_next: Instant,
     /// (index, seq) of the sync in flight.
     sync_in_flight: Option<(u64, u64)>,
+    /// Completions of the sync in flight still to come (its own, and a watermark's two).
+    sync_pending: u32,
+    /// The first error among them.
+    sync_error: Option<Error>,
+    /// Direct mode's watermark.
+    mark: direct_mark::DirectMark,
     /// When the sync in flight was submitted.
     sync_started: crate::telemetry::Stamp,
     /// An fd of the active segment for its syncs, kept open while a sync is in flight.
@@ -77,6 +84,9 @@ impl Durability {
             prepare_not_before: Instant::now(),
             sync_next: Instant::now(),
             sync_in_flight: None,
+            sync_pending: 0,
+            sync_error: None,
+            mark: direct_mark::DirectMark::new(),
             sync_started: crate::telemetry::now(),
             active_file: None,
             last_appended: None,
@@ -183,7 +193,12 @@ impl Durability {
         }
         if self.active_file.as_ref().map(|(i, _)| *i) != Some(index) {
             let path = cx.dir.join(hot_name(index));
-            let f = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true) // the watermark page
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            self.mark.opened(index, &f, &path)?;
             self.active_file = Some((index, f));
         }
         let fd = self
@@ -193,21 +208,66 @@ impl Durability {
             .1
             .as_raw_fd();
         let len = off.min(u64::from(u32::MAX)) as u32;
-        let op = Op::fdatasync_range(Target::Segment, fd, 0, len, ud(SYNC_SLOT, 0));
-        // SAFETY: no buffer or path; the fd stays open while the sync is in flight.
-        unsafe { push_chain(cx.be, &[op]) }
+        let sync = Op::fdatasync_range(Target::Segment, fd, 0, len, ud(SYNC_SLOT, 0));
+        let durable = self.link.durable();
+        let ops = match self.mark.due(index, durable, idle) {
+            Some((at, page)) => vec![
+                Op::write(Target::Segment, fd, page, at, ud(SYNC_SLOT, 1)).linked(),
+                Op::fdatasync_range(
+                    Target::Segment,
+                    fd,
+                    at,
+                    crate::segment::watermark::WATERMARK_LEN as u32,
+                    ud(SYNC_SLOT, 2),
+                )
+                .linked(),
+                sync,
+            ],
+            None => vec![sync],
+        };
+        // SAFETY: the watermark page lives in `self.mark`, which stamps it again only after
+        // this sync completed (one sync in flight); the fd stays open meanwhile.
+        unsafe { push_chain(cx.be, &ops) }
             .map_err(|e| Error::io("submit", cx.dir.join(hot_name(index)), e))?;
+        self.sync_pending = ops.len() as u32;
+        self.sync_error = None;
         self.sync_in_flight = Some((index, seq));
         self.sync_started = crate::telemetry::now();
         Ok(true)
     }
 
     /// The active-segment sync completed. An error is an fsync failure (contract 5).
-    pub(crate) fn on_sync_complete(&mut self, result: i32, cx: &mut Ctx<'_>) -> Result<()> {
-        let (index, seq) = self.sync_in_flight.take().expect("a sync was in flight");
+    /// A watermark's write or sync failing is one too: the chain cancels the sync after it.
+    pub(crate) fn on_sync_complete(
+        &mut self,
+        tag: u32,
+        result: i32,
+        cx: &mut Ctx<'_>,
+    ) -> Result<()> {
+        let (index, seq) = self.sync_in_flight.expect("a sync was in flight");
+        assert!(
+            self.sync_pending > 0,
+            "a completion the sync did not wait for"
+        );
+        self.sync_pending -= 1;
+        let op = match tag {
+            0 => "fdatasync",
+            1 => "write (watermark)",
+            _ => "fdatasync (watermark)",
+        };
+        if let Err(e) = check(result, op, &cx.dir.join(hot_name(index))) {
+            // A chain completes in order: the first error is the cause, the rest cancelled.
+            self.sync_error.get_or_insert(e);
+        }
+        if self.sync_pending > 0 {
+            return Ok(());
+        }
+        self.sync_in_flight = None;
         cx.hists
             .record_since(crate::telemetry::Hist::Fdatasync, self.sync_started);
-        check(result, "fdatasync", &cx.dir.join(hot_name(index)))?;
+        if let Some(e) = self.sync_error.take() {
+            return Err(e);
+        }
         self.link.advance_durable(seq);
         Ok(())
     }

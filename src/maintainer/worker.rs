@@ -569,7 +569,7 @@ impl Worker {
                 d.take_failure()
             }
             DRAIN_SLOT => d.on_drain_complete(tag, result, &mut cx).err(),
-            _ => d.on_sync_complete(result, &mut cx).err(),
+            _ => d.on_sync_complete(tag, result, &mut cx).err(),
         };
         self.durability = Some(d);
         if let Some(e) = failure {

@@ -8,7 +8,9 @@
 //! generation's parity updated to the `durable_seq` that the drains before it made durable,
 //! linked before its fdatasync; the other slot keeps the previous value byte for byte, so a
 //! write torn at any sector leaves at least one valid slot. Persist truncates the file to its
-//! used length, which removes the page: a truncated file proves itself durable.
+//! used length, which removes the page: a truncated file proves itself durable. Direct
+//! segments carry the same page, written by the maintainer's timed syncs
+//! (`maintainer::durability::direct_mark`).
 //!
 //! Slot (64 bytes, at offsets 0 and 512 of the page, in different sectors):
 //!

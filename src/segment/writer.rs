@@ -73,18 +73,21 @@ impl PreparedSegment {
     /// `fallocate` (a full disk fails here, never as a SIGBUS later), fsyncs the file and the
     /// directory, then maps and prefaults it (Direct mode). On error the file is removed.
     pub fn create(dir: &Path, index: u64, capacity: u64) -> Result<Self> {
-        Self::create_with_faults(dir, index, capacity, None)
+        Self::create_with_faults(dir, index, capacity, 0, None)
     }
 
-    /// [`Self::create`], with fault rules on [`Target::Prepare`] applied (tests).
+    /// [`Self::create`], the file `extra` bytes longer than the mapped capacity (a recorder's
+    /// Direct segments carry the watermark page there, [`super::watermark`]), with fault
+    /// rules on [`Target::Prepare`] applied (tests).
     pub(crate) fn create_with_faults(
         dir: &Path,
         index: u64,
         capacity: u64,
+        extra: u64,
         faults: Option<&FaultPlan>,
     ) -> Result<Self> {
         let path = segment_path(dir, index);
-        let file = create_segment_file(dir, index, capacity, false, true, faults)?;
+        let file = create_segment_file_of(dir, index, capacity, extra, (false, true), faults)?;
         let capacity = clamp_capacity(capacity)?;
         // SAFETY: the file was just created and fallocated to `capacity`; only persist (after
         // the writer is done with the mapping) and recovery truncate it.
@@ -327,6 +330,20 @@ impl SegmentWriter {
         prev_crc: u32,
     ) -> Result<Self> {
         let seg = PreparedSegment::create(dir, index, capacity)?;
+        Ok(Self::activate(seg, first_seq, prev_crc))
+    }
+
+    /// [`Self::create`] with the watermark page past the capacity (a recorder's Direct
+    /// segments).
+    pub(crate) fn create_marked(
+        dir: &Path,
+        index: u64,
+        capacity: u64,
+        (first_seq, prev_crc): (u64, u32),
+        faults: Option<&FaultPlan>,
+    ) -> Result<Self> {
+        let extra = super::watermark::WATERMARK_LEN;
+        let seg = PreparedSegment::create_with_faults(dir, index, capacity, extra, faults)?;
         Ok(Self::activate(seg, first_seq, prev_crc))
     }
 

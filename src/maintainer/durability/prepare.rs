@@ -44,6 +44,7 @@ impl Durability {
                 cx.dir,
                 index,
                 cx.config.segment_size,
+                crate::segment::watermark::WATERMARK_LEN,
                 cx.config.fault_plan.as_ref(),
             ),
         };
