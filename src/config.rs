@@ -116,10 +116,17 @@ pub struct Config {
     /// Size of each segment file (recorder). Default 64 MiB,
     /// `MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE`.
     pub segment_size: u64,
-    /// How often the maintainer makes the newly appended records durable (recorder). Staged:
-    /// the new pages are drained to disk and fdatasynced; Direct: the completed pages are
-    /// synced. Default 1 ms; at most `MAX_SYNC_INTERVAL`.
+    /// Staged: the longest a new record waits before the maintainer starts draining it
+    /// (it polls for new records at most this far apart); with `continuous_drain` a drain
+    /// starts as soon as the previous one's fdatasync completed and new records exist, so
+    /// this only bounds the wait of a record that finds the maintainer idle. Direct: how
+    /// often the completed pages are synced. Default 1 ms; at most `MAX_SYNC_INTERVAL`.
     pub sync_interval: Duration,
+    /// Staged mode: group commit (default true). The next drain starts as soon as the
+    /// previous one completed and the writer appended meanwhile: a record is durable about
+    /// one write and one fdatasync after it was appended while the device keeps up, and
+    /// batches grow by themselves when it slows. False: one drain per `sync_interval`.
+    pub continuous_drain: bool,
     /// Direct mode only: whether the timer also syncs the completed pages of the active
     /// segment while the writer is busy (default true). Measured cost (README): on ext4 the
     /// writer's next stores fault on pages the sync cleaned, milliseconds at p99. With false,
@@ -234,6 +241,7 @@ impl Config {
             segment_size: DEFAULT_SEGMENT_SIZE,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             sync_while_busy: true,
+            continuous_drain: true,
             write_path: WritePath::Staged,
             staging_dir: PathBuf::from(DEFAULT_STAGING_DIR),
             staging_group: None,

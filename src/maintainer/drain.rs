@@ -359,8 +359,9 @@ impl Drain {
         self.next_at
     }
 
-    /// Starts a drain of the active segment when the interval has passed and the writer
-    /// appended since the last one. True if it started one.
+    /// Starts a drain of the active segment when the writer appended since the last one
+    /// and no drain is in flight (continuous: group commit), or, timed, when the interval
+    /// has passed too. True if it started one.
     pub fn plan(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -369,7 +370,8 @@ impl Drain {
     ) -> Result<bool> {
         let now = Instant::now();
         let sync_waits = link.sync_wanted.load(Ordering::Acquire) > link.durable();
-        if self.in_flight.is_some() || (now < self.next_at && !sync_waits) {
+        let due = cx.config.continuous_drain || now >= self.next_at || sync_waits;
+        if self.in_flight.is_some() || !due {
             return Ok(false);
         }
         self.next_at = now + interval;

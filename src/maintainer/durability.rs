@@ -45,6 +45,9 @@ pub(crate) struct Durability {
     sync_error: Option<Error>,
     /// Direct mode's watermark.
     mark: direct_mark::DirectMark,
+    /// The highest segment whose persist started: never marked again (the write would
+    /// extend the file past persist's truncate).
+    persist_started: Option<u64>,
     /// When the sync in flight was submitted.
     sync_started: crate::telemetry::Stamp,
     /// An fd of the active segment for its syncs, kept open while a sync is in flight.
@@ -87,6 +90,7 @@ impl Durability {
             sync_pending: 0,
             sync_error: None,
             mark: direct_mark::DirectMark::new(),
+            persist_started: None,
             sync_started: crate::telemetry::now(),
             active_file: None,
             last_appended: None,
@@ -210,7 +214,8 @@ impl Durability {
         let len = off.min(u64::from(u32::MAX)) as u32;
         let sync = Op::fdatasync_range(Target::Segment, fd, 0, len, ud(SYNC_SLOT, 0));
         let durable = self.link.durable();
-        let ops = match self.mark.due(index, durable, idle) {
+        let sealed = self.persist_started.is_some_and(|p| p >= index);
+        let ops = match self.mark.due(index, durable, idle).filter(|_| !sealed) {
             Some((at, page)) => vec![
                 Op::write(Target::Segment, fd, page, at, ud(SYNC_SLOT, 1)).linked(),
                 Op::fdatasync_range(
@@ -236,8 +241,19 @@ impl Durability {
         Ok(true)
     }
 
-    /// The active-segment sync completed. An error is an fsync failure (contract 5).
-    /// A watermark's write or sync failing is one too: the chain cancels the sync after it.
+    /// The persist of segment `index` is being submitted.
+    pub(crate) fn persist_started(&mut self, index: u64) {
+        self.persist_started = Some(self.persist_started.map_or(index, |p| p.max(index)));
+    }
+
+    /// Whether a sync carrying a watermark write to segment `index` is in flight (Direct):
+    /// its persist must wait, or the write would land past the truncated end.
+    pub(crate) fn marking(&self, index: u64) -> bool {
+        self.sync_pending > 1 && self.sync_in_flight.is_some_and(|(i, _)| i == index)
+    }
+
+    /// A completion of the active-segment sync. An error is an fsync failure (contract 5);
+    /// a watermark's write or sync failing is one too: the chain cancels the sync after it.
     pub(crate) fn on_sync_complete(
         &mut self,
         tag: u32,

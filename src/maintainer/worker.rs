@@ -82,6 +82,10 @@ pub(crate) struct Rings {
 /// Longest nap of the loop while a chunk is at a compression helper.
 const COMPRESS_POLL: Duration = Duration::from_micros(500);
 
+/// The longest an idle Staged maintainer sleeps between looks for new records (continuous
+/// drain): bounds the wait of a record appended while nothing is in flight.
+const IDLE_POLL_MAX: Duration = Duration::from_micros(200);
+
 pub(crate) struct Worker {
     config: Config,
     shared: Arc<Shared>,
@@ -331,14 +335,18 @@ impl Worker {
             let helper = self.compress.outstanding() > 0;
             let nap = match &self.durability {
                 _ if helper && in_flight => COMPRESS_POLL,
-                // Staged: the timed drain paces the loop. Sleep until it is due (a sealed
-                // segment waits at most that long), or until what is in flight completes;
-                // stepping up from min_sleep after every drain cost ~10 turns a millisecond.
+                // Staged: wait on the ring while anything is in flight (a drain's fdatasync
+                // wakes the loop, which starts the next drain at once). Idle, continuous:
+                // poll for new records, backing off from min_sleep to IDLE_POLL_MAX (how
+                // long a record can wait for an idle maintainer). Timed: sleep until the
+                // next drain is due.
                 Some(d) if d.staged() => match in_flight {
                     true => self.config.max_sleep,
+                    false if self.config.continuous_drain => self.sleep.min(IDLE_POLL_MAX),
                     false => d.next_at().saturating_duration_since(Instant::now()),
                 }
-                .min(self.config.max_sleep),
+                .min(self.config.max_sleep)
+                .min(self.config.sync_interval),
                 // Never sleep past the next timed sync: that bounds the durability lag.
                 Some(d) => self
                     .sleep
@@ -423,6 +431,15 @@ impl Worker {
                 }
                 continue;
             }
+            // Direct: a watermark write to the segment in flight would extend the file
+            // again after persist's truncate; wait for the sync that carries it.
+            if self
+                .durability
+                .as_ref()
+                .is_some_and(|d| d.marking(seg.index))
+            {
+                break;
+            }
             let drain = self.durability.as_mut().and_then(|d| d.drain.as_mut());
             let tail = match (seg.staged.is_some(), drain) {
                 // Never two writes of one segment in flight: wait for its drain.
@@ -433,6 +450,9 @@ impl Worker {
             let Ok(seg) = self.persist_rx.pop() else {
                 unreachable!("peeked above; only this thread pops");
             };
+            if let Some(d) = self.durability.as_mut() {
+                d.persist_started(seg.index);
+            }
             self.start_persist(slot, PersistJob::new(seg, tail));
             did = true;
         }
