@@ -71,6 +71,8 @@ pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// Default interval of the maintainer's drain (Staged) or sync (Direct) of the active
 /// segment: records are durable about this long plus one fdatasync after they are appended.
 pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+/// Default `Config::drain_gap`: the continuous drain's least time between drain starts.
+pub const DEFAULT_DRAIN_GAP: std::time::Duration = std::time::Duration::from_micros(200);
 /// Default parent of the staging directories: tmpfs, outlives a process crash.
 pub const DEFAULT_STAGING_DIR: &str = "/dev/shm";
 /// Most staging buffers one recorder keeps (each `segment_size` bytes of tmpfs).

@@ -17,7 +17,7 @@
 //! let mut log = Recorder::open(dir.path(), config).unwrap();
 //! let seq = log.append(b"order 1").unwrap(); // no system call
 //! log.append(b"order 2").unwrap();
-//! log.sync().unwrap(); // or poll log.durable_seq(): durable about 1-2 ms after the append
+//! log.sync().unwrap(); // or poll log.durable_seq(): durable about one write and fdatasync after the append
 //! assert!(log.durable_seq() > seq);
 //! log.close().unwrap();
 //!

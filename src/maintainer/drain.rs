@@ -116,6 +116,8 @@ pub(crate) struct Drain {
     targets: BTreeMap<u64, DiskTarget>,
     in_flight: Option<InFlight>,
     next_at: Instant,
+    /// When the last drain started (the continuous drain keeps `drain_gap` after it).
+    last_start: Instant,
     /// Write zeros over each new segment file before the writer gets it (see Config).
     zero_fill: bool,
     preparing: Option<Preparing>,
@@ -146,6 +148,7 @@ impl Drain {
             targets: BTreeMap::new(),
             in_flight: None,
             next_at: Instant::now(),
+            last_start: Instant::now(),
             zero_fill,
             preparing: None,
             zeroing: VecDeque::new(),
@@ -370,7 +373,9 @@ impl Drain {
     ) -> Result<bool> {
         let now = Instant::now();
         let sync_waits = link.sync_wanted.load(Ordering::Acquire) > link.durable();
-        let due = cx.config.continuous_drain || now >= self.next_at || sync_waits;
+        let continuous_due =
+            cx.config.continuous_drain && now >= self.last_start + cx.config.drain_gap;
+        let due = continuous_due || now >= self.next_at || sync_waits;
         if self.in_flight.is_some() || !due {
             return Ok(false);
         }
@@ -466,6 +471,7 @@ impl Drain {
         // `busy_with`.
         unsafe { push_chain(cx.be, &ops) }
             .map_err(|e| Error::io("submit", segment_path(&self.dir, index), e))?;
+        self.last_start = now;
         self.in_flight = Some(InFlight {
             index,
             seq,

@@ -82,10 +82,6 @@ pub(crate) struct Rings {
 /// Longest nap of the loop while a chunk is at a compression helper.
 const COMPRESS_POLL: Duration = Duration::from_micros(500);
 
-/// The longest an idle Staged maintainer sleeps between looks for new records (continuous
-/// drain): bounds the wait of a record appended while nothing is in flight.
-const IDLE_POLL_MAX: Duration = Duration::from_micros(200);
-
 pub(crate) struct Worker {
     config: Config,
     shared: Arc<Shared>,
@@ -337,12 +333,14 @@ impl Worker {
                 _ if helper && in_flight => COMPRESS_POLL,
                 // Staged: wait on the ring while anything is in flight (a drain's fdatasync
                 // wakes the loop, which starts the next drain at once). Idle, continuous:
-                // poll for new records, backing off from min_sleep to IDLE_POLL_MAX (how
-                // long a record can wait for an idle maintainer). Timed: sleep until the
-                // next drain is due.
+                // poll for new records, backing off from min_sleep to `drain_gap` (how long
+                // a record can wait for an idle maintainer). Timed: sleep until the next
+                // drain is due.
                 Some(d) if d.staged() => match in_flight {
                     true => self.config.max_sleep,
-                    false if self.config.continuous_drain => self.sleep.min(IDLE_POLL_MAX),
+                    false if self.config.continuous_drain => self
+                        .sleep
+                        .min(self.config.drain_gap.max(self.config.min_sleep)),
                     false => d.next_at().saturating_duration_since(Instant::now()),
                 }
                 .min(self.config.max_sleep)

@@ -39,7 +39,7 @@ struct Cli {
 enum Cmd {
     /// Write a synthetic trading-event stream through a Recorder, report throughput,
     /// append latency and the maintainer's work
-    Record(record::RecordArgs),
+    Record(Box<record::RecordArgs>),
     /// Read every segment in order and check checksums, chain and sequence
     Verify {
         /// Log directory, one segment file, or an archive URL (s3://bucket/prefix,
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Record(args) => record::run(args),
+        Cmd::Record(args) => record::run(*args),
         Cmd::Verify {
             path,
             json,

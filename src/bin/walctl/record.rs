@@ -34,10 +34,19 @@ pub struct RecordArgs {
     /// Compressed segments kept before the oldest is deleted
     #[arg(long, default_value_t = 64)]
     max_compressed: usize,
-    /// Time between drains (Staged) or syncs (Direct) of the active segment: milliseconds,
-    /// or with a unit (500us, 2ms; at least 1us, at most 1s)
+    /// Staged: the longest a record waits for a drain to start (continuous drain) or the
+    /// time between drains (timed); Direct: the time between syncs. Milliseconds, or with a
+    /// unit (500us, 2ms; at least 1us, at most 1s)
     #[arg(long, default_value = "1", value_parser = super::units::parse_millis)]
     sync_interval_ms: Duration,
+    /// Staged: `continuous` (group commit: the next drain starts when the previous one's
+    /// fdatasync completed) or `timed` (one drain per --sync-interval-ms)
+    #[arg(long, default_value = "continuous", value_parser = ["continuous", "timed"])]
+    drain: String,
+    /// Continuous drain: least time between drain starts, and the idle maintainer's longest
+    /// look for new records (200us default; smaller: lower lag, more maintainer CPU)
+    #[arg(long, value_parser = super::units::parse_millis)]
+    drain_gap: Option<Duration>,
     /// Appends per second, paced; latency is measured from each append's intended start
     /// (0: as fast as possible)
     #[arg(long, default_value_t = 0)]
@@ -88,6 +97,39 @@ pub struct RecordArgs {
     archive: Option<String>,
 }
 
+/// Why health is Degraded, in words.
+fn degraded_why(s: &MaintainerStats) -> String {
+    let mut why = Vec::new();
+    if s.hot_backlog_degraded.get() {
+        why.push(format!(
+            "hot backlog: {} segments beyond --max-segments waiting to be compressed",
+            s.hot_backlog_segments.get()
+        ));
+    }
+    if s.pending_retries.get() > 0 {
+        why.push(format!(
+            "{} failed operations being retried",
+            s.pending_retries.get()
+        ));
+    }
+    if s.over_budget.get() {
+        why.push(format!(
+            "disk budget exceeded by {} bytes",
+            s.budget_excess_bytes.get()
+        ));
+    }
+    if s.scrub_corruptions.get() > 0 {
+        why.push(format!(
+            "scrub found {} damaged segments",
+            s.scrub_corruptions.get()
+        ));
+    }
+    match why.is_empty() {
+        true => "cause cleared".into(),
+        false => why.join("; "),
+    }
+}
+
 fn counters(s: &MaintainerStats) -> serde_json::Value {
     let g = MaintainerStats::get;
     json!({
@@ -99,6 +141,7 @@ fn counters(s: &MaintainerStats) -> serde_json::Value {
         "compress_threads": g(&s.compress_threads),
         "freeze_acceleration": g(&s.freeze_acceleration),
         "accelerated_freezes": g(&s.accelerated_freezes),
+        "cpu_ns": g(&s.cpu_ns),
         "stall_causes": { "no_free_buffer": g(&s.stall_no_free_buffer),
                           "preparing": g(&s.stall_preparing),
                           "prepare_retry": g(&s.stall_prepare_retry),
@@ -129,6 +172,10 @@ fn config(a: &RecordArgs) -> Result<Config, String> {
     cfg.max_segments = a.max_segments;
     cfg.max_compressed_segments = a.max_compressed;
     cfg.sync_interval = a.sync_interval_ms;
+    cfg.continuous_drain = a.drain == "continuous";
+    if let Some(gap) = a.drain_gap {
+        cfg.drain_gap = gap;
+    }
     cfg.staging_dir = a.staging_dir.clone();
     cfg.zero_fill = a.zero_fill;
     cfg.direct_io = a.direct_io;
@@ -257,11 +304,17 @@ pub fn run(a: RecordArgs) -> CmdResult {
                 break;
             }
             if a.progress && clock.delta_as_nanos(last_progress, t1) >= progress_every {
+                let m = rec.maintainer_stats();
                 eprintln!(
-                    "appended {} durable {} health {:?}",
+                    "appended {} durable {} health {:?} stalls {} (drained-buffer {} preparing {} prepare-retry {} maintainer-late {})",
                     seq - 1,
                     rec.durable_seq(),
-                    rec.health()
+                    rec.health(),
+                    rec.writer_stats().stalls,
+                    m.stall_no_free_buffer.get(),
+                    m.stall_preparing.get(),
+                    m.stall_prepare_retry.get(),
+                    m.stall_maintainer_late.get(),
                 );
                 last_progress = t1;
             }
@@ -299,7 +352,12 @@ pub fn run(a: RecordArgs) -> CmdResult {
     if let Err(e) = rec.sync() {
         error.get_or_insert(e.to_string());
     }
-    let health = format!("{:?}", rec.health());
+    let health = match rec.health() {
+        wal_recorder::Health::Degraded => {
+            format!("Degraded ({})", degraded_why(rec.maintainer_stats()))
+        }
+        h => format!("{h:?}"),
+    };
     if let Err(e) = rec.shutdown() {
         error.get_or_insert(e.to_string());
     }
@@ -375,8 +433,16 @@ pub fn run(a: RecordArgs) -> CmdResult {
             Some(r) => println!("compression ratio {r:.2} ({bytes_in} -> {bytes_out} bytes)"),
             None => println!("compression ratio: nothing compressed yet"),
         }
+        let causes = &m["stall_causes"];
+        let stall_causes = match writer.stalls {
+            0 => String::new(),
+            _ => format!(
+                " (waiting for: {} drained buffer, {} segment being prepared, {} preparation retrying, {} busy maintainer)",
+                causes["no_free_buffer"], causes["preparing"], causes["prepare_retry"], causes["maintainer_late"]
+            ),
+        };
         println!(
-            "writer: {} rollovers, {} stalls, {} persist-ring-full, {faults} page faults; durable_seq {durable_at_end}; health {health}; pinned {two_cores}",
+            "writer: {} rollovers, {} stalls{stall_causes}, {} persist-ring-full, {faults} page faults; durable_seq {durable_at_end}; health {health}; pinned {two_cores}",
             writer.rollovers, writer.stalls, writer.persist_ring_full
         );
         println!(
