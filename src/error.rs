@@ -221,6 +221,22 @@ pub enum Error {
         /// What was lost, and how it is known.
         message: String,
     },
+    /// The disk budget leaves no room for the next segment and nothing can make it: what is
+    /// left over the limit is hot (not compressible any further yet) or unarchived data.
+    /// The append can be retried once room is made (a larger budget, an archive back up).
+    #[error(
+        "{}: the disk budget {limit} leaves no room for the next segment: {excess} bytes over \
+         it with only hot or unarchived data left",
+        dir.display()
+    )]
+    DiskBudget {
+        /// The log directory.
+        dir: PathBuf,
+        /// `max_disk_bytes` or `min_free_bytes`.
+        limit: &'static str,
+        /// Bytes by which the next segment would exceed it.
+        excess: u64,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -294,6 +294,17 @@ impl Recorder {
             if self.maintainer.stats().is_failed() {
                 break Err(self.failed_error());
             }
+            if self.link.budget.load(Ordering::Acquire) == crate::maintainer::link::BUDGET_EXHAUSTED
+            {
+                break Err(Error::DiskBudget {
+                    dir: self.dir.clone(),
+                    limit: match self.link.budget_limit.load(Ordering::Relaxed) {
+                        2 => "min_free_bytes",
+                        _ => "max_disk_bytes",
+                    },
+                    excess: self.link.budget_excess.load(Ordering::Relaxed),
+                });
+            }
             let errno = self.link.prepare_errno.load(Ordering::Relaxed);
             if errno != 0 {
                 // The maintainer cannot create the segment file (a full disk, say): say so

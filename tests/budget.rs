@@ -1,5 +1,8 @@
-//! The disk budget (issue 16): `max_disk_bytes`, `max_cold_age`, `min_free_bytes` are held by
-//! deleting the oldest cold segments; what only hot data exceeds is reported, never deleted.
+//! The disk budget (issues 16, 25): `max_disk_bytes`, `max_cold_age`, `min_free_bytes` are
+//! held by deleting the oldest cold segments, and the byte limits are a hard cap: a segment
+//! is prepared only when its file fits, the writer waits (stall cause `budget`) while freezes
+//! and deletes make room, and gets `Error::DiskBudget` when nothing can; hot data is never
+//! deleted.
 
 mod common;
 
@@ -7,11 +10,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{file_names, wait_for, SmallTmpfs};
-use wal_recorder::config::Config;
+use wal_recorder::config::{Compression, Config};
 use wal_recorder::event;
 use wal_recorder::logdir::verify;
 use wal_recorder::maintainer::Health;
 use wal_recorder::recorder::Recorder;
+use wal_recorder::Error;
 
 const SEG: u64 = 1 << 20;
 const PER_SEG: u64 = 13_072; // 64-byte records in a 1 MiB segment
@@ -79,26 +83,93 @@ fn a_disk_budget_holds_on_a_small_tmpfs_with_no_enospc() {
     assert_eq!(r.last_seq, Some(60 * PER_SEG));
 }
 
-/// A budget smaller than the hot segments alone: nothing hot is ever deleted; the excess is
-/// reported (health Degraded, the gauge) and the writer goes on.
+/// A writer far faster than compression (LZ4 HC level 12) on a 24 MiB file system with a
+/// 12 MiB budget: the budget holds at every sample (a thread reads the directory back to
+/// back), the writer waits for room instead of filling the disk, and nothing fails.
 #[test]
-fn only_hot_data_over_the_budget_is_reported_not_deleted() {
+fn a_writer_faster_than_compression_waits_for_room_and_the_budget_holds() {
+    let fs = SmallTmpfs::mount(24 << 20);
+    let dir = fs.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let budget = 12 << 20;
+    let mut c = config(&dir);
+    c.max_disk_bytes = Some(budget);
+    c.compression = Compression::Frame { level: 12 };
+    c.compress_threads = 1;
+    let mut rec = Recorder::open(&dir, c).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut max, mut samples) = (0, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(du(&dir));
+                samples += 1;
+            }
+            (max, samples)
+        })
+    };
+    append(&mut rec, 60 * PER_SEG);
+    let m = rec.maintainer_stats();
+    assert!(
+        get(&m.stall_budget) > 0,
+        "the writer never waited for the budget"
+    );
+    assert_eq!(get(&m.enospc), 0);
+    assert!(get(&m.freed) > 20, "retention deleted {}", get(&m.freed));
+    rec.close().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (max, samples) = sampler.join().unwrap();
+    assert!(samples > 100, "{samples} samples");
+    assert!(
+        max <= budget,
+        "{max} bytes on disk at most, budget {budget}"
+    );
+    let r = verify(&dir).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(60 * PER_SEG));
+}
+
+/// A budget the hot segments alone exceed (the active one and the next do not fit): nothing
+/// can make room, so the first rollover fails with the limit named; nothing hot is deleted
+/// and every record appended before is kept.
+#[test]
+fn only_hot_data_over_the_budget_fails_the_rollover_naming_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.max_disk_bytes = Some(2 * SEG);
     let mut rec = Recorder::open(dir.path(), c).unwrap();
-    append(&mut rec, 3 * PER_SEG);
-    wait_for("the report", || rec.maintainer_stats().over_budget.get());
-    assert_eq!(rec.health(), Health::Degraded);
-    assert!(get(&rec.maintainer_stats().budget_excess_bytes) > 0);
+    let mut appended = 0;
+    let err = loop {
+        let seq = rec.last_seq() + 1;
+        match rec.append_with(64, |b| event::fill(seq, b)) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            appended <= 3 * PER_SEG,
+            "the budget never stopped the writer"
+        );
+    };
+    match &err {
+        Error::DiskBudget { limit, excess, .. } => {
+            assert_eq!(*limit, "max_disk_bytes");
+            assert!(*excess > 0);
+        }
+        e => panic!("not the budget: {e}"),
+    }
+    assert!(err.to_string().contains("max_disk_bytes"), "{err}");
+    let first = wal_recorder::segment::format::records_per_segment(SEG, 64);
     assert_eq!(
-        rec.metrics().counters.budget_excess_bytes,
-        get(&rec.maintainer_stats().budget_excess_bytes)
+        appended, first,
+        "the first segment holds every record before"
     );
-    append(&mut rec, PER_SEG); // not blocked
+    assert_eq!(rec.health(), Health::Degraded);
+    assert_eq!(rec.writer_stats().stalls, 1, "one rollover waited");
     rec.close().unwrap();
     let r = verify(dir.path()).unwrap();
     assert!(r.ok && r.first_seq == Some(1), "{r:?}");
+    assert_eq!(r.last_seq, Some(appended));
 }
 
 #[test]
@@ -120,19 +191,28 @@ fn cold_segments_older_than_max_cold_age_are_deleted() {
     assert!(cold <= 1, "{:?}", file_names(dir.path()));
 }
 
-/// `min_free_bytes` more than the file system has: every cold segment goes, then the limit
-/// is reported with only hot data left.
+/// `min_free_bytes` more than the file system has: no segment beyond the first fits, so the
+/// first rollover fails naming `min_free_bytes`.
 #[test]
-fn min_free_bytes_deletes_cold_segments_then_reports() {
+fn min_free_bytes_beyond_the_file_system_fails_the_rollover() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.min_free_bytes = Some(u64::MAX / 2);
     let mut rec = Recorder::open(dir.path(), c).unwrap();
-    append(&mut rec, 10 * PER_SEG);
-    wait_for("deletes and the report", || {
-        let m = rec.maintainer_stats();
-        get(&m.frozen) >= 5 && get(&m.cold) == 0 && m.over_budget.get()
-    });
+    let first = wal_recorder::segment::format::records_per_segment(SEG, 64);
+    append(&mut rec, first);
+    let seq = rec.last_seq() + 1;
+    match rec.append_with(64, |b| event::fill(seq, b)) {
+        Err(Error::DiskBudget { limit, .. }) => assert_eq!(limit, "min_free_bytes"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(rec.health(), Health::Degraded);
+    rec.close().unwrap();
+    // Retention may delete what was frozen (the limit wants the space); what is left is
+    // whole, and the sequence goes on from where the writer stopped.
+    let r = verify(dir.path()).unwrap();
+    assert!(r.ok, "{r:?}");
+    let rec = Recorder::open(dir.path(), config(dir.path())).unwrap();
+    assert_eq!(rec.last_seq(), first);
     rec.close().unwrap();
 }

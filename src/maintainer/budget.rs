@@ -3,7 +3,10 @@
 //! Retention deletes the oldest cold segment while a limit is exceeded; it never deletes a
 //! hot segment, or a cold one the archive has not confirmed. When only such data is left
 //! over a limit, the maintainer reports it (health `Degraded`, `budget_excess_bytes`, one log
-//! line per episode) and the writer goes on.
+//! line per episode). The budget is a hard cap: a segment is prepared only when its file
+//! fits; otherwise the writer waits at its next rollover (stall cause `budget`, health
+//! `Degraded`) while freezes (early ones too) and deletes make room, and gets
+//! [`crate::Error::DiskBudget`] when nothing can.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,12 +21,12 @@ const STATVFS_EVERY: Duration = Duration::from_millis(100);
 /// Which limit wants a cold segment deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Limit {
-    /// `max_disk_bytes`.
-    DiskBytes,
+    /// `max_disk_bytes` (the values are `WriterLink::budget_limit`'s).
+    DiskBytes = 0,
     /// `max_cold_age`.
-    ColdAge,
+    ColdAge = 1,
     /// `min_free_bytes`.
-    FreeBytes,
+    FreeBytes = 2,
 }
 
 impl std::fmt::Display for Limit {
@@ -94,7 +97,34 @@ impl Budget {
             0 => config.segment_size,
             n => all / n,
         };
-        cold + hot as u64 * config.segment_size + freezing as u64 * tmp
+        // A recorder's segment file is its capacity and the watermark page.
+        let per_hot = config.segment_size + crate::segment::watermark::WATERMARK_LEN;
+        cold + hot as u64 * per_hot + freezing as u64 * tmp
+    }
+
+    /// The limit that one more segment file would exceed, and by how much: the hard cap.
+    /// Cold segments being deleted still count (their space is back only once the unlink
+    /// completed). `hot`: (hot segment files, freezes in flight).
+    pub fn no_room_for_next(
+        &mut self,
+        config: &Config,
+        hot: (usize, usize),
+    ) -> Option<(Limit, u64)> {
+        let next = config.segment_size + crate::segment::watermark::WATERMARK_LEN;
+        if let Some(max) = config.max_disk_bytes {
+            let used = self.disk_bytes(config, hot, &[]) + next;
+            if used > max {
+                return Some((Limit::DiskBytes, used - max));
+            }
+        }
+        if let Some(min) = config.min_free_bytes {
+            if let Some(free) = self.free_bytes() {
+                if free < min + next {
+                    return Some((Limit::FreeBytes, min + next - free));
+                }
+            }
+        }
+        None
     }
 
     fn free_bytes(&mut self) -> Option<u64> {

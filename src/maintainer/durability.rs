@@ -114,6 +114,15 @@ impl Durability {
     }
 
     /// Index of the next segment to be created: every segment below it exists (hot or cold).
+    /// Publishes to the writer whether the disk budget holds the next segment back.
+    pub(crate) fn set_budget(&self, state: u8, excess: (super::budget::Limit, u64)) {
+        self.link.budget_excess.store(excess.1, Ordering::Relaxed);
+        self.link
+            .budget_limit
+            .store(excess.0 as u8, Ordering::Relaxed);
+        self.link.budget.store(state, Ordering::Release);
+    }
+
     pub fn next_index(&self) -> u64 {
         self.link.next_index.load(Ordering::Acquire)
     }

@@ -12,6 +12,13 @@ use loom::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, O
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// See the module docs.
+/// `WriterLink::budget`: within it.
+pub(crate) const BUDGET_OK: u8 = 0;
+/// The next segment waits for freezes and deletes to make room.
+pub(crate) const BUDGET_WAIT: u8 = 1;
+/// Nothing can make room: only hot (and unarchived) data is left over the limit.
+pub(crate) const BUDGET_EXHAUSTED: u8 = 2;
+
 #[derive(Debug, Default)]
 pub struct WriterLink {
     /// Seqlock generation of (`active_index`, `completed_*`): odd while the writer switches.
@@ -46,6 +53,12 @@ pub struct WriterLink {
     pub prepare_errno: AtomicI32,
     /// The log failed (contract 5): `durable_seq` never advances again.
     pub failed: AtomicBool,
+    /// The disk budget holds back the next segment (`BUDGET_*`): the writer waits for
+    /// room, or, exhausted, is told that nothing can make it.
+    pub budget: std::sync::atomic::AtomicU8,
+    /// While exhausted: bytes over the limit, and the limit (`Limit as u8`).
+    pub budget_excess: AtomicU64,
+    pub budget_limit: std::sync::atomic::AtomicU8,
     /// The writer is waiting for a prepared segment (Staged: every buffer is full and not
     /// yet drained; health degraded while it waits).
     pub writer_waiting: AtomicBool,

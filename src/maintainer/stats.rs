@@ -79,6 +79,8 @@ pub struct MaintainerStats {
     /// A disk limit (an age limit included) is exceeded and nothing retention may delete is
     /// left (hot or unarchived segments only).
     pub over_budget: Flag,
+    /// The disk budget holds the next segment back (gauge); health is degraded meanwhile.
+    pub budget_holds_next: Flag,
     /// Hot segments beyond `max_segments` (gauge); health is degraded beyond twice it.
     pub hot_backlog_segments: Counter,
     /// The hot backlog exceeds twice `max_segments`.
@@ -98,6 +100,8 @@ pub struct MaintainerStats {
     pub stall_preparing: Counter,
     /// preparation failing and backing off (a full disk),
     pub stall_prepare_retry: Counter,
+    /// the disk budget holding the next segment back until freezes and deletes make room,
+    pub stall_budget: Counter,
     /// or none of these: the maintainer's loop had not got to it yet (busy elsewhere, such
     /// as compressing a chunk).
     pub stall_maintainer_late: Counter,
@@ -230,6 +234,7 @@ impl MaintainerStats {
         } else if self.pending_retries.load(Ordering::Relaxed) > 0
             || self.scrub_corruptions.load(Ordering::Relaxed) > 0
             || self.over_budget.load(Ordering::Relaxed)
+            || self.budget_holds_next.load(Ordering::Relaxed)
             || self.hot_backlog_degraded.load(Ordering::Relaxed)
         {
             Health::Degraded

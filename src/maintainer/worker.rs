@@ -102,6 +102,9 @@ pub(crate) struct Worker {
     free_rx: rtrb::Consumer<PathBuf>,
     /// Persisted `.wal` segments, oldest first.
     hot: VecDeque<u64>,
+    /// The disk budget holds the next segment back: persisted hot segments are frozen
+    /// early, whatever `max_segments` says, to make room.
+    budget_pressure: bool,
     /// `.wal.lz4` segments, oldest first.
     cold: VecDeque<u64>,
     /// The job table; a job's slot is the high half of its operations' `user_data`.
@@ -176,6 +179,7 @@ impl Worker {
             freeze_rx,
             free_rx,
             hot: hot.into(),
+            budget_pressure: false,
             cold: cold.into(),
             slots,
             freezing: Vec::new(),
@@ -510,8 +514,10 @@ impl Worker {
             d.pretouch(&self.shared.stats);
             d.note_stall(&self.shared.stats);
             d.publish_cursor();
-            // After a failure no new segment is made: appends are refused anyway.
-            let no_more = stopping || self.failed;
+            // After a failure no new segment is made: appends are refused anyway. Nor one
+            // that the disk budget has no room for (the hard cap).
+            let held = self.budget_holds_next(&d);
+            let no_more = stopping || self.failed || held;
             did |= d.plan_prepare(&mut self.ctx(), no_more);
             if !self.failed {
                 let (interval, busy) = (self.config.sync_interval, self.config.sync_while_busy);

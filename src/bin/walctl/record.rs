@@ -112,6 +112,12 @@ fn degraded_why(s: &MaintainerStats) -> String {
             s.pending_retries.get()
         ));
     }
+    if s.budget_holds_next.get() {
+        why.push(
+            "the disk budget holds the next segment back until freezes and deletes make room"
+                .into(),
+        );
+    }
     if s.over_budget.get() {
         why.push(format!(
             "disk budget exceeded by {} bytes",
@@ -145,7 +151,8 @@ fn counters(s: &MaintainerStats) -> serde_json::Value {
         "stall_causes": { "no_free_buffer": g(&s.stall_no_free_buffer),
                           "preparing": g(&s.stall_preparing),
                           "prepare_retry": g(&s.stall_prepare_retry),
-                          "maintainer_late": g(&s.stall_maintainer_late) },
+                          "maintainer_late": g(&s.stall_maintainer_late),
+                          "budget": g(&s.stall_budget) },
     })
 }
 
@@ -306,7 +313,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
             if a.progress && clock.delta_as_nanos(last_progress, t1) >= progress_every {
                 let m = rec.maintainer_stats();
                 eprintln!(
-                    "appended {} durable {} health {:?} stalls {} (drained-buffer {} preparing {} prepare-retry {} maintainer-late {})",
+                    "appended {} durable {} health {:?} stalls {} (drained-buffer {} preparing {} prepare-retry {} maintainer-late {} budget {})",
                     seq - 1,
                     rec.durable_seq(),
                     rec.health(),
@@ -315,6 +322,7 @@ pub fn run(a: RecordArgs) -> CmdResult {
                     m.stall_preparing.get(),
                     m.stall_prepare_retry.get(),
                     m.stall_maintainer_late.get(),
+                    m.stall_budget.get(),
                 );
                 last_progress = t1;
             }
@@ -437,8 +445,8 @@ pub fn run(a: RecordArgs) -> CmdResult {
         let stall_causes = match writer.stalls {
             0 => String::new(),
             _ => format!(
-                " (waiting for: {} drained buffer, {} segment being prepared, {} preparation retrying, {} busy maintainer)",
-                causes["no_free_buffer"], causes["preparing"], causes["prepare_retry"], causes["maintainer_late"]
+                " (waiting for: {} drained buffer, {} segment being prepared, {} preparation retrying, {} busy maintainer, {} disk budget)",
+                causes["no_free_buffer"], causes["preparing"], causes["prepare_retry"], causes["maintainer_late"], causes["budget"]
             ),
         };
         println!(

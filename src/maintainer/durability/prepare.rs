@@ -112,7 +112,10 @@ impl Durability {
             return;
         }
         self.stall_counted = wait;
-        let cause = if Instant::now() < self.prepare_not_before {
+        let held = self.link.budget.load(Ordering::Relaxed) != super::super::link::BUDGET_OK;
+        let cause = if held {
+            &stats.stall_budget
+        } else if Instant::now() < self.prepare_not_before {
             &stats.stall_prepare_retry
         } else if self.drain.as_ref().is_some_and(|d| d.preparing()) {
             &stats.stall_preparing

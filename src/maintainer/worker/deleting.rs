@@ -112,10 +112,14 @@ impl Worker {
     /// cold segment to the newest created (sealed, persisting, active and prepared ones);
     /// otherwise the hot segments known.
     pub(super) fn hot_files(&self) -> usize {
-        let Some(d) = &self.durability else {
-            return self.hot.len();
-        };
-        let next = d.next_index();
+        match &self.durability {
+            Some(d) => self.hot_files_below(d.next_index()),
+            None => self.hot.len(),
+        }
+    }
+
+    /// A recorder's hot segment files when `next` is the next index to be created.
+    fn hot_files_below(&self, next: u64) -> usize {
         let lowest = self
             .cold
             .back()
@@ -181,10 +185,18 @@ impl Worker {
 
     /// False while the archive tier has not confirmed the upload of `index`.
     pub(super) fn may_delete(&self, index: u64) -> bool {
-        match &self.archive {
+        self.may_delete_below(index, self.durability.as_ref().map(|d| d.next_index()))
+    }
+
+    /// Whether cold segment `index` may be deleted when `next` is the recorder's next
+    /// segment index: archived (when there is an archive), and never a recorder's newest
+    /// segment file (a log emptied by retention would start its sequence again at 1).
+    fn may_delete_below(&self, index: u64, next: Option<u64>) -> bool {
+        let archived = match &self.archive {
             Some(g) => g.is_archived(index),
             None => true,
-        }
+        };
+        archived && next.map_or(true, |n| index + 1 < n)
     }
 
     pub(super) fn start_free(&mut self, slot: usize, index: u64, leftover: bool) {
@@ -254,5 +266,43 @@ impl Worker {
                 log::debug!("cold.summary compacted to {} entries", self.cold.len());
             }
         }
+    }
+
+    /// Whether the disk budget has no room for another segment file; publishes it to the
+    /// writer (wait, or exhausted when nothing can make room) and asks for early freezes.
+    pub(super) fn budget_holds_next(&mut self, d: &Durability) -> bool {
+        use crate::maintainer::link::{BUDGET_EXHAUSTED, BUDGET_OK, BUDGET_WAIT};
+        let next = d.next_index();
+        let hot = (self.hot_files_below(next), self.freezing.len());
+        let Some(over) = self.budget.no_room_for_next(&self.config, hot) else {
+            if self.budget_pressure {
+                self.budget_pressure = false;
+                self.shared
+                    .stats
+                    .budget_holds_next
+                    .store(false, Ordering::Relaxed);
+                d.set_budget(BUDGET_OK, (Limit::DiskBytes, 0));
+            }
+            return false;
+        };
+        self.budget_pressure = true;
+        self.shared
+            .stats
+            .budget_holds_next
+            .store(true, Ordering::Relaxed);
+        // Room can still come from a delete or freeze in flight, a cold segment retention
+        // may delete, or a sealed hot segment a freeze can shrink.
+        let deletable = self
+            .cold
+            .iter()
+            .any(|&i| !self.freeing.contains(&i) && self.may_delete_below(i, Some(next)));
+        let freezable = self.hot.iter().any(|i| !self.freezing.contains(i));
+        let coming = !self.freeing.is_empty() || !self.freezing.is_empty();
+        let state = match coming || deletable || freezable {
+            true => BUDGET_WAIT,
+            false => BUDGET_EXHAUSTED,
+        };
+        d.set_budget(state, over);
+        true
     }
 }

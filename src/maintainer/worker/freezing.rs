@@ -68,7 +68,9 @@ impl Worker {
             match self.explicit_freeze.pop_front() {
                 Some(i) if self.hot.contains(&i) && !self.freezing.contains(&i) => break Some(i),
                 Some(_) => continue, // frozen meanwhile, or being frozen
-                None if self.hot.len() - self.freezing.len() > self.config.max_segments => {
+                None if self.hot.len() - self.freezing.len() > self.config.max_segments
+                    || self.budget_pressure && self.hot.len() > self.freezing.len() =>
+                {
                     break self
                         .hot
                         .iter()
