@@ -32,6 +32,7 @@ fn config(dir: &Path, path: WritePath, staging: &Path, plan: Option<FaultPlan>) 
     // Drains only at rollover, sync and close: the operation sequence barely depends on
     // timing, so each N lands near the same step in every run.
     c.sync_interval = Duration::from_secs(10);
+    c.continuous_drain = false;
     c.fault_plan = plan;
     c.backend = common::backend();
     c

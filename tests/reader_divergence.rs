@@ -190,6 +190,7 @@ fn a_durable_tailer_waits_for_durable_seq_and_a_committed_one_does_not() {
     use wal_recorder::logdir::Visibility;
     let (_work, dir, staging, mut c) = staged_log();
     c.sync_interval = Duration::from_secs(10); // no timed drain during the test
+    c.continuous_drain = false;
     let mut rec = Recorder::open(&dir, c).unwrap();
     for seq in 1..=100 {
         rec.append(&payload("a", seq)).unwrap();

@@ -696,6 +696,7 @@ fn staged_persist_writes_the_seal_only_after_the_records_are_durable() {
     cfg.fault_plan = Some(plan.clone());
     cfg.staging_dir = staging.path().to_path_buf();
     cfg.sync_interval = Duration::from_secs(10);
+    cfg.continuous_drain = false;
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
     // 817 records of 64 bytes fill a 64 KiB segment (a sealed segment never fills its file
     // exactly: 8 bytes stay free): its seal is at 65424, its used length 65456.
@@ -902,6 +903,7 @@ fn writes_longer_than_one_system_call_are_split_into_steps() {
     cfg.segment_size = 256 * 1024;
     cfg.max_io_bytes = 64 * 1024;
     cfg.sync_interval = Duration::from_millis(50); // segments fill between drains
+    cfg.continuous_drain = false;
     cfg.max_segments = 100;
     cfg.staging_dir = staging.path().to_path_buf();
     cfg.fault_plan = Some(plan.clone());

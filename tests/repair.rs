@@ -195,6 +195,7 @@ fn crashed_with_a_short_record_in_staging() -> (tempfile::TempDir, tempfile::Tem
     c.write_path = WritePath::Staged;
     c.staging_dir = root.path().to_path_buf();
     c.sync_interval = std::time::Duration::from_secs(10);
+    c.continuous_drain = false;
     let mut rec = Recorder::open(&log, c.clone()).unwrap();
     for i in 0..100u64 {
         rec.append(&i.to_le_bytes()).unwrap();

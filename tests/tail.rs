@@ -138,6 +138,7 @@ fn a_tailer_reads_committed_records_from_the_staging_buffers_before_the_drain() 
     let mut c = config(dir.path());
     c.staging_dir = staging.path().to_path_buf();
     c.sync_interval = Duration::from_secs(60);
+    c.continuous_drain = false;
     let mut rec = Recorder::open(dir.path(), c).unwrap();
     for seq in 1..=10 {
         rec.append_with(64, |b| event::fill(seq, b)).unwrap();
