@@ -244,8 +244,10 @@ fn make(variant: &str, dir: &Path, n: u64) -> Box<dyn Appender> {
     match variant {
         "raft-engine" => Box::new(peers::RaftEngine::open(dir)),
         "okaywal" => Box::new(peers::OkayWal::open(dir)),
-        "fs-write" => Box::new(peers::FsWrite::open(dir)),
-        "mmap-file" => Box::new(peers::MmapFile::open(dir, n)),
+        "fs-write" => Box::new(peers::FsWrite::open(dir, Some(peers::SYNC_EVERY))),
+        "fs-write-b2b" => Box::new(peers::FsWrite::open(dir, None)),
+        "mmap-file" => Box::new(peers::MmapFile::open(dir, n, Some(peers::SYNC_EVERY))),
+        "mmap-file-b2b" => Box::new(peers::MmapFile::open(dir, n, None)),
         "staged" | "staged-odirect" | "direct" | "direct-idle-sync" => {
             let mut cfg = Config::new(dir);
             if variant.starts_with("direct") {
@@ -402,6 +404,8 @@ fn label(v: &str) -> &'static str {
         "okaywal" => "(f) okaywal 0.3, commit per record",
         "fs-write" => "(g) File::write_all per record, sync_data thread",
         "mmap-file" => "(h) preallocated mmap'd file, fdatasync thread",
+        "fs-write-b2b" => "(g') File::write_all per record, sync_data back to back",
+        "mmap-file-b2b" => "(h') preallocated mmap'd file, fdatasync back to back",
         _ => "(d) floor: prefaulted memory",
     }
 }
@@ -445,7 +449,9 @@ fn main() {
         "raft-engine",
         "okaywal",
         "fs-write",
+        "fs-write-b2b",
         "mmap-file",
+        "mmap-file-b2b",
     ]
     .into_iter()
     .filter(|v| chosen.is_empty() || *v == "floor" || chosen.split(',').any(|c| c == *v))

@@ -10,10 +10,11 @@
 //!   writer's thread, so it cannot hold high rates). Its checkpointer thread is created by
 //!   `recover` on core 1 (the setup thread) and inherits that pinning.
 //! - `fs-write`: `std::fs::File`, one `write_all` per record, a thread calling `sync_data()`
-//!   every sync interval.
+//!   every sync interval; `fs-write-b2b`: the thread calls it back to back (the next as soon
+//!   as the previous returned and something new was written: a hand-written group commit).
 //! - `mmap-file`: a plain preallocated file mapped `MAP_SHARED` (no prefault), records copied
 //!   into it, a thread calling `fdatasync` every sync interval (the Chronicle-Queue-like
-//!   design with a sync added).
+//!   design with a sync added); `mmap-file-b2b`: fdatasync back to back.
 
 use std::fs::File;
 use std::io::Write;
@@ -30,7 +31,7 @@ use super::{pin, thread_cpu_ns, Appender};
 
 /// How often the peers' background threads make what was written durable: the recorder's
 /// default `sync_interval`.
-const SYNC_EVERY: Duration = Duration::from_millis(1);
+pub const SYNC_EVERY: Duration = Duration::from_millis(1);
 
 /// A thread on core 1 that, every `SYNC_EVERY`, reads the last appended sequence number,
 /// runs `sync`, and publishes that number as durable. Returns its CPU time when stopped.
@@ -42,7 +43,13 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(mut sync: impl FnMut() + Send + 'static) -> Self {
+    fn start(sync: impl FnMut() + Send + 'static) -> Self {
+        Self::start_every(Some(SYNC_EVERY), sync)
+    }
+
+    /// Every `every`, or (None) back to back: the next sync as soon as the previous one
+    /// returned and something new was appended (a short pause when nothing was).
+    fn start_every(every: Option<Duration>, mut sync: impl FnMut() + Send + 'static) -> Self {
         let appended = Arc::new(AtomicU64::new(0));
         let durable = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -50,8 +57,20 @@ impl Syncer {
         let thread = std::thread::spawn(move || {
             pin(1);
             while !s.load(Ordering::Acquire) {
-                std::thread::sleep(SYNC_EVERY);
-                let upto = a.load(Ordering::Acquire);
+                let upto = match every {
+                    Some(t) => {
+                        std::thread::sleep(t);
+                        a.load(Ordering::Acquire)
+                    }
+                    None => {
+                        let upto = a.load(Ordering::Acquire);
+                        if upto == d.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_micros(50));
+                            continue;
+                        }
+                        upto
+                    }
+                };
                 sync();
                 d.store(upto, Ordering::Release);
             }
@@ -190,12 +209,13 @@ pub struct FsWrite {
 }
 
 impl FsWrite {
-    pub fn open(dir: &Path) -> Self {
+    /// Synced every `every`, or back to back (None).
+    pub fn open(dir: &Path, every: Option<Duration>) -> Self {
         let file = File::create(dir.join("log.bin")).expect("create");
         let f = file.try_clone().expect("dup");
         FsWrite {
             file,
-            syncer: Syncer::start(move || f.sync_data().expect("fdatasync")),
+            syncer: Syncer::start_every(every, move || f.sync_data().expect("fdatasync")),
             buf: [0; 80],
             crc: 0,
         }
@@ -241,7 +261,7 @@ unsafe impl Send for MmapFile {}
 
 impl MmapFile {
     /// A file of `records` records (80 bytes each, wrapping around if the run is longer).
-    pub fn open(dir: &Path, records: u64) -> Self {
+    pub fn open(dir: &Path, records: u64, every: Option<Duration>) -> Self {
         let len = (records.max(1) * 80).min(4 << 30) as usize;
         let file = std::fs::OpenOptions::new()
             .read(true) // a shared writable mapping needs a descriptor open for reading too
@@ -268,7 +288,7 @@ impl MmapFile {
             len,
             off: 0,
             // fdatasync writes back the pages the mapping dirtied, like any others.
-            syncer: Syncer::start(move || file.sync_data().expect("fdatasync")),
+            syncer: Syncer::start_every(every, move || file.sync_data().expect("fdatasync")),
             crc: 0,
         }
     }

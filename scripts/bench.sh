@@ -3,7 +3,9 @@
 # core 1, and writes results/<date>/ (markdown tables, CSV distributions, PNG/SVG plots).
 # Each comparison alternates its variants over BENCH_ROUNDS rounds (default 3) and reports
 # medians.
-#   scripts/bench.sh --quick   the headline comparison with the peers (1 M/s, 200 k/s, 1 000/s,
+#   scripts/bench.sh --quick   about a minute: the floor, Staged and the back-to-back peer
+#                              (write_all + sync_data) at 1 M/s; prints the table
+#   scripts/bench.sh --peers   the headline comparison with the peers (1 M/s, 200 k/s, 1 000/s,
 #                              as fast as possible) in about ten minutes; prints the tables
 #   scripts/bench.sh           everything (about 30 minutes)
 # Plots use python matplotlib (installed with pip if missing).
@@ -11,8 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
+[ "${1:-}" = "--peers" ] && quick=2
 out="results/$(date -u +%Y-%m-%d)"
 [ $quick = 1 ] && out="$out-quick"
+[ $quick = 2 ] && out="$out-peers"
 mkdir -p "$out"
 command -v lz4 >/dev/null || { echo "the script variant needs the lz4 command (apt-get install lz4)"; exit 1; }
 export BENCH_DIR="${BENCH_DIR:-$PWD/target}"
@@ -30,9 +34,15 @@ cargo build --release --benches --bin walctl -q
 if [ $quick = 1 ]; then
   { machine
     export BENCH_MAX_SECS=5
+    BENCH_VARIANTS=staged,fs-write-b2b cargo bench -q --bench compare -- 2000000 paced:1000000 "$out"; } | tee "$out/table.md"
+  exit 0
+fi
+if [ $quick = 2 ]; then
+  { machine
+    export BENCH_MAX_SECS=5
     cargo bench -q --bench compare -- 2000000 paced:1000000 "$out"
     cargo bench -q --bench compare -- 400000 paced:200000 "$out"
-    BENCH_VARIANTS=staged,direct,raft-engine,okaywal,fs-write,mmap-file cargo bench -q --bench compare -- 3000 paced:1000 "$out"
+    BENCH_VARIANTS=staged,direct,raft-engine,okaywal,fs-write,fs-write-b2b,mmap-file,mmap-file-b2b cargo bench -q --bench compare -- 3000 paced:1000 "$out"
     cargo bench -q --bench compare -- 2000000 fast "$out"; } | tee "$out/table.md"
   plot
   exit 0
@@ -44,7 +54,7 @@ fi
   cargo bench -q --bench compare -- 2000000 paced:100000 "$out"
   cargo bench -q --bench compare -- 20000000 paced:1000000 "$out"
   cargo bench -q --bench compare -- 4000000 paced:200000 "$out"
-  BENCH_VARIANTS=staged,direct,raft-engine,okaywal,fs-write,mmap-file cargo bench -q --bench compare -- 5000 paced:1000 "$out"
+  BENCH_VARIANTS=staged,direct,raft-engine,okaywal,fs-write,fs-write-b2b,mmap-file,mmap-file-b2b cargo bench -q --bench compare -- 5000 paced:1000 "$out"
   cargo bench -q --bench append -- 256 5
   cargo bench -q --bench maintainer -- all 4
   cargo bench -q --bench writer_latency -- 2000000 1000000
