@@ -99,7 +99,7 @@ impl Appender for Rec {
         let w = self.0.writer_stats();
         eprintln!("recorder: {} rollovers, {} stalls", w.rollovers, w.stalls);
         self.0.shutdown().expect("close");
-        Some(wal_recorder::maintainer::MaintainerStats::get(
+        Some(wal_recorder::maintainer::Counter::get(
             &self.0.maintainer_stats().cpu_ns,
         ))
     }

@@ -17,7 +17,7 @@ use wal_recorder::codec::lz4::compress_frame;
 use wal_recorder::config::Config;
 use wal_recorder::event;
 use wal_recorder::io::BackendChoice;
-use wal_recorder::maintainer::{MaintainerStats, SegmentMaintainer};
+use wal_recorder::maintainer::SegmentMaintainer;
 use wal_recorder::segment::names::hot_name;
 use wal_recorder::segment::{AppendError, SealedSegment, SegmentWriter};
 
@@ -66,7 +66,7 @@ fn segment(dir: &Path, index: u64, size: u64, first_seq: u64, crc: u32) -> Seale
 }
 
 fn get(c: &wal_recorder::maintainer::Counter) -> u64 {
-    MaintainerStats::get(c)
+    wal_recorder::maintainer::Counter::get(c)
 }
 
 fn wait(what: &str, cond: impl Fn() -> bool) {

@@ -561,7 +561,7 @@ impl Recorder {
     /// `to_hgrm`. Reading never stalls the maintainer.
     pub fn metrics(&self) -> MetricsSnapshot {
         let m = self.maintainer.stats();
-        let g = MaintainerStats::get;
+        let g = crate::maintainer::Counter::get;
         let mut histograms = self.maintainer.histograms();
         histograms.add(self.hists.local());
         let archive = telemetry::ArchiveCounters {
@@ -689,7 +689,9 @@ impl Recorder {
             self.staging = None;
             return result.and(Err(self.failed_error()));
         }
-        if self.link.durable() < self.last_seq() || MaintainerStats::get(&stats.abandoned) > 0 {
+        if self.link.durable() < self.last_seq()
+            || crate::maintainer::Counter::get(&stats.abandoned) > 0
+        {
             // Work left for recovery (a persist to retry, a segment not persisted): records
             // not durable on disk may be only in staging. Kept; the next open applies them.
             log::warn!(

@@ -14,7 +14,7 @@ use wal_recorder::archive::{archive_dir, restore, verify_url, ArchiveConfig, Ret
 use wal_recorder::config::Config;
 use wal_recorder::event;
 use wal_recorder::logdir::LogReader;
-use wal_recorder::maintainer::{Health, MaintainerStats};
+use wal_recorder::maintainer::Health;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::Error;
 
@@ -282,7 +282,7 @@ fn store_stopped_mid_run_delays_deletion_and_loses_nothing() {
     });
 
     moto.pause();
-    let frozen_before = MaintainerStats::get(&rec.maintainer_stats().frozen);
+    let frozen_before = wal_recorder::maintainer::Counter::get(&rec.maintainer_stats().frozen);
     let last = append_events(&mut rec, 15_000);
     wait_for("failed uploads", || {
         rec.metrics().counters.archive.failures >= 2
@@ -290,7 +290,7 @@ fn store_stopped_mid_run_delays_deletion_and_loses_nothing() {
     // From here on nothing can be confirmed, so nothing may leave the disk.
     let oldest_in_outage = segment_files(dir.path())[0];
     wait_for("more freezes", || {
-        MaintainerStats::get(&rec.maintainer_stats().frozen) >= frozen_before + 6
+        wal_recorder::maintainer::Counter::get(&rec.maintainer_stats().frozen) >= frozen_before + 6
     });
     wait_for("retention to hold segments back", || {
         rec.metrics().counters.archive.waiting >= 4

@@ -50,16 +50,22 @@ fn append(rec: &mut Recorder, n: u64) {
     }
 }
 
-/// 60 MiB through a 24 MiB file system with a 12 MiB budget: without it the disk fills
-/// (ENOSPC); with it, every sample stays within the budget and nothing fails.
-#[test]
-fn a_disk_budget_holds_on_a_small_tmpfs_with_no_enospc() {
+/// A log directory on a 24 MiB file system, configured with a 12 MiB budget (returned last).
+fn budgeted_log() -> (SmallTmpfs, std::path::PathBuf, Config, u64) {
     let fs = SmallTmpfs::mount(24 << 20);
     let dir = fs.path().join("log");
     std::fs::create_dir(&dir).unwrap();
     let budget = 12 << 20;
     let mut c = config(&dir);
     c.max_disk_bytes = Some(budget);
+    (fs, dir, c, budget)
+}
+
+/// 60 MiB through a 24 MiB file system with a 12 MiB budget: without it the disk fills
+/// (ENOSPC); with it, every sample stays within the budget and nothing fails.
+#[test]
+fn a_disk_budget_holds_on_a_small_tmpfs_with_no_enospc() {
+    let (_fs, dir, c, budget) = budgeted_log();
     let mut rec = Recorder::open(&dir, c).unwrap();
     for _ in 0..60 {
         append(&mut rec, PER_SEG);
@@ -88,12 +94,7 @@ fn a_disk_budget_holds_on_a_small_tmpfs_with_no_enospc() {
 /// back), the writer waits for room instead of filling the disk, and nothing fails.
 #[test]
 fn a_writer_faster_than_compression_waits_for_room_and_the_budget_holds() {
-    let fs = SmallTmpfs::mount(24 << 20);
-    let dir = fs.path().join("log");
-    std::fs::create_dir(&dir).unwrap();
-    let budget = 12 << 20;
-    let mut c = config(&dir);
-    c.max_disk_bytes = Some(budget);
+    let (_fs, dir, mut c, budget) = budgeted_log();
     c.compression = Compression::Frame { level: 12 };
     c.compress_threads = 1;
     let mut rec = Recorder::open(&dir, c).unwrap();

@@ -9,7 +9,7 @@ use common::{file_names, wait_for, write_segments};
 use wal_recorder::config::{Compression, Config};
 use wal_recorder::io::BackendChoice;
 use wal_recorder::logdir::verify;
-use wal_recorder::maintainer::{Health, MaintainerStats, SegmentMaintainer};
+use wal_recorder::maintainer::{Health, SegmentMaintainer};
 use wal_recorder::segment::names::{cold_name, hot_name};
 
 const SEG: u64 = 256 * 1024;
@@ -25,7 +25,7 @@ fn config(dir: &Path, backend: BackendChoice, hot: usize, cold: usize) -> Config
 }
 
 fn get(c: &wal_recorder::maintainer::Counter) -> u64 {
-    MaintainerStats::get(c)
+    wal_recorder::maintainer::Counter::get(c)
 }
 
 /// Runs `n` segments through a started maintainer with limits (hot, cold); returns the

@@ -13,13 +13,13 @@ use wal_recorder::config::Config;
 use wal_recorder::io::fault::{Effect, FaultPlan, Rule};
 use wal_recorder::io::{OpCode, Target};
 use wal_recorder::logdir::verify;
-use wal_recorder::maintainer::{Health, MaintainerStats, SegmentMaintainer};
+use wal_recorder::maintainer::{Health, SegmentMaintainer};
 use wal_recorder::segment::names::{cold_name, hot_name};
 
 const SEG: u64 = 256 * 1024;
 
 fn get(c: &wal_recorder::maintainer::Counter) -> u64 {
-    MaintainerStats::get(c)
+    wal_recorder::maintainer::Counter::get(c)
 }
 
 fn start(dir: &Path, plan: Option<FaultPlan>, hot: usize) -> SegmentMaintainer {

@@ -422,7 +422,7 @@ fn a_slow_disk_makes_the_writer_wait_and_never_overwrites_undrained_data() {
     // The maintainer counts each wait it saw by cause (a wait shorter than its turn can go
     // unseen).
     let m = rec.maintainer_stats();
-    let get = wal_recorder::maintainer::MaintainerStats::get;
+    let get = wal_recorder::maintainer::Counter::get;
     let by_cause = get(&m.stall_no_free_buffer)
         + get(&m.stall_preparing)
         + get(&m.stall_prepare_retry)
@@ -592,8 +592,8 @@ fn a_failed_fsync_while_preparing_latches_failed_and_is_not_retried() {
     // Not retried: the maintainer keeps turning, and no second directory fsync happens.
     let turns = |r: &Recorder| {
         let s = r.maintainer_stats();
-        wal_recorder::maintainer::MaintainerStats::get(&s.busy_turns)
-            + wal_recorder::maintainer::MaintainerStats::get(&s.idle_turns)
+        wal_recorder::maintainer::Counter::get(&s.busy_turns)
+            + wal_recorder::maintainer::Counter::get(&s.idle_turns)
     };
     let t0 = turns(&rec);
     wait_for("the maintainer to turn 20 more times", || {
@@ -663,7 +663,6 @@ fn sync_on_a_log_that_failed_before_any_append_reports_the_failure() {
 #[test]
 fn the_pretoucher_never_touches_a_segment_after_its_hand_over() {
     use wal_recorder::config::WritePath;
-    use wal_recorder::maintainer::MaintainerStats;
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path());
@@ -675,7 +674,8 @@ fn the_pretoucher_never_touches_a_segment_after_its_hand_over() {
             rec.append_with(64, |b| event::fill(seq, b)).unwrap();
         }
         rec.shutdown().unwrap();
-        let failures = MaintainerStats::get(&rec.maintainer_stats().pretouch_failures);
+        let failures =
+            wal_recorder::maintainer::Counter::get(&rec.maintainer_stats().pretouch_failures);
         assert_eq!(failures, 0, "round {round}: pretouches of unmapped memory");
     }
 }
@@ -875,7 +875,7 @@ fn a_persist_that_cannot_be_submitted_is_retried_without_failing_or_leaking() {
         assert_eq!(rec.durable_seq(), last, "{path:?}");
         assert_ne!(rec.health(), Health::Failed, "{path:?}");
         let m = rec.maintainer_stats();
-        let failures = wal_recorder::maintainer::MaintainerStats::get(&m.persist_failures);
+        let failures = wal_recorder::maintainer::Counter::get(&m.persist_failures);
         assert!(failures >= 3, "{path:?}: {failures} submission failures counted");
         assert_eq!(plan.fired(), 3, "{path:?}");
         rec.close().unwrap();

@@ -367,12 +367,12 @@ fn retention_waits_for_a_registered_reader_within_its_budget() {
     append(&mut rec, 7 * per_seg());
     wait_for("freezes", || rec.metrics().counters.frozen >= 4);
     let m = rec.maintainer_stats();
-    assert_eq!(wal_recorder::maintainer::MaintainerStats::get(&m.freed), 0);
+    assert_eq!(wal_recorder::maintainer::Counter::get(&m.freed), 0);
     assert!(dir
         .path()
         .join(wal_recorder::segment::names::cold_name(0))
         .exists());
-    assert!(wal_recorder::maintainer::MaintainerStats::get(&m.held_for_readers) >= 2);
+    assert!(wal_recorder::maintainer::Counter::get(&m.held_for_readers) >= 2);
     // The reader has read segments 0..=2: retention deletes down to its limit (2 cold).
     reader.store(3 * per_seg() + 1, 0).unwrap();
     wait_for("deletes", || rec.metrics().counters.freed >= 2);

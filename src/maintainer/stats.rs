@@ -199,7 +199,7 @@ impl MaintainerStats {
     /// The maintainer's counters and gauges as the telemetry exports them; the writer's
     /// (rollovers, stalls, sequence numbers) and the archive's are the caller's to fill.
     pub fn counters(&self) -> crate::telemetry::Counters {
-        let g = Self::get;
+        let g = Counter::get;
         crate::telemetry::Counters {
             persisted: g(&self.persisted),
             frozen: g(&self.frozen),
@@ -268,10 +268,5 @@ impl MaintainerStats {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// Reads a counter (the same as [`Counter::get`]).
-    pub fn get(counter: &Counter) -> u64 {
-        counter.get()
     }
 }

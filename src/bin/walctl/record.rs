@@ -137,7 +137,7 @@ fn degraded_why(s: &MaintainerStats) -> String {
 }
 
 fn counters(s: &MaintainerStats) -> serde_json::Value {
-    let g = MaintainerStats::get;
+    let g = wal_recorder::maintainer::Counter::get;
     json!({
         "persisted": g(&s.persisted), "frozen": g(&s.frozen), "freed": g(&s.freed),
         "compress_failures": g(&s.compress_failures), "persist_failures": g(&s.persist_failures),
