@@ -217,3 +217,76 @@ fn min_free_bytes_beyond_the_file_system_fails_the_rollover() {
     assert_eq!(rec.last_seq(), first);
     rec.close().unwrap();
 }
+
+/// Without a budget, a full disk at prepare is waited out while a freeze or a delete in
+/// flight may free room, and reported only when nothing can (issue 25). A writer far faster
+/// than compression fills a file system that holds twenty hot segments (and half a segment
+/// more, so each freeze's small output fits): every rollover that found the disk full waits
+/// for the freezes and deletes in flight, and no append fails.
+#[test]
+fn without_a_budget_a_full_disk_at_prepare_waits_for_the_freezes_in_flight() {
+    let file = SEG + wal_recorder::segment::watermark::WATERMARK_LEN;
+    let fs = SmallTmpfs::mount(20 * file + SEG / 2);
+    let dir = fs.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let mut c = config(&dir);
+    c.max_segments = 2;
+    c.max_compressed_segments = 2;
+    c.compression = Compression::Frame { level: 12 };
+    c.compress_threads = 1;
+    let mut rec = Recorder::open(&dir, c).unwrap();
+    // 4 KiB records, zeros but for their number: they compress a hundredfold, so a freeze
+    // needs little room, and the disk holds about twenty segments of them hot.
+    let records = 80 * SEG / 4096;
+    let mut payload = vec![0u8; 4096 - 64];
+    for i in 1..=records {
+        payload[..8].copy_from_slice(&i.to_le_bytes());
+        if let Err(e) = rec.append(&payload) {
+            panic!("append {i} of {records}: {e}");
+        }
+    }
+    let m = rec.maintainer_stats();
+    assert!(
+        get(&m.stall_prepare_retry) > 0,
+        "the disk never filled: the test proves nothing"
+    );
+    rec.close().unwrap();
+    let r = verify(&dir).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(records));
+}
+
+/// The same full disk with nothing in flight that could free room (`max_segments` keeps
+/// every segment hot): the rollover fails at once with ENOSPC naming the segment file, and
+/// every record appended before verifies.
+#[test]
+fn without_a_budget_a_full_disk_nothing_can_relieve_fails_the_rollover() {
+    let file = SEG + wal_recorder::segment::watermark::WATERMARK_LEN;
+    let fs = SmallTmpfs::mount(6 * file + SEG / 2);
+    let dir = fs.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let mut c = config(&dir);
+    c.max_segments = 100;
+    let mut rec = Recorder::open(&dir, c).unwrap();
+    let mut appended = 0u64;
+    let err = loop {
+        let seq = rec.last_seq() + 1;
+        match rec.append_with(64, |b| event::fill(seq, b)) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended <= 8 * PER_SEG, "the disk never filled");
+    };
+    match &err {
+        Error::Io { source, path, .. } => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}");
+            assert!(path.to_string_lossy().ends_with(".wal"), "{err}");
+        }
+        e => panic!("not ENOSPC: {e}"),
+    }
+    assert_eq!(rec.health(), Health::Degraded);
+    rec.close().unwrap();
+    let r = verify(&dir).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(r.last_seq, Some(appended));
+}

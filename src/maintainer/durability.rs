@@ -36,6 +36,9 @@ pub(crate) struct Durability {
     prepared_tx: rtrb::Producer<PreparedSegment>,
     prepare_attempts: u32,
     prepare_not_before: Instant,
+    /// A freeze or a delete is in flight: a prepare that found the disk full waits for the
+    /// room it may free instead of failing the writer's rollover (set by the worker).
+    room_coming: bool,
     sync_next: Instant,
     /// (index, seq) of the sync in flight.
     sync_in_flight: Option<(u64, u64)>,
@@ -85,6 +88,7 @@ impl Durability {
             prepared_tx,
             prepare_attempts: 0,
             prepare_not_before: Instant::now(),
+            room_coming: false,
             sync_next: Instant::now(),
             sync_in_flight: None,
             sync_pending: 0,

@@ -517,6 +517,7 @@ impl Worker {
             // After a failure no new segment is made: appends are refused anyway. Nor one
             // that the disk budget has no room for (the hard cap).
             let held = self.budget_holds_next(&d);
+            d.set_room_coming(!self.freezing.is_empty() || !self.freeing.is_empty());
             let no_more = stopping || self.failed || held;
             did |= d.plan_prepare(&mut self.ctx(), no_more);
             if !self.failed {

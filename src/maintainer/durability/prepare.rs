@@ -52,6 +52,16 @@ impl Durability {
         true
     }
 
+    /// Tells the prepare whether a freeze or a delete in flight may free space: a full disk
+    /// (ENOSPC) is then waited out rather than reported to the writer.
+    pub(crate) fn set_room_coming(&mut self, coming: bool) {
+        if self.room_coming && !coming && self.link.prepare_failing.load(Ordering::Relaxed) {
+            // What was in flight has ended: try again now, not after the backoff.
+            self.prepare_not_before = Instant::now();
+        }
+        self.room_coming = coming;
+    }
+
     /// A completion of the drain's prepare (Staged mode).
     pub fn on_prepare_complete(&mut self, tag: u32, result: i32, cx: &mut Ctx<'_>) {
         let d = self
@@ -91,10 +101,23 @@ impl Durability {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 );
-                log::warn!("preparing segment {index}: {e}; will retry");
                 link.prepare_failing.store(true, Ordering::Relaxed);
-                if let Error::Io { source, .. } = &e {
-                    let errno = source.raw_os_error().unwrap_or(libc::EIO);
+                let errno = match &e {
+                    Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+                    _ => 0,
+                };
+                if errno == libc::ENOSPC && self.room_coming {
+                    // A freeze or delete in flight may free the room: the writer keeps
+                    // waiting (stall cause `prepare_retry`), and the prepare is tried again
+                    // soon, and at once when that work ends. Only a full disk that nothing
+                    // in flight can relieve reaches the writer.
+                    log::debug!("preparing segment {index}: {e}; waiting for a freeze or delete");
+                    link.prepare_errno.store(0, Ordering::Relaxed);
+                    self.prepare_not_before = Instant::now() + RETRY_MIN;
+                    return;
+                }
+                log::warn!("preparing segment {index}: {e}; will retry");
+                if errno != 0 {
                     link.prepare_errno.store(errno, Ordering::Relaxed);
                 }
                 let delay = crate::backoff::backoff(RETRY_MIN, RETRY_MAX, self.prepare_attempts);
