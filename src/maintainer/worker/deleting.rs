@@ -100,7 +100,15 @@ impl Worker {
                 }
                 _ => {
                     if self.freeing.is_empty() {
-                        self.report_budget(Some((limit, excess)));
+                        // `exceeded` keeps room for the next segment; only bytes over the
+                        // limit itself are an excess (a full budget holding the next
+                        // segment back is `budget_holds_next`, not an excess).
+                        let over = match limit {
+                            Limit::DiskBytes => excess.saturating_sub(self.config.segment_size),
+                            _ => excess,
+                        };
+                        let real = over > 0 || limit == Limit::ColdAge;
+                        self.report_budget(real.then_some((limit, over)));
                     }
                     return did;
                 }
