@@ -7,8 +7,15 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use wal_recorder::segment::format::{record_size, HEADER_LEN, SEAL_LEN};
+use wal_recorder::segment::format::{Framing, HEADER_LEN};
 use wal_recorder::segment::SegmentWriter;
+
+/// Bytes a version 1 record of `len` payload bytes occupies.
+fn record_size(len: usize) -> usize {
+    Framing::Plain.record_size(len)
+}
+/// A version 1 seal's length.
+const SEAL_LEN: usize = Framing::Plain.seal_len();
 
 const SIZES: [usize; 4] = [16, 64, 256, 1024];
 

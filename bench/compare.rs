@@ -228,7 +228,7 @@ impl Appender for Floor {
         }
         let rec = &mut self.buf[self.off..self.off + 80];
         event::fill(seq, &mut rec[16..80]);
-        self.crc = wal_recorder::segment::format::record_crc(self.crc, seq, &rec[16..80]);
+        self.crc = wal_recorder::segment::format::record_crc(self.crc, seq, None, &rec[16..80]);
         rec[8..12].copy_from_slice(&64u32.to_le_bytes());
         rec[12..16].copy_from_slice(&self.crc.to_le_bytes());
         rec[0..8].copy_from_slice(&seq.to_le_bytes());

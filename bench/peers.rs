@@ -226,7 +226,7 @@ impl FsWrite {
 #[inline]
 fn frame(buf: &mut [u8], seq: u64, crc: &mut u32) {
     event::fill(seq, &mut buf[16..80]);
-    *crc = wal_recorder::segment::format::record_crc(*crc, seq, &buf[16..80]);
+    *crc = wal_recorder::segment::format::record_crc(*crc, seq, None, &buf[16..80]);
     buf[0..8].copy_from_slice(&seq.to_le_bytes());
     buf[8..12].copy_from_slice(&64u32.to_le_bytes());
     buf[12..16].copy_from_slice(&crc.to_le_bytes());

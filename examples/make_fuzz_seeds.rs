@@ -3,18 +3,28 @@
 use std::path::PathBuf;
 
 use wal_recorder::codec::lz4::compress_frame;
-use wal_recorder::segment::SegmentWriter;
+use wal_recorder::segment::format::Framing;
+use wal_recorder::segment::{ChainPoint, SegmentWriter};
 
 fn main() {
     let out = PathBuf::from(std::env::args().nth(1).expect("output directory"));
     std::fs::create_dir_all(&out).expect("mkdir");
     let tmp = tempfile::tempdir().expect("tempdir");
-    for (i, (records, seal)) in [(0, true), (3, true), (20, false), (5, false)]
-        .into_iter()
+    // Both formats: version 1 (no time) and version 2 (records with time).
+    let shapes = [(0, true), (3, true), (20, false), (5, false)];
+    let framings = [Framing::Plain, Framing::Timed];
+    for (i, (framing, (records, seal))) in framings
+        .iter()
+        .flat_map(|f| shapes.iter().map(move |s| (*f, *s)))
         .enumerate()
     {
-        let mut w = SegmentWriter::create(tmp.path(), i as u64, 4096, 1 + i as u64 * 100, 7)
-            .expect("segment");
+        let at = ChainPoint {
+            next_seq: 1 + i as u64 * 100,
+            crc: 7,
+            max_time: 1_796_290_200_000_000_000,
+        };
+        let mut w =
+            SegmentWriter::create_framed(tmp.path(), i as u64, 4096, framing, at).expect("segment");
         for r in 0..records {
             let mut p = vec![0u8; (r * 13) % 90];
             wal_recorder::event::fill(w.next_seq(), &mut p);

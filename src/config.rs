@@ -169,6 +169,12 @@ pub struct Config {
     pub zero_fill: bool,
     /// What a torn end of the log the open accepts. Default `TruncateTail`.
     pub recovery_mode: RecoveryMode,
+    /// A new log's records carry their time (segment format version 2, docs/FORMAT.md):
+    /// 8 more bytes per record, stamped by the writer's clock without a system call
+    /// ([`crate::Recorder::append`]) or given by the caller
+    /// ([`crate::Recorder::append_at`]). An existing log keeps the format of its last
+    /// segment whatever this says. Default off for now (version 1, 16-byte frame headers).
+    pub record_time: bool,
     /// Read every record of every segment at open, as `walctl verify` does, instead of
     /// walking sealed segments by their summaries (docs/RECOVERY.md, "Open in constant
     /// time"). Default off: the open then reads only the unsealed tail's records, and damage
@@ -256,6 +262,7 @@ impl Config {
             direct_io: false,
             zero_fill: false,
             recovery_mode: RecoveryMode::TruncateTail,
+            record_time: false,
             full_scan_on_open: false,
             scrub_rate: Some(64 << 20),
             scrub_interval: Duration::from_secs(60),

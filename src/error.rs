@@ -194,6 +194,24 @@ pub enum Error {
         /// Last sequence number.
         last: Option<u64>,
     },
+    /// A time the log does not hold: before its first record's time, or after the greatest
+    /// time of its records (or a log without time).
+    #[error("{}: time {} is not in the log (it holds {})", dir.display(), crate::logdir::format_rfc3339(*time_ns), match (first, last) {
+        (Some(f), Some(l)) => format!("{} ..= {}", crate::logdir::format_rfc3339(*f), crate::logdir::format_rfc3339(*l)),
+        (Some(f), None) => format!("times from {} on", crate::logdir::format_rfc3339(*f)),
+        (None, Some(l)) => format!("times up to {}", crate::logdir::format_rfc3339(*l)),
+        (None, None) => "no record with a time".to_string(),
+    })]
+    TimeNotFound {
+        /// The log directory.
+        dir: PathBuf,
+        /// The time asked for, nanoseconds since the Unix epoch.
+        time_ns: u64,
+        /// Time of the first record, where known.
+        first: Option<u64>,
+        /// The greatest time of the records, where known.
+        last: Option<u64>,
+    },
     /// A reader resumed from a saved position finds that the log no longer holds what it
     /// read (contract 9): the chained checksum before its next record differs from the one
     /// it saved. Records it had read were lost (as staging buffers are at a power cut) and

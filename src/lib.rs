@@ -33,6 +33,7 @@
 #[cfg(feature = "archive")]
 pub mod archive;
 mod backoff;
+pub(crate) mod clock;
 pub mod codec;
 pub mod config;
 pub mod constants;

@@ -21,13 +21,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::LogClock;
 use crate::config::Config;
 use crate::constants::{PAGE_SIZE, WRITER_WAIT_LIMIT};
 use crate::error::{Error, Result};
 use crate::maintainer::link::WriterLink;
 use crate::maintainer::{Health, MaintainerStats, PersistQueue, SegmentMaintainer, StagedDrain};
 use crate::recovery::{recover_with, RecoverOptions, Recovered};
-use crate::segment::{AppendError, PreparedSegment, SealedSegment, SegmentWriter};
+use crate::segment::format::Framing;
+use crate::segment::{AppendError, ChainPoint, PreparedSegment, SealedSegment, SegmentWriter};
 use crate::staging::StagingRing;
 use crate::telemetry::{self, Hist, LocalHists, MetricsSnapshot};
 
@@ -55,6 +57,8 @@ pub struct Recorder {
     overflow: VecDeque<SealedSegment>,
     maintainer: SegmentMaintainer,
     link: Arc<WriterLink>,
+    /// The clock that stamps records (a log with time; `None` in format version 1).
+    clock: Option<Arc<LogClock>>,
     stats: WriterStats,
     recovered: Recovered,
     closed: bool,
@@ -122,25 +126,34 @@ impl Recorder {
             r.lock_memory();
         }
         let mut drain = ring.map(|r| StagedDrain::new(r, &config));
+        let framing = recovered.framing.unwrap_or(match config.record_time {
+            true => Framing::Timed,
+            false => Framing::Plain,
+        });
+        let at = ChainPoint {
+            next_seq: recovered.next_seq,
+            crc: recovered.prev_crc,
+            max_time: recovered.max_time,
+        };
         let active = match drain.as_mut() {
-            Some(d) => SegmentWriter::activate(
-                d.prepare(recovered.next_index)?,
-                recovered.next_seq,
-                recovered.prev_crc,
-            ),
+            Some(d) => SegmentWriter::activate(d.prepare(recovered.next_index)?, framing, at),
             None => SegmentWriter::create_marked(
                 &dir,
                 recovered.next_index,
                 config.segment_size,
-                (recovered.next_seq, recovered.prev_crc),
+                (framing, at),
                 None,
             )?,
         };
+        let clock = framing.timed().then(|| Arc::new(LogClock::new()));
         let link = Arc::new(WriterLink::new(
             recovered.next_index,
             recovered.next_seq,
             active.mapping(),
         ));
+        if let Some(c) = &clock {
+            link.clock.set(c.clone()).expect("a new link has no clock");
+        }
         if let Some(disk) = config.fault_plan.as_ref().and_then(|p| p.disk()) {
             let watched = link.clone();
             disk.watch_durable(Arc::new(move || watched.durable()));
@@ -175,6 +188,7 @@ impl Recorder {
             persist,
             maintainer,
             link,
+            clock,
             stats: WriterStats::default(),
             recovered,
             closed: false,
@@ -186,10 +200,22 @@ impl Recorder {
         })
     }
 
-    /// Appends `payload` as one record; returns its sequence number.
+    /// Appends `payload` as one record; returns its sequence number. In a log with time
+    /// ([`Config::record_time`]) the record carries the writer clock's time, read without a
+    /// system call.
     #[inline]
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
         self.append_with(payload.len(), |buf| buf.copy_from_slice(payload))
+    }
+
+    /// Appends `payload` with the caller's own time, nanoseconds since the Unix epoch (an
+    /// exchange's or a gateway's timestamp); ignored in a log without time. Times need not
+    /// increase (docs/FORMAT.md, "Time").
+    #[inline]
+    pub fn append_at(&mut self, time_ns: u64, payload: &[u8]) -> Result<u64> {
+        self.append_frame(Some(time_ns), payload.len(), |buf| {
+            buf.copy_from_slice(payload)
+        })
     }
 
     /// Reserves `len` bytes in the active segment, lets `fill` write them in place, commits
@@ -197,6 +223,27 @@ impl Recorder {
     /// steady state; a rollover takes a prepared segment without a system call.
     #[inline]
     pub fn append_with<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<u64> {
+        self.append_frame(None, len, fill)
+    }
+
+    /// [`Self::append_with`] with the caller's own time (see [`Self::append_at`]).
+    #[inline]
+    pub fn append_with_at<F: FnOnce(&mut [u8])>(
+        &mut self,
+        time_ns: u64,
+        len: usize,
+        fill: F,
+    ) -> Result<u64> {
+        self.append_frame(Some(time_ns), len, fill)
+    }
+
+    #[inline]
+    fn append_frame<F: FnOnce(&mut [u8])>(
+        &mut self,
+        time_ns: Option<u64>,
+        len: usize,
+        fill: F,
+    ) -> Result<u64> {
         if self.maintainer.stats().is_failed() {
             return Err(self.failed_error());
         }
@@ -211,7 +258,12 @@ impl Recorder {
         }
         let w = self.active.as_mut().expect("an active segment while open");
         let before = w.used_len();
-        let seq = w.append_with(len, fill).map_err(|e| match e {
+        let time = match (time_ns, &self.clock) {
+            (Some(t), _) => t,
+            (None, Some(clock)) => clock.now_ns(),
+            (None, None) => 0,
+        };
+        let seq = w.append_with_at(time, len, fill).map_err(|e| match e {
             AppendError::TooLarge | AppendError::Full => Error::RecordTooLarge {
                 len,
                 max: w.max_payload(),
@@ -246,14 +298,14 @@ impl Recorder {
         self.room_for_hand_over()?;
         let next = self.next_prepared(index + 1)?;
         let cur = self.active.take().expect("checked above");
-        let (first_seq, crc) = (cur.next_seq(), cur.last_crc());
+        let (at, framing) = (cur.chain(), cur.framing());
         let sealed = cur.into_sealed();
         let index = next.index();
         let mapping = next.mapping();
-        self.active = Some(SegmentWriter::activate(next, first_seq, crc));
+        self.active = Some(SegmentWriter::activate(next, framing, at));
         // The link moves to the new segment before the old one is handed over: the
         // maintainer unmaps what it is handed, and must never find it still named here.
-        self.link.begin_segment(index, first_seq, mapping);
+        self.link.begin_segment(index, at.next_seq, mapping);
         self.hand_over(sealed);
         self.stats.rollovers += 1;
         self.hists.record_since(Hist::Rollover, started);

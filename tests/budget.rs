@@ -160,7 +160,7 @@ fn only_hot_data_over_the_budget_fails_the_rollover_naming_the_limit() {
         e => panic!("not the budget: {e}"),
     }
     assert!(err.to_string().contains("max_disk_bytes"), "{err}");
-    let first = wal_recorder::segment::format::records_per_segment(SEG, 64);
+    let first = wal_recorder::segment::format::Framing::Plain.records_per_segment(SEG, 64);
     assert_eq!(
         appended, first,
         "the first segment holds every record before"
@@ -200,7 +200,7 @@ fn min_free_bytes_beyond_the_file_system_fails_the_rollover() {
     let mut c = config(dir.path());
     c.min_free_bytes = Some(u64::MAX / 2);
     let mut rec = Recorder::open(dir.path(), c).unwrap();
-    let first = wal_recorder::segment::format::records_per_segment(SEG, 64);
+    let first = wal_recorder::segment::format::Framing::Plain.records_per_segment(SEG, 64);
     append(&mut rec, first);
     let seq = rec.last_seq() + 1;
     match rec.append_with(64, |b| event::fill(seq, b)) {

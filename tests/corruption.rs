@@ -8,9 +8,14 @@ use std::path::Path;
 use common::{flip_bit, walctl, write_log};
 use wal_recorder::logdir::verify;
 use wal_recorder::segment::format::{
-    record_crc, record_size, FIRST_SEQ_OFFSET, HEADER_LEN, REC_CRC_OFFSET, VERSION_OFFSET,
+    record_crc, Framing, FIRST_SEQ_OFFSET, HEADER_LEN, REC_CRC_OFFSET, VERSION_OFFSET,
 };
 use wal_recorder::segment::names::segment_path;
+
+/// Bytes a version 1 record of `len` payload bytes occupies.
+fn record_size(len: usize) -> usize {
+    Framing::Plain.record_size(len)
+}
 
 const REC: usize = 64;
 const SEG: u64 = 64 * 1024;
@@ -153,7 +158,7 @@ fn altered_record_with_recomputed_crc_breaks_the_chain() {
     );
     let seq = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
     bytes[at + 16] ^= 0xff;
-    let crc = record_crc(prev_crc, seq, &bytes[at + 16..at + 16 + REC]);
+    let crc = record_crc(prev_crc, seq, None, &bytes[at + 16..at + 16 + REC]);
     bytes[at + REC_CRC_OFFSET..at + REC_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&paths[1], bytes).unwrap();
     assert_corrupt(

@@ -70,7 +70,8 @@ fn appends_allocate_nothing(path: WritePath) {
     c.max_segments = 100;
     c.scrub_rate = None;
     let mut rec = Recorder::open(dir.path(), c).unwrap();
-    let per_segment = wal_recorder::segment::format::records_per_segment(256 * 1024, 64);
+    let per_segment =
+        wal_recorder::segment::format::Framing::Plain.records_per_segment(256 * 1024, 64);
     // Warm up: the first appends and rollover may size what steady state reuses.
     let mut seq = 0;
     let mut append = |rec: &mut Recorder, n: u64, counted: bool| {

@@ -143,12 +143,12 @@ fn child_appends(active: &mut SegmentWriter, prepared: PreparedSegment) -> u64 {
         match w.append_with(64, |b| event::fill(seq, b)) {
             Ok(_) => seq += 1,
             Err(AppendError::Full) => {
-                let seal = w.seal();
-                let (next_seq, crc) = (w.next_seq(), seal.last_crc);
+                w.seal();
+                let (framing, at) = (w.framing(), w.chain());
                 let Some(p) = next.take() else {
                     return u64::MAX;
                 };
-                second = Some(SegmentWriter::activate(p, next_seq, crc));
+                second = Some(SegmentWriter::activate(p, framing, at));
                 rollovers += 1;
             }
             Err(_) => return u64::MAX - 1,
@@ -166,16 +166,26 @@ fn child_appends(active: &mut SegmentWriter, prepared: PreparedSegment) -> u64 {
 /// persist ring, under the seccomp filter.
 #[test]
 fn staged_recorder_append_and_rollover_make_no_syscall() {
-    recorder_append_and_rollover_make_no_syscall(wal_recorder::config::WritePath::Staged);
+    recorder_append_and_rollover_make_no_syscall(wal_recorder::config::WritePath::Staged, false);
+}
+
+/// The same in a log with time: every append reads the writer's clock (the TSC and the
+/// maintainer's anchor), still without a system call.
+#[test]
+fn staged_recorder_with_time_stamps_records_without_a_syscall() {
+    recorder_append_and_rollover_make_no_syscall(wal_recorder::config::WritePath::Staged, true);
 }
 
 /// The same in Direct mode (the writer maps the segment files).
 #[test]
 fn direct_recorder_append_and_rollover_make_no_syscall() {
-    recorder_append_and_rollover_make_no_syscall(wal_recorder::config::WritePath::Direct);
+    recorder_append_and_rollover_make_no_syscall(wal_recorder::config::WritePath::Direct, false);
 }
 
-fn recorder_append_and_rollover_make_no_syscall(path: wal_recorder::config::WritePath) {
+fn recorder_append_and_rollover_make_no_syscall(
+    path: wal_recorder::config::WritePath,
+    record_time: bool,
+) {
     use std::time::{Duration, Instant};
     use wal_recorder::config::{Config, WritePath};
     use wal_recorder::recorder::Recorder;
@@ -187,6 +197,7 @@ fn recorder_append_and_rollover_make_no_syscall(path: wal_recorder::config::Writ
     cfg.prepared_segments = 2;
     cfg.write_path = path;
     cfg.staging_dir = staging.path().to_path_buf();
+    cfg.record_time = record_time;
     let mut rec = Recorder::open(dir.path(), cfg).unwrap();
     let start = Instant::now();
     while rec.prepared_ready() < 2 {
@@ -196,7 +207,8 @@ fn recorder_append_and_rollover_make_no_syscall(path: wal_recorder::config::Writ
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    const N: u64 = 30_000; // 64-byte records: 13 106 per 1 MiB segment, so two rollovers
+    // 64-byte records: 13 106 (11 915 with time) per 1 MiB segment, so two rollovers.
+    const N: u64 = 30_000;
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -240,6 +252,9 @@ fn recorder_append_and_rollover_make_no_syscall(path: wal_recorder::config::Writ
     let r = verify(&log).unwrap();
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(r.last_seq, Some(N));
+    let mut reader = wal_recorder::logdir::LogReader::open_dir(&log).unwrap();
+    let first = reader.next_record(&mut Vec::new()).unwrap().unwrap();
+    assert_eq!(first.time.is_some(), record_time, "{first:?}");
 }
 
 /// Copies every staging buffer under `root` that holds a segment into `out` under its

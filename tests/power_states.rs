@@ -15,10 +15,15 @@ use wal_recorder::event;
 use wal_recorder::logdir::{verify, TailDrop};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::recovery::Action;
-use wal_recorder::segment::format::{record_size, HEADER_LEN};
+use wal_recorder::segment::format::{Framing, HEADER_LEN};
 use wal_recorder::segment::names::hot_name;
 use wal_recorder::segment::truncate_sealed;
 use wal_recorder::Error;
+
+/// Bytes a version 1 record of `len` payload bytes occupies.
+fn record_size(len: usize) -> usize {
+    Framing::Plain.record_size(len)
+}
 
 const SEG: u64 = 64 * 1024;
 const REC: usize = 64;

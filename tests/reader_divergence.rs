@@ -261,7 +261,8 @@ fn without_a_cursor_a_durable_tailer_delivers_a_segment_once_it_is_persisted() {
         "the active segment is not proven durable without a cursor"
     );
     // Fill segment 0 and go on: it is sealed, persisted and truncated.
-    let per_seg = wal_recorder::segment::format::records_per_segment(SEG, payload("a", 1).len());
+    let per_seg = wal_recorder::segment::format::Framing::Plain
+        .records_per_segment(SEG, payload("a", 1).len());
     for seq in 101..=per_seg + 50 {
         rec.append(&payload("a", seq)).unwrap();
     }

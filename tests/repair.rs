@@ -10,9 +10,14 @@ use wal_recorder::codec::lz4::compress_frame;
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::logdir::{verify, LogReader};
 use wal_recorder::recorder::Recorder;
-use wal_recorder::segment::format::{record_size, HEADER_LEN};
+use wal_recorder::segment::format::{Framing, HEADER_LEN};
 use wal_recorder::segment::names::{cold_name, hot_name};
 use wal_recorder::segment::{truncate_sealed, SegmentEnd, SegmentReader};
+
+/// Bytes a version 1 record of `len` payload bytes occupies.
+fn record_size(len: usize) -> usize {
+    Framing::Plain.record_size(len)
+}
 
 const SEG: u64 = 64 * 1024;
 const REC: usize = 64;

@@ -11,8 +11,11 @@ use wal_recorder::config::{Config, WritePath};
 use wal_recorder::event;
 use wal_recorder::maintainer::Health;
 use wal_recorder::recorder::Recorder;
-use wal_recorder::segment::format::{HEADER_LEN, SEAL_LEN};
+use wal_recorder::segment::format::{Framing, HEADER_LEN};
 use wal_recorder::segment::truncate_sealed;
+
+/// A version 1 seal's length.
+const SEAL_LEN: usize = Framing::Plain.seal_len();
 
 const SEG: u64 = 64 * 1024;
 const PER_SEG: u64 = 817;

@@ -6,9 +6,16 @@ mod common;
 use common::write_log;
 use wal_recorder::event;
 use wal_recorder::logdir::{verify, LogReader};
-use wal_recorder::segment::format::{record_size, HEADER_LEN, SEAL_LEN};
+use wal_recorder::segment::format::{Framing, HEADER_LEN};
 use wal_recorder::segment::{AppendError, SegmentWriter};
 use wal_recorder::{constants::MAX_RECORD_LEN, Corruption, Error};
+
+/// Bytes a version 1 record of `len` payload bytes occupies.
+fn record_size(len: usize) -> usize {
+    Framing::Plain.record_size(len)
+}
+/// A version 1 seal's length.
+const SEAL_LEN: usize = Framing::Plain.seal_len();
 
 #[test]
 fn millions_of_records_over_many_segments_read_back_in_order() {

@@ -17,7 +17,7 @@ use wal_recorder::Error;
 const SEG: u64 = 64 * 1024;
 /// 64-byte records in a 64 KiB segment.
 fn per_seg() -> u64 {
-    wal_recorder::segment::format::records_per_segment(SEG, 64)
+    wal_recorder::segment::format::Framing::Plain.records_per_segment(SEG, 64)
 }
 
 /// The settings every recorder here shares: 64 KiB segments, no scrub (nothing to find).

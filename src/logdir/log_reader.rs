@@ -15,7 +15,6 @@ use super::listing::{list_dir, SegmentEntry, Tier};
 use super::summary::{hot_summary, FileStamp, SegmentSummary, SummaryIndex};
 use super::tail::{count_records, proves_durable, TailDrop, TailRule};
 use crate::error::{Corruption, Error, Result};
-use crate::segment::format::SegmentHeader;
 use crate::segment::reader::data_after;
 use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
 
@@ -78,6 +77,10 @@ struct ChainPoint {
     index: u64,
     next_seq: u64,
     crc: u32,
+    /// The log's greatest record time so far (0 without time).
+    max_time: u64,
+    /// How the segment frames its records.
+    framing: crate::segment::format::Framing,
 }
 
 /// Where the current segment's chain comes from.
@@ -278,6 +281,75 @@ impl LogReader {
         }
     }
 
+    /// Reads `dir` from the first record whose time is at or after `time` (in log order:
+    /// with a clock that stepped back, later records may be earlier than `time`; they are
+    /// returned in their place). Finds its segment by bisecting the segments' running max
+    /// times (seals and summaries, docs/FORMAT.md "Time"), then reads only that segment up to
+    /// it. [`Error::TimeNotFound`] if `time` is before the log's first record or after the
+    /// greatest time it holds (records without time, format version 1, hold none).
+    pub fn open_at_time(dir: &Path, time: std::time::SystemTime) -> Result<Self> {
+        let ns = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Self::open_at_time_ns(dir, ns)
+    }
+
+    /// [`Self::open_at_time`] with the time in nanoseconds since the Unix epoch.
+    pub fn open_at_time_ns(dir: &Path, time_ns: u64) -> Result<Self> {
+        let mut tries = 0;
+        loop {
+            match Self::open_at_time_once(dir, time_ns) {
+                Err(e) if super::seek::vanished(&e) && tries < super::seek::RELIST_TRIES => {
+                    tries += 1; // a live log froze or deleted a file we listed
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn open_at_time_once(dir: &Path, t: u64) -> Result<Self> {
+        let listing = list_dir(dir)?;
+        let index = SummaryIndex::load(dir);
+        let not_found = |first, last| Error::TimeNotFound {
+            dir: dir.to_path_buf(),
+            time_ns: t,
+            first,
+            last,
+        };
+        let first_time = || -> Result<Option<u64>> {
+            let mut r = Self::new(listing.segments.clone(), Vec::new());
+            let mut buf = Vec::new();
+            Ok(r.next_record(&mut buf)?.and_then(|i| i.time))
+        };
+        let Some(pos) = super::time_seek::locate_time(&listing.segments, &index, t)? else {
+            let last = match listing.segments.last() {
+                Some(e) => super::time_seek::max_time_of(e, &index)?.filter(|&m| m > 0),
+                None => None,
+            };
+            return Err(not_found(first_time()?, last));
+        };
+        let mut reader = Self::new(listing.segments[pos..].to_vec(), Vec::new());
+        let mut buf = Vec::new();
+        let mut max = None;
+        loop {
+            let Some(info) = reader.next_record(&mut buf)? else {
+                return Err(not_found(first_time()?, max));
+            };
+            match info.time {
+                Some(time) if time >= t => {
+                    if pos == 0 && reader.records == 1 && time > t {
+                        return Err(not_found(Some(time), None)); // before the log
+                    }
+                    reader.pending = Some((info, buf));
+                    (reader.records, reader.first_seq) = (1, Some(info.seq));
+                    return Ok(reader);
+                }
+                Some(time) => max = Some(max.map_or(time, |m: u64| m.max(time))),
+                None => {}
+            }
+        }
+    }
+
     /// The records from here on, each with its payload (an allocation per record; use
     /// [`Self::next_record`] to reuse one buffer).
     pub fn into_records(self) -> Records {
@@ -371,12 +443,7 @@ impl LogReader {
             let entry = self.segments[self.pos].clone();
             self.pos += 1;
             if let Some(summary) = self.summary_of(&entry)? {
-                let h = SegmentHeader {
-                    index: summary.index,
-                    first_seq: summary.first_seq,
-                    prev_crc: summary.prev_crc,
-                    capacity: 0,
-                };
+                let h = summary.header();
                 if self.check_continues(&entry, &h).is_err() {
                     self.summary_conflict = Some(entry.path);
                     self.done = true;
@@ -490,6 +557,12 @@ impl LogReader {
                 h.prev_crc, prev.crc
             ));
         }
+        if h.framing.timed() && h.prev_max_time != prev.max_time {
+            return bad(format!(
+                "previous max time {} where the records before it reach {}",
+                h.prev_max_time, prev.max_time
+            ));
+        }
         Ok(())
     }
 
@@ -503,6 +576,8 @@ impl LogReader {
                     index: s.index,
                     next_seq: s.next_seq(),
                     crc: s.last_crc,
+                    max_time: s.times.map_or(0, |(_, t)| t.max),
+                    framing: s.framing(),
                 });
                 self.prev_open = false;
                 self.prev_summarized = true;
@@ -521,6 +596,8 @@ impl LogReader {
             index: reader.header().index,
             next_seq: reader.next_seq(),
             crc: reader.last_crc(),
+            max_time: reader.times().map_or(0, |t| t.max),
+            framing: reader.header().framing,
         });
         let pos = self.pos - 1;
         let whole_file = |offset, kind| Break::whole_file(pos, offset, kind, false);
@@ -585,7 +662,7 @@ impl LogReader {
                 // unless part of it reads as a whole zero sector (a write that never landed).
                 let lost_write = !(matches!(kind, Corruption::RecordChecksum { .. })
                     && data_after
-                    && !zero_sector_in_frame(&entry.path, offset)?);
+                    && !zero_sector_in_frame(&entry.path, offset, reader.header().framing)?);
                 self.on_break(Break {
                     pos,
                     offset,
@@ -708,9 +785,19 @@ impl LogReader {
         (self.segments_read, self.hot_read, self.cold_read)
     }
 
-    /// Where the chain stands after the last finished segment: (next seq, last crc).
-    pub(crate) fn chain_end(&self) -> Option<(u64, u32)> {
-        self.chain.map(|c| (c.next_seq, c.crc))
+    /// Where the chain stands after the last finished segment, and how that segment
+    /// frames its records.
+    pub(crate) fn chain_end(
+        &self,
+    ) -> Option<(crate::segment::ChainPoint, crate::segment::format::Framing)> {
+        self.chain.map(|c| {
+            let at = crate::segment::ChainPoint {
+                next_seq: c.next_seq,
+                crc: c.crc,
+                max_time: c.max_time,
+            };
+            (at, c.framing)
+        })
     }
 }
 
@@ -767,12 +854,16 @@ fn data_beyond_hole(path: &Path, offset: u64) -> Result<u64> {
 }
 
 /// Whether a 512-byte sector overlapping the record frame at `offset` is all zeros.
-fn zero_sector_in_frame(path: &Path, offset: u64) -> Result<bool> {
-    use crate::segment::format::{record_size, RECORD_HEADER_LEN, REC_LEN_OFFSET};
+fn zero_sector_in_frame(
+    path: &Path,
+    offset: u64,
+    framing: crate::segment::format::Framing,
+) -> Result<bool> {
+    use crate::segment::format::REC_LEN_OFFSET;
     use std::os::unix::fs::FileExt;
     const SECTOR: u64 = 512;
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut head = [0u8; RECORD_HEADER_LEN];
+    let mut head = [0u8; 16];
     f.read_exact_at(&mut head, offset)
         .map_err(|e| Error::io("read", path, e))?;
     let len = u32::from_le_bytes(
@@ -780,7 +871,7 @@ fn zero_sector_in_frame(path: &Path, offset: u64) -> Result<bool> {
             .try_into()
             .expect("4 bytes"),
     ) as usize;
-    let end = offset + record_size(len.min(1 << 24)) as u64;
+    let end = offset + framing.record_size(len.min(1 << 24)) as u64;
     let mut sector = [0u8; SECTOR as usize];
     let mut at = offset / SECTOR * SECTOR;
     while at < end {

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Error, Result};
 use crate::segment::format::{
-    record_crc, RecordHeader, Seal, SegmentHeader, ALIGN, HEADER_LEN, RECORD_HEADER_LEN, SEAL_LEN,
-    SEAL_MARKER,
+    record_crc, RecordHeader, Seal, SegmentHeader, TimeRange, ALIGN, HEADER_LEN, SEAL_MARKER,
 };
 use crate::segment::{RecordInfo, SealedMap};
 
@@ -37,24 +36,28 @@ impl MappedSegment {
             .metadata()
             .map_err(|e| Error::io("stat", path, e))?
             .len();
-        if len < (HEADER_LEN + SEAL_LEN) as u64 {
+        if len < HEADER_LEN as u64 {
             return Ok(None);
         }
         let mut head = [0u8; HEADER_LEN];
-        let mut tail = [0u8; SEAL_LEN];
+        let mut tail = [0u8; crate::segment::format::MAX_SEAL_LEN];
         let read = |buf: &mut [u8], at: u64| match file.read_exact_at(buf, at) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(Error::io("read", path, e)),
         };
-        if !read(&mut head, 0)? || !read(&mut tail, len - SEAL_LEN as u64)? {
+        if !read(&mut head, 0)? {
             return Ok(None); // shrank since the stat: not final
         }
         let header = SegmentHeader::decode(&head).map_err(|kind| Error::corrupt(path, 0, kind))?;
-        if len >= header.capacity {
+        let seal_len = header.framing.seal_len();
+        if len < (HEADER_LEN + seal_len) as u64 || len >= header.capacity {
             return Ok(None); // not truncated by persist yet: its length is not final
         }
-        let Ok(seal) = Seal::decode(&tail) else {
+        if !read(&mut tail[..seal_len], len - seal_len as u64)? {
+            return Ok(None);
+        }
+        let Ok(seal) = Seal::decode(&tail, header.framing) else {
             return Ok(None);
         };
         if seal.end != len {
@@ -91,6 +94,10 @@ impl MappedSegment {
             next_seq: self.header.first_seq,
             prev_crc: self.header.prev_crc,
             seen: 0,
+            times: TimeRange {
+                max: self.header.prev_max_time,
+                ..TimeRange::default()
+            },
             done: false,
         }
     }
@@ -103,6 +110,7 @@ pub struct MappedRecords<'a> {
     next_seq: u64,
     prev_crc: u32,
     seen: u64,
+    times: TimeRange,
     done: bool,
 }
 
@@ -121,20 +129,22 @@ impl<'a> Iterator for MappedRecords<'a> {
             return None;
         }
         let b: &'a [u8] = self.seg.map.as_slice();
-        if b.len() - self.at < RECORD_HEADER_LEN {
+        let framing = self.seg.header.framing;
+        let (hl, seal_len) = (framing.record_header_len(), framing.seal_len());
+        if b.len() - self.at < hl {
             return self.broken(Corruption::Truncated);
         }
-        let hb: &[u8; RECORD_HEADER_LEN] = b[self.at..self.at + RECORD_HEADER_LEN]
-            .try_into()
-            .expect("RECORD_HEADER_LEN");
-        let rh = RecordHeader::decode(hb);
+        let rh = RecordHeader::decode(&b[self.at..self.at + hl], framing);
         if rh.seq == SEAL_MARKER {
             let seal = self.seg.seal;
-            if self.at + SEAL_LEN != b.len() || seal.count != self.seen {
+            if self.at + seal_len != b.len() || seal.count != self.seen {
                 return self.broken(Corruption::BadSeal("seal count or end disagrees"));
             }
             if seal.last_crc != self.prev_crc {
                 return self.broken(Corruption::BadSeal("seal does not chain"));
+            }
+            if framing.timed() && seal.times != Some(self.times) {
+                return self.broken(Corruption::BadSeal("time range disagrees with the records"));
             }
             self.done = true;
             return None;
@@ -142,9 +152,9 @@ impl<'a> Iterator for MappedRecords<'a> {
         if let Err(kind) = rh.check_len() {
             return self.broken(kind);
         }
-        let start = self.at + RECORD_HEADER_LEN;
+        let start = self.at + hl;
         let padded = (rh.len as usize + ALIGN - 1) & !(ALIGN - 1);
-        if b.len() - start < padded + SEAL_LEN {
+        if b.len() - start < padded + seal_len {
             return self.broken(Corruption::Truncated);
         }
         let payload = &b[start..start + rh.len as usize];
@@ -154,14 +164,21 @@ impl<'a> Iterator for MappedRecords<'a> {
                 found: rh.seq,
             });
         }
-        if record_crc(self.prev_crc, rh.seq, payload) != rh.crc {
+        let time = framing.timed().then_some(rh.time);
+        if record_crc(self.prev_crc, rh.seq, time, payload) != rh.crc {
             return self.broken(Corruption::RecordChecksum { seq: rh.seq });
         }
+        if self.seen == 0 {
+            self.times.first = rh.time;
+        }
+        self.times.last = rh.time;
+        self.times.max = self.times.max.max(rh.time);
         let info = RecordInfo {
             seq: rh.seq,
             crc: rh.crc,
             offset: self.at as u64,
             len: rh.len,
+            time,
         };
         self.at = start + padded;
         self.next_seq += 1;

@@ -4,6 +4,7 @@
 pub(crate) mod cursor;
 mod listing;
 mod log_reader;
+mod log_time;
 mod mapped;
 pub mod reader_position;
 pub(crate) mod seek;
@@ -12,12 +13,14 @@ mod staged_view;
 pub mod summary;
 mod tail;
 mod tailer;
+mod time_seek;
 mod verify;
 
 pub use cursor::{cursor_path, CURSOR_FILE};
 pub(crate) use listing::highest_watermark;
 pub use listing::{list_dir, DirListing, SegmentEntry, Tier};
 pub use log_reader::{LogReader, Records, SourceOpener, Warning};
+pub use log_time::{format_rfc3339, parse_log_time};
 pub use mapped::{MappedRecords, MappedSegment};
 pub use tail::{TailDrop, TailRule};
 pub use tailer::{Idle, OnDivergence, Redelivery, StartAt, Tailer, Visibility};

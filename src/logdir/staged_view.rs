@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::segment::format::{
-    record_crc, record_size, RecordHeader, Seal, SegmentHeader, HEADER_LEN, RECORD_HEADER_LEN,
-    SEAL_LEN, SEAL_MARKER,
+    record_crc, RecordHeader, Seal, SegmentHeader, HEADER_LEN, MAX_RECORD_HEADER_LEN, MAX_SEAL_LEN,
+    SEAL_MARKER,
 };
 use crate::segment::{ReadMap, RecordInfo};
 
@@ -66,7 +66,7 @@ impl StagedView {
                 continue;
             };
             let len = file.metadata().map_or(0, |m| m.len()) as usize;
-            if len < HEADER_LEN + SEAL_LEN {
+            if len < HEADER_LEN + MAX_SEAL_LEN {
                 continue;
             }
             // SAFETY: a staging buffer is created at its full size and never shrinks.
@@ -123,18 +123,20 @@ impl StagedView {
         (next_seq, prev_crc): (u64, u32),
         payload: &mut Vec<u8>,
     ) -> Option<Staged> {
-        let (at, _) = self.buffer(index)?;
+        let (at, header) = self.buffer(index)?;
+        let framing = header.framing;
+        let (hl, seal_len) = (framing.record_header_len(), framing.seal_len());
         let map = &self.maps[at];
         let pos = pos as usize;
-        if pos + SEAL_LEN > map.len() {
+        if pos + seal_len > map.len() {
             return Some(Staged::NotYet);
         }
         let seq = map.load_u64(pos);
         if seq == SEAL_MARKER {
-            let mut sb = [0u8; SEAL_LEN];
-            map.copy_to(pos, &mut sb);
-            return Some(match Seal::decode(&sb) {
-                Ok(s) if s.last_crc == prev_crc && s.end == (pos + SEAL_LEN) as u64 => {
+            let mut sb = [0u8; MAX_SEAL_LEN];
+            map.copy_to(pos, &mut sb[..seal_len]);
+            return Some(match Seal::decode(&sb, framing) {
+                Ok(s) if s.last_crc == prev_crc && s.end == (pos + seal_len) as u64 => {
                     Staged::Sealed
                 }
                 _ => Staged::NotYet,
@@ -143,19 +145,20 @@ impl StagedView {
         if seq != next_seq {
             return Some(Staged::NotYet);
         }
-        let mut hb = [0u8; RECORD_HEADER_LEN];
-        map.copy_to(pos, &mut hb);
-        let rh = RecordHeader::decode(&hb);
+        let mut hb = [0u8; MAX_RECORD_HEADER_LEN];
+        map.copy_to(pos, &mut hb[..hl]);
+        let rh = RecordHeader::decode(&hb, framing);
         if rh.seq != next_seq || rh.check_len().is_err() {
             return Some(Staged::NotYet);
         }
         let len = rh.len as usize;
-        if pos + record_size(len) > map.len() {
+        if pos + framing.record_size(len) > map.len() {
             return Some(Staged::NotYet);
         }
         payload.resize(len, 0);
-        map.copy_to(pos + RECORD_HEADER_LEN, payload);
-        if record_crc(prev_crc, rh.seq, payload) != rh.crc {
+        map.copy_to(pos + hl, payload);
+        let time = framing.timed().then_some(rh.time);
+        if record_crc(prev_crc, rh.seq, time, payload) != rh.crc {
             return Some(Staged::NotYet);
         }
         // The buffer may have been reused while we copied: the record verified, so it is
@@ -165,6 +168,7 @@ impl StagedView {
             crc: rh.crc,
             offset: pos as u64,
             len: rh.len,
+            time,
         }))
     }
 }

@@ -31,8 +31,8 @@ use super::staged_view::{Staged, StagedView};
 use super::summary::SummaryIndex;
 use crate::error::{Corruption, Error, Result};
 use crate::segment::format::{
-    record_crc, record_size, RecordHeader, Seal, SegmentHeader, HEADER_LEN, RECORD_HEADER_LEN,
-    SEAL_LEN, SEAL_MARKER,
+    record_crc, Framing, RecordHeader, Seal, SegmentHeader, HEADER_LEN, MAX_RECORD_HEADER_LEN,
+    MAX_SEAL_LEN, SEAL_MARKER,
 };
 use crate::segment::names::{cold_path, segment_path};
 use crate::segment::{RecordInfo, SegmentEnd, SegmentReader};
@@ -146,6 +146,8 @@ pub struct Tailer {
     next_seq: u64,
     prev_crc: u32,
     chained: bool,
+    /// How the current segment frames its records (from its header).
+    framing: Framing,
     /// Records below this are read and checked but not returned (a start at a sequence
     /// number).
     skip_below: u64,
@@ -197,6 +199,7 @@ impl Tailer {
             next_seq: 0,
             prev_crc: 0,
             chained: false,
+            framing: Framing::Plain,
             skip_below: 0,
             to_end: false,
             idle: Idle::Backoff {
@@ -600,6 +603,7 @@ impl Tailer {
             }
         }
         (self.next_seq, self.prev_crc, self.chained) = (h.first_seq, h.prev_crc, true);
+        self.framing = h.framing;
         Ok(())
     }
 
@@ -633,14 +637,13 @@ impl Tailer {
                 let staged = self.staged.as_mut();
                 let step = match staged.and_then(|v| v.step(self.index, *pos, chain, payload)) {
                     Some(Staged::Record(info)) => {
-                        *pos += record_size(info.len as usize) as u64;
+                        *pos += self.framing.record_size(info.len as usize) as u64;
                         Step::Record(info)
                     }
                     Some(Staged::Sealed) => Step::Sealed,
                     Some(Staged::NotYet) => Step::NotYet,
                     None => hot_step(
-                        file,
-                        path,
+                        (file, path, self.framing),
                         pos,
                         window,
                         win_at,
@@ -700,15 +703,14 @@ fn bytes<'w>(
 /// The next complete record of a hot segment at `pos`, or its seal, or nothing yet (then the
 /// window is dropped: the next poll reads the file again).
 fn hot_step(
-    file: &File,
-    path: &Path,
+    seg: (&File, &Path, Framing),
     pos: &mut u64,
     window: &mut Vec<u8>,
     win_at: &mut u64,
     chain: (u64, u32),
     payload: &mut Vec<u8>,
 ) -> Result<Step> {
-    let step = hot_frame(file, path, pos, window, win_at, chain, payload)?;
+    let step = hot_frame(seg, pos, window, win_at, chain, payload)?;
     if matches!(step, Step::NotYet) {
         window.clear();
     }
@@ -716,24 +718,25 @@ fn hot_step(
 }
 
 fn hot_frame(
-    file: &File,
-    path: &Path,
+    (file, path, framing): (&File, &Path, Framing),
     pos: &mut u64,
     window: &mut Vec<u8>,
     win_at: &mut u64,
     (next_seq, prev_crc): (u64, u32),
     payload: &mut Vec<u8>,
 ) -> Result<Step> {
-    let Some(hb) = bytes(file, path, window, win_at, *pos, RECORD_HEADER_LEN)? else {
+    let (hl, seal_len) = (framing.record_header_len(), framing.seal_len());
+    const _: () = assert!(MAX_RECORD_HEADER_LEN <= MAX_SEAL_LEN);
+    let Some(hb) = bytes(file, path, window, win_at, *pos, hl)? else {
         return Ok(Step::NotYet);
     };
-    let rh = RecordHeader::decode(hb.try_into().expect("a record header"));
+    let rh = RecordHeader::decode(hb, framing);
     if rh.seq == SEAL_MARKER {
-        let Some(sb) = bytes(file, path, window, win_at, *pos, SEAL_LEN)? else {
+        let Some(sb) = bytes(file, path, window, win_at, *pos, seal_len)? else {
             return Ok(Step::NotYet);
         };
-        return match Seal::decode(sb.try_into().expect("a seal")) {
-            Ok(seal) if seal.last_crc == prev_crc && seal.end == *pos + SEAL_LEN as u64 => {
+        return match Seal::decode(sb, framing) {
+            Ok(seal) if seal.last_crc == prev_crc && seal.end == *pos + seal_len as u64 => {
                 Ok(Step::Sealed)
             }
             // Half written, or not this segment's: read again later.
@@ -743,12 +746,13 @@ fn hot_frame(
     if rh.seq != next_seq || rh.check_len().is_err() {
         return Ok(Step::NotYet); // zeros (not written yet) or a frame in progress
     }
-    let size = record_size(rh.len as usize);
+    let size = framing.record_size(rh.len as usize);
     let Some(frame) = bytes(file, path, window, win_at, *pos, size)? else {
         return Ok(Step::NotYet);
     };
-    let body = &frame[RECORD_HEADER_LEN..RECORD_HEADER_LEN + rh.len as usize];
-    if record_crc(prev_crc, rh.seq, body) != rh.crc {
+    let body = &frame[hl..hl + rh.len as usize];
+    let time = framing.timed().then_some(rh.time);
+    if record_crc(prev_crc, rh.seq, time, body) != rh.crc {
         return Ok(Step::NotYet); // its payload is not all there yet
     }
     payload.clear();
@@ -758,6 +762,7 @@ fn hot_frame(
         crc: rh.crc,
         offset: *pos,
         len: rh.len,
+        time,
     };
     *pos += size as u64;
     Ok(Step::Record(info))

@@ -62,6 +62,8 @@ pub(crate) struct Durability {
     /// Mappings of the segments prepared and not yet taken: (index, address, length).
     prepared_maps: std::collections::VecDeque<(u64, usize, usize)>,
     pretouch_next: Instant,
+    /// When the writer's clock is re-anchored next.
+    reanchor_next: Instant,
     /// Staged mode: the drain of the staging buffers.
     pub drain: Option<Drain>,
     /// A sync failure of a prepare, for the worker to latch ([`Self::take_failure`]).
@@ -101,9 +103,22 @@ impl Durability {
             persisted: BTreeMap::new(),
             prepared_maps: std::collections::VecDeque::new(),
             pretouch_next: Instant::now(),
+            reanchor_next: Instant::now() + crate::clock::REANCHOR_EVERY,
             drain,
             failure: None,
             stall_counted: 0,
+        }
+    }
+
+    /// Re-anchors the writer's clock (a log with time) every `REANCHOR_EVERY`: one
+    /// `clock_gettime` here keeps the writer's TSC-scaled stamps on CLOCK_REALTIME.
+    pub(crate) fn reanchor_clock(&mut self, now: Instant) {
+        if now < self.reanchor_next {
+            return;
+        }
+        self.reanchor_next = now + crate::clock::REANCHOR_EVERY;
+        if let Some(clock) = self.link.clock.get() {
+            clock.reanchor();
         }
     }
 

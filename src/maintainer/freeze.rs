@@ -29,8 +29,8 @@ use super::job::{ud, Ctx};
 use crate::constants::{CHUNK_SIZE, FREEZE_PIPELINE_DEPTH};
 use crate::error::{Corruption, Error, Result};
 use crate::io::{check, push_chain, Op, Target};
-use crate::logdir::summary::{FileStamp, SegmentSummary, ENTRY_LEN};
-use crate::segment::format::{Seal, SegmentHeader, HEADER_LEN, SEAL_LEN};
+use crate::logdir::summary::{FileStamp, SegmentSummary, TIMED_ENTRY_LEN};
+use crate::segment::format::{Seal, SegmentHeader, HEADER_LEN, MAX_SEAL_LEN};
 use crate::segment::names::{cold_name, hot_name};
 
 const READ: u32 = 0x100;
@@ -131,9 +131,9 @@ pub(crate) struct FreezeJob {
     compress_ns: u64,
     /// The segment's first bytes (its header) and last bytes (its seal), seen while reading.
     head: [u8; HEADER_LEN],
-    tail: [u8; SEAL_LEN],
+    tail: [u8; MAX_SEAL_LEN],
     /// Its `cold.summary` entry, once the tmp is synced.
-    entry: Option<[u8; ENTRY_LEN]>,
+    entry: Option<([u8; TIMED_ENTRY_LEN], usize)>,
 }
 
 fn cstr(s: String) -> CString {
@@ -213,7 +213,7 @@ impl FreezeJob {
             sync_started: crate::telemetry::now(),
             compress_ns: 0,
             head: [0; HEADER_LEN],
-            tail: [0; SEAL_LEN],
+            tail: [0; MAX_SEAL_LEN],
             entry: None,
         });
         Ok(job)
@@ -325,11 +325,12 @@ impl FreezeJob {
                 let n = data.len().min(HEADER_LEN);
                 self.head[..n].copy_from_slice(&data[..n]);
             }
-            if data.len() >= SEAL_LEN {
-                self.tail.copy_from_slice(&data[data.len() - SEAL_LEN..]);
+            if data.len() >= MAX_SEAL_LEN {
+                self.tail
+                    .copy_from_slice(&data[data.len() - MAX_SEAL_LEN..]);
             } else {
                 self.tail.copy_within(data.len().., 0);
-                self.tail[SEAL_LEN - data.len()..].copy_from_slice(data);
+                self.tail[MAX_SEAL_LEN - data.len()..].copy_from_slice(data);
             }
             (std::mem::take(&mut r.buf), r.want, Some(i))
         } else {
@@ -590,13 +591,19 @@ impl FreezeJob {
 
     /// The segment's `cold.summary` entry: its header and seal, and the stamp of the tmp file
     /// (the cold file after the rename: same inode, same length, same modification time).
-    fn summary_entry(&self) -> Option<[u8; ENTRY_LEN]> {
-        let (Ok(h), Ok(seal)) = (SegmentHeader::decode(&self.head), Seal::decode(&self.tail))
-        else {
-            return None; // not a sealed segment: nothing to summarize
-        };
+    fn summary_entry(&self) -> Option<([u8; TIMED_ENTRY_LEN], usize)> {
+        let (h, seal) = self.header_and_seal()?; // else not sealed: nothing to summarize
         let meta = self.tmp.as_ref()?.metadata().ok()?;
-        Some(SegmentSummary::new(&h, &seal).encode(FileStamp::of(&meta)))
+        let s = SegmentSummary::new(&h, &seal);
+        Some((s.encode(FileStamp::of(&meta)), s.entry_len()))
+    }
+
+    /// The segment's header and seal, from the first and last bytes it compressed (the
+    /// segment is at least a header and a seal long, and `tail` is the longest seal).
+    fn header_and_seal(&self) -> Option<(SegmentHeader, Seal)> {
+        let h = SegmentHeader::decode(&self.head).ok()?;
+        let seal = Seal::decode(&self.tail[MAX_SEAL_LEN - h.framing.seal_len()..], h.framing);
+        Some((h, seal.ok()?))
     }
 
     /// Starts `rename(tmp → .wal.lz4) → fsync(dir) → unlink(.wal) → fsync(dir)`, then the
@@ -604,15 +611,16 @@ impl FreezeJob {
     pub fn publish(&mut self, slot: u32, cx: &mut Ctx<'_>) -> Option<FreezeOutcome> {
         debug_assert!(self.is_ready_to_publish());
         let append = match (&self.entry, cx.summaries.as_deref_mut()) {
-            (Some(entry), Some(log)) => {
+            (Some((entry, len)), Some(log)) => {
                 let op = Op::write(
                     Target::Summary,
                     log.file.as_raw_fd(),
-                    entry,
+                    &entry[..*len],
                     log.next,
                     ud(slot, PUBLISH + 4),
                 );
-                log.next += ENTRY_LEN as u64;
+                log.next += *len as u64;
+                log.entries += 1;
                 Some(op)
             }
             _ => None,
@@ -686,10 +694,9 @@ impl FreezeJob {
         let bytes_out = std::fs::metadata(&cold)
             .map(|m| m.len())
             .unwrap_or(self.out_off);
-        let next_seq = match (SegmentHeader::decode(&self.head), Seal::decode(&self.tail)) {
-            (Ok(h), Ok(seal)) => Some(SegmentSummary::new(&h, &seal).next_seq()),
-            _ => None,
-        };
+        let next_seq = self
+            .header_and_seal()
+            .map(|(h, seal)| SegmentSummary::new(&h, &seal).next_seq());
         Some(FreezeOutcome::Frozen {
             bytes_in: self.src_len,
             bytes_out,

@@ -68,6 +68,8 @@ pub struct WriterLink {
     /// Staged: the sequence number a `Recorder::sync()` waits for; while `durable_seq` is
     /// below it the maintainer drains at once instead of at the next interval.
     pub sync_wanted: AtomicU64,
+    /// The writer's clock, for the maintainer to re-anchor (a log with time).
+    pub(crate) clock: std::sync::OnceLock<std::sync::Arc<crate::clock::LogClock>>,
 }
 
 impl WriterLink {

@@ -19,7 +19,7 @@ use crate::constants::MAX_BODY_WRITES;
 use crate::constants::PAGE_SIZE;
 use crate::error::{Error, Result};
 use crate::io::{check, push_chain, Op, Target};
-use crate::segment::format::SEAL_LEN;
+use crate::segment::format::{SegmentHeader, HEADER_LEN, MAX_SEAL_LEN};
 use crate::segment::SealedSegment;
 use crate::telemetry::{self, Stamp};
 
@@ -174,15 +174,20 @@ impl PersistJob {
         if let Some(t) = &self.tail {
             let base = t.ring.base(t.slot).as_ptr();
             let end = (self.used.div_ceil(PAGE_SIZE) * PAGE_SIZE).min(t.ring.capacity() as u64);
-            let seal_off = self.used - SEAL_LEN as u64;
-            let seal_page = seal_off / PAGE_SIZE * PAGE_SIZE;
-            debug_assert!(t.from <= seal_page, "drains never pass the writer");
             let slice = |from: u64, to: u64| {
                 // SAFETY: [from, to) lies inside the slot's mapping (to <= end <= capacity),
                 // which `tail.ring` keeps alive until this job is dropped, after its
                 // completions; the sealed buffer no longer changes.
                 unsafe { std::slice::from_raw_parts(base.add(from as usize), (to - from) as usize) }
             };
+            // The seal's length is its segment's framing's, from the header in the buffer.
+            // (A header someone else overwrote in tmpfs: the longest seal, the page no lower
+            // than what is drained; the segment's own check at read time says the rest.)
+            let seal_len = SegmentHeader::decode(slice(0, HEADER_LEN as u64))
+                .map_or(MAX_SEAL_LEN, |h| h.framing.seal_len());
+            let seal_off = self.used - seal_len as u64;
+            let seal_page = (seal_off / PAGE_SIZE * PAGE_SIZE).max(t.from);
+            debug_assert!(t.from <= seal_page, "drains never pass the writer");
             let mut at = t.from;
             for (k, &tag) in BODY_TAGS.iter().enumerate() {
                 if at >= seal_page {

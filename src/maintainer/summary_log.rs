@@ -6,9 +6,7 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::logdir::summary::{
-    worth_compacting, write_index, SummaryIndex, ENTRY_LEN, SUMMARY_FILE,
-};
+use crate::logdir::summary::{worth_compacting, write_index, SummaryIndex, SUMMARY_FILE};
 
 /// The maintainer's end of `cold.summary`: entries are appended, never synced (a lost entry
 /// costs the next open one decode).
@@ -16,10 +14,14 @@ pub(crate) struct SummaryLog {
     pub file: std::fs::File,
     /// Offset of the next entry.
     pub next: u64,
+    /// Entries in the file, live and dead.
+    pub entries: u64,
 }
 
 impl SummaryLog {
-    /// Opens (creating it if missing) `dir/cold.summary`; a torn last entry is overwritten.
+    /// Opens (creating it if missing) `dir/cold.summary`. Entries are appended at the next
+    /// multiple of 8 (both entry lengths are multiples of 8): what a torn append left is
+    /// skipped by the loader, which looks for entries 8 bytes apart.
     pub fn open(dir: &Path) -> Option<Self> {
         let path = dir.join(SUMMARY_FILE);
         let opened = std::fs::OpenOptions::new()
@@ -32,7 +34,8 @@ impl SummaryLog {
         match opened {
             Ok((len, file)) => Some(SummaryLog {
                 file,
-                next: len / ENTRY_LEN as u64 * ENTRY_LEN as u64,
+                next: len.div_ceil(8) * 8,
+                entries: SummaryIndex::load(dir).entries_read() as u64,
             }),
             Err(e) => {
                 log::warn!("{}: {e}; cold segments are decoded at open", path.display());
@@ -45,7 +48,7 @@ impl SummaryLog {
 impl SummaryLog {
     /// Entries in the file, live and dead.
     pub fn entries(&self) -> u64 {
-        self.next / ENTRY_LEN as u64
+        self.entries
     }
 
     /// Rewrites `dir/cold.summary` with the entries of the `live` cold segments when dead

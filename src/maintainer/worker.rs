@@ -512,6 +512,7 @@ impl Worker {
         }
         if let Some(mut d) = self.durability.take() {
             d.pretouch(&self.shared.stats);
+            d.reanchor_clock(now);
             d.note_stall(&self.shared.stats);
             d.publish_cursor();
             // After a failure no new segment is made: appends are refused anyway. Nor one

@@ -17,7 +17,8 @@ use crate::io::fault::FaultPlan;
 use crate::io::{OpCode, Target};
 use crate::logdir::summary::{hot_summary, write_index, FileStamp, SegmentSummary, SummaryIndex};
 use crate::logdir::{list_dir, LogReader, SegmentEntry, TailDrop, TailRule, Tier, Warning};
-use crate::segment::format::{Seal, SEAL_LEN};
+use crate::segment::format::Seal;
+use crate::segment::ChainPoint;
 use crate::segment::{
     seal_in_place_with, sync_dir, truncate_sealed_with, SegmentEnd, SegmentReader,
 };
@@ -35,6 +36,11 @@ pub struct Recovered {
     pub next_seq: u64,
     /// Checksum the next record chains from.
     pub prev_crc: u32,
+    /// The greatest record time in the log (0 without time).
+    pub max_time: u64,
+    /// How the log's last segment frames its records (`None` for an empty log): the
+    /// recorder continues in it.
+    pub framing: Option<crate::segment::format::Framing>,
     /// One line per action taken (for logs and `walctl record`).
     pub actions: Vec<Action>,
     /// Records a crashed process had left only in its staging buffers, written to disk by
@@ -143,7 +149,7 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
     report.summarized = reader.summarized();
     report.read = reader.segments_read().0 - report.summarized;
     let chain_end = reader.chain_end();
-    let last_kept = chain_end.map_or(0, |(next, _)| next - 1);
+    let last_kept = chain_end.map_or(0, |(at, _)| at.next_seq - 1);
     let mut lost_acknowledged = match watermark {
         Some((w, file)) if w > last_kept => Some(LostAcknowledged {
             watermark_file: file,
@@ -205,7 +211,14 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         report.summary_rewritten =
             refresh_summaries(dir, &cold, &index, entries_read, reader.learned())?;
     }
-    let (next_seq, prev_crc) = chain_end.unwrap_or((crate::constants::FIRST_SEQ, 0));
+    let (at, framing) = match chain_end {
+        Some((at, framing)) => (at, Some(framing)),
+        None => (ChainPoint::START, None),
+    };
+    assert!(
+        at.next_seq >= crate::constants::FIRST_SEQ,
+        "sequence numbers start at 1"
+    );
     report.elapsed = started.elapsed();
     let tier = |t: Tier| {
         kept.iter()
@@ -217,8 +230,10 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
         hot: tier(Tier::Hot),
         cold: tier(Tier::Cold),
         next_index: kept.last().map_or(0, |s| s.index + 1),
-        next_seq,
-        prev_crc,
+        next_seq: at.next_seq,
+        prev_crc: at.crc,
+        max_time: at.max_time,
+        framing,
         actions: fx.actions,
         replayed_records: 0,
         dropped,
@@ -510,8 +525,9 @@ fn finish_segment(seg: &SegmentEntry, fx: &mut Fixer<'_>, full_scan: bool) -> Re
     };
     let seal = Seal {
         count: r.count(),
-        end: offset + SEAL_LEN as u64,
+        end: offset + r.header().framing.seal_len() as u64,
         last_crc: r.last_crc(),
+        times: r.times(),
     };
     if !fx.dry_run {
         seal_in_place_with(&seg.path, offset, &seal, fx.faults.as_ref())?;

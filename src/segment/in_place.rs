@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-use super::format::{Seal, SEAL_LEN};
+use super::format::Seal;
 use super::writer::injected_at;
 use crate::error::{Error, Result};
 use crate::io::fault::FaultPlan;
@@ -25,14 +25,19 @@ pub(crate) fn seal_in_place_with(
     faults: Option<&FaultPlan>,
 ) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    debug_assert_eq!(seal.end, seal_offset + SEAL_LEN as u64);
+    let seal_len = seal.framing().seal_len();
+    assert_eq!(
+        seal.end,
+        seal_offset + seal_len as u64,
+        "a seal ends where it says"
+    );
     let step = |code, op| injected_at(faults, code, Target::Recovery, op, path);
     let f = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
     step(OpCode::Write, "write")?;
-    f.write_all_at(&seal.encode(), seal_offset)
+    f.write_all_at(&seal.encode()[..seal_len], seal_offset)
         .map_err(|e| Error::io("write", path, e))?;
     finish_truncated(&f, path, seal.end, &step)
 }

@@ -17,4 +17,6 @@ pub(crate) use in_place::{seal_in_place_with, truncate_sealed_with};
 pub(crate) use mmap::populate_write;
 pub(crate) use mmap::{ReadMap, SealedMap, SharedMap};
 pub use reader::{RecordInfo, SegmentEnd, SegmentReader};
-pub use writer::{create_segment_file, AppendError, PreparedSegment, SealedSegment, SegmentWriter};
+pub use writer::{
+    create_segment_file, AppendError, ChainPoint, PreparedSegment, SealedSegment, SegmentWriter,
+};

@@ -7,8 +7,8 @@ use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    record_crc, RecordHeader, Seal, SegmentHeader, ALIGN, HEADER_LEN, RECORD_HEADER_LEN, SEAL_LEN,
-    SEAL_MARKER,
+    record_crc, RecordHeader, Seal, SegmentHeader, TimeRange, ALIGN, HEADER_LEN,
+    MAX_RECORD_HEADER_LEN, MAX_SEAL_LEN, SEAL_MARKER,
 };
 use crate::error::{Corruption, Error, Result};
 
@@ -23,6 +23,9 @@ pub struct RecordInfo {
     pub offset: u64,
     /// Payload length.
     pub len: u32,
+    /// The record's time, nanoseconds since the Unix epoch; `None` in a segment of format
+    /// version 1 (records without time).
+    pub time: Option<u64>,
 }
 
 /// How the records of a segment ended.
@@ -62,6 +65,9 @@ pub struct SegmentReader<R> {
     last_crc: u32,
     /// Records verified so far.
     count: u64,
+    /// Version 2: the verified records' first and last time and the log's greatest time up
+    /// to the last of them (from the header's `prev_max_time` on).
+    times: TimeRange,
     /// Set when the records ended; `next_record` returns `None` from then on.
     end: Option<SegmentEnd>,
     /// Bytes consumed from the source (the position in the uncompressed segment).
@@ -94,6 +100,10 @@ impl<R: Read> SegmentReader<R> {
             next_seq: header.first_seq,
             last_crc: header.prev_crc,
             count: 0,
+            times: TimeRange {
+                max: header.prev_max_time,
+                ..TimeRange::default()
+            },
             end: None,
             consumed: got as u64,
             damaged: None,
@@ -123,6 +133,12 @@ impl<R: Read> SegmentReader<R> {
     /// Sequence number after the last verified record.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Version 2: the time range of the records verified so far (first and last zero before
+    /// the first record); `None` in version 1.
+    pub fn times(&self) -> Option<TimeRange> {
+        self.header.framing.timed().then_some(self.times)
     }
 
     /// How the records ended, once `next_record` has returned `None`.
@@ -217,23 +233,26 @@ impl<R: Read> SegmentReader<R> {
     /// the next frame a record (or seal) chained from that record's stored checksum? Then,
     /// is there a valid seal anywhere further on?
     fn probe_after_break(&mut self) -> std::io::Result<bool> {
+        let framing = self.header.framing;
+        let (hl, sl) = (framing.record_header_len(), framing.seal_len());
         if let Some((seq, stored)) = self.damaged.take() {
-            let mut hb = [0u8; RECORD_HEADER_LEN];
-            if self.fill(&mut hb)? == RECORD_HEADER_LEN {
-                let rh = RecordHeader::decode(&hb);
+            let mut hb = [0u8; MAX_RECORD_HEADER_LEN];
+            if self.fill(&mut hb[..hl])? == hl {
+                let rh = RecordHeader::decode(&hb, framing);
                 if rh.seq == seq + 1 && rh.check_len().is_ok() {
                     let padded = (rh.len as usize + ALIGN - 1) & !(ALIGN - 1);
                     let mut p = vec![0u8; padded];
+                    let time = framing.timed().then_some(rh.time);
                     if self.fill(&mut p)? == padded
-                        && record_crc(stored, rh.seq, &p[..rh.len as usize]) == rh.crc
+                        && record_crc(stored, rh.seq, time, &p[..rh.len as usize]) == rh.crc
                     {
                         return Ok(true);
                     }
                 } else if rh.seq == SEAL_MARKER {
-                    let mut sb = [0u8; SEAL_LEN];
-                    sb[..RECORD_HEADER_LEN].copy_from_slice(&hb);
-                    if self.fill(&mut sb[RECORD_HEADER_LEN..])? == SEAL_LEN - RECORD_HEADER_LEN
-                        && Seal::decode(&sb).is_ok_and(|s| s.last_crc == stored)
+                    let mut sb = [0u8; MAX_SEAL_LEN];
+                    sb[..hl].copy_from_slice(&hb[..hl]);
+                    if self.fill(&mut sb[hl..sl])? == sl - hl
+                        && Seal::decode(&sb, framing).is_ok_and(|s| s.last_crc == stored)
                     {
                         return Ok(true);
                     }
@@ -247,7 +266,9 @@ impl<R: Read> SegmentReader<R> {
     /// end field points just past itself.
     fn scan_for_seal(&mut self) -> std::io::Result<bool> {
         const CHUNK: usize = 64 * 1024;
-        let mut buf = vec![0u8; CHUNK + SEAL_LEN];
+        let framing = self.header.framing;
+        let seal_len = framing.seal_len();
+        let mut buf = vec![0u8; CHUNK + seal_len];
         // Align the window start to 8 so that window offsets and file offsets agree mod 8.
         let skip = ((ALIGN as u64 - self.consumed % ALIGN as u64) % ALIGN as u64) as usize;
         if self.fill(&mut buf[..skip])? < skip {
@@ -259,10 +280,11 @@ impl<R: Read> SegmentReader<R> {
             let got = self.fill(&mut buf[have..])?;
             have += got;
             let mut i = 0;
-            while i + SEAL_LEN <= have {
+            while i + seal_len <= have {
                 if buf[i..i + 8] == SEAL_MARKER.to_le_bytes() {
-                    let sb: &[u8; SEAL_LEN] = buf[i..i + SEAL_LEN].try_into().expect("len");
-                    if Seal::decode(sb).is_ok_and(|s| s.end == base + (i + SEAL_LEN) as u64) {
+                    let sb = &buf[i..i + seal_len];
+                    let end = base + (i + seal_len) as u64;
+                    if Seal::decode(sb, framing).is_ok_and(|s| s.end == end) {
                         return Ok(true);
                     }
                 }
@@ -279,24 +301,26 @@ impl<R: Read> SegmentReader<R> {
 
     fn read_record(&mut self, payload: &mut Vec<u8>) -> Result<Step, Failure> {
         let at = self.offset;
-        let mut hb = [0u8; RECORD_HEADER_LEN];
-        let got = self.fill(&mut hb).map_err(Failure::Io)?;
+        let framing = self.header.framing;
+        let hl = framing.record_header_len();
+        let mut hb = [0u8; MAX_RECORD_HEADER_LEN];
+        let got = self.fill(&mut hb[..hl]).map_err(Failure::Io)?;
         if got == 0 {
             // A file cut right after a record: an unsealed segment with no zero tail left.
             return Err(Failure::Broken(at, Corruption::Truncated));
         }
-        if got < RECORD_HEADER_LEN {
+        if got < hl {
             return Err(Failure::Broken(at, Corruption::Truncated));
         }
-        let rh = RecordHeader::decode(&hb);
+        let rh = RecordHeader::decode(&hb, framing);
         if rh.seq == 0 {
-            if rh.len == 0 && rh.crc == 0 {
+            if rh.is_clean_end() {
                 return Ok(Step::End(SegmentEnd::Open { offset: at }));
             }
             return Err(Failure::Broken(at, Corruption::PartialFrame));
         }
         if rh.seq == SEAL_MARKER {
-            return self.read_seal(at, &hb).map(Step::End);
+            return self.read_seal(at, &hb[..hl]).map(Step::End);
         }
         if rh.seq != self.next_seq {
             let kind = Corruption::SequenceGap {
@@ -308,7 +332,7 @@ impl<R: Read> SegmentReader<R> {
         rh.check_len().map_err(|k| Failure::Broken(at, k))?;
         let len = rh.len as usize;
         let padded = (len + ALIGN - 1) & !(ALIGN - 1);
-        let end = at + (RECORD_HEADER_LEN + padded + SEAL_LEN) as u64;
+        let end = at + (hl + padded + framing.seal_len()) as u64;
         if end > self.header.capacity {
             return Err(Failure::Broken(
                 at,
@@ -322,7 +346,8 @@ impl<R: Read> SegmentReader<R> {
             return Err(Failure::Broken(at, Corruption::Truncated));
         }
         payload.truncate(len);
-        let crc = record_crc(self.last_crc, rh.seq, payload);
+        let time = framing.timed().then_some(rh.time);
+        let crc = record_crc(self.last_crc, rh.seq, time, payload);
         if crc != rh.crc {
             self.damaged = Some((rh.seq, rh.crc));
             return Err(Failure::Broken(
@@ -330,32 +355,36 @@ impl<R: Read> SegmentReader<R> {
                 Corruption::RecordChecksum { seq: rh.seq },
             ));
         }
-        self.offset = at + (RECORD_HEADER_LEN + padded) as u64;
+        self.offset = at + (hl + padded) as u64;
         self.next_seq += 1;
         self.last_crc = crc;
+        if self.count == 0 {
+            self.times.first = rh.time;
+        }
+        self.times.last = rh.time;
+        self.times.max = self.times.max.max(rh.time);
         self.count += 1;
         Ok(Step::Record(RecordInfo {
             seq: rh.seq,
             crc,
             offset: at,
             len: rh.len,
+            time,
         }))
     }
 
-    fn read_seal(
-        &mut self,
-        at: u64,
-        first: &[u8; RECORD_HEADER_LEN],
-    ) -> Result<SegmentEnd, Failure> {
-        let mut sb = [0u8; SEAL_LEN];
-        sb[..RECORD_HEADER_LEN].copy_from_slice(first);
+    fn read_seal(&mut self, at: u64, first: &[u8]) -> Result<SegmentEnd, Failure> {
+        let framing = self.header.framing;
+        let seal_len = framing.seal_len();
+        let mut sb = [0u8; MAX_SEAL_LEN];
+        sb[..first.len()].copy_from_slice(first);
         let got = self
-            .fill(&mut sb[RECORD_HEADER_LEN..])
+            .fill(&mut sb[first.len()..seal_len])
             .map_err(Failure::Io)?;
-        if got < SEAL_LEN - RECORD_HEADER_LEN {
+        if got < seal_len - first.len() {
             return Err(Failure::Broken(at, Corruption::Truncated));
         }
-        let seal = Seal::decode(&sb).map_err(|k| Failure::Broken(at, k))?;
+        let seal = Seal::decode(&sb, framing).map_err(|k| Failure::Broken(at, k))?;
         if seal.count != self.count {
             return Err(Failure::Broken(
                 at,
@@ -368,10 +397,16 @@ impl<R: Read> SegmentReader<R> {
                 Corruption::BadSeal("last checksum disagrees"),
             ));
         }
-        if seal.end != at + SEAL_LEN as u64 {
+        if seal.end != at + seal_len as u64 {
             return Err(Failure::Broken(
                 at,
                 Corruption::BadSeal("end offset disagrees"),
+            ));
+        }
+        if seal.times.is_some() && seal.times != self.times() {
+            return Err(Failure::Broken(
+                at,
+                Corruption::BadSeal("time range disagrees with the records"),
             ));
         }
         Ok(SegmentEnd::Sealed(seal))

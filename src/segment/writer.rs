@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::format::{
-    record_crc, record_size, Seal, SegmentHeader, ALIGN, HEADER_LEN, RECORD_HEADER_LEN,
-    REC_CRC_OFFSET, REC_LEN_OFFSET, SEAL_LEN,
+    record_crc, Framing, Seal, SegmentHeader, TimeRange, ALIGN, HEADER_LEN, REC_CRC_OFFSET,
+    REC_LEN_OFFSET, REC_TIME_OFFSET,
 };
 use super::mmap::SharedMap;
 use super::names::segment_path;
@@ -299,13 +299,37 @@ impl SealedSegment {
     }
 }
 
+/// Where a segment continues the log: the sequence number its first record gets, the
+/// checksum that record chains from, and the log's greatest record time so far (0 for none;
+/// version 2 segments carry it on, see [`super::format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainPoint {
+    /// Sequence number of the next record.
+    pub next_seq: u64,
+    /// Checksum of the last record (0 before the first record of a log).
+    pub crc: u32,
+    /// The greatest record time so far.
+    pub max_time: u64,
+}
+
+impl ChainPoint {
+    /// The start of a new log: sequence number 1, checksum 0, no time yet.
+    pub const START: ChainPoint = ChainPoint {
+        next_seq: 1,
+        crc: 0,
+        max_time: 0,
+    };
+}
+
 /// Appends records to one segment. See the module docs.
 pub struct SegmentWriter {
     seg: PreparedSegment,
     header: SegmentHeader,
+    /// Frame header length of `header.framing`, kept at hand for the hot path.
+    frame_len: usize,
     /// Offset of the next record; a multiple of 8, at most `limit`.
     write_off: usize,
-    /// Records must end at or before this offset: `capacity - SEAL_LEN - ALIGN` (room for the
+    /// Records must end at or before this offset: `capacity - seal_len - ALIGN` (room for the
     /// seal is always kept, and a sealed segment never fills its file, so that its truncated
     /// size always differs from its preallocated one: recovery reads "truncated" as
     /// "persisted"), or 0 once sealed, so one comparison on the hot path covers both.
@@ -316,12 +340,15 @@ pub struct SegmentWriter {
     last_crc: u32,
     /// Records written so far.
     count: u64,
+    /// Version 2: times of the first and last record, and the log's greatest time so far.
+    times: TimeRange,
     /// Set once the seal is written.
     sealed: Option<Seal>,
 }
 
 impl SegmentWriter {
-    /// Creates a segment file and makes it the active segment (see [`PreparedSegment::create`]).
+    /// Creates a version 1 segment file (records without time) and makes it the active
+    /// segment (see [`PreparedSegment::create`]); [`Self::create_framed`] chooses.
     pub fn create(
         dir: &Path,
         index: u64,
@@ -329,26 +356,48 @@ impl SegmentWriter {
         first_seq: u64,
         prev_crc: u32,
     ) -> Result<Self> {
-        let seg = PreparedSegment::create(dir, index, capacity)?;
-        Ok(Self::activate(seg, first_seq, prev_crc))
+        let at = ChainPoint {
+            next_seq: first_seq,
+            crc: prev_crc,
+            max_time: 0,
+        };
+        Self::create_framed(dir, index, capacity, Framing::Plain, at)
     }
 
-    /// [`Self::create`] with the watermark page past the capacity (a recorder's Direct
-    /// segments).
+    /// Creates a segment file of `framing` continuing the log at `at`, and makes it the
+    /// active segment.
+    pub fn create_framed(
+        dir: &Path,
+        index: u64,
+        capacity: u64,
+        framing: Framing,
+        at: ChainPoint,
+    ) -> Result<Self> {
+        let seg = PreparedSegment::create(dir, index, capacity)?;
+        Ok(Self::activate(seg, framing, at))
+    }
+
+    /// [`Self::create_framed`] with the watermark page past the capacity (a recorder's
+    /// Direct segments).
     pub(crate) fn create_marked(
         dir: &Path,
         index: u64,
         capacity: u64,
-        (first_seq, prev_crc): (u64, u32),
+        (framing, at): (Framing, ChainPoint),
         faults: Option<&FaultPlan>,
     ) -> Result<Self> {
         let extra = super::watermark::WATERMARK_LEN;
         let seg = PreparedSegment::create_with_faults(dir, index, capacity, extra, faults)?;
-        Ok(Self::activate(seg, first_seq, prev_crc))
+        Ok(Self::activate(seg, framing, at))
     }
 
     /// Writes the header of a prepared segment; no system call.
-    pub fn activate(seg: PreparedSegment, first_seq: u64, prev_crc: u32) -> Self {
+    pub fn activate(seg: PreparedSegment, framing: Framing, at: ChainPoint) -> Self {
+        let ChainPoint {
+            next_seq: first_seq,
+            crc: prev_crc,
+            max_time,
+        } = at;
         debug_assert!((1..=MAX_SEQ).contains(&first_seq));
         let capacity = seg.len;
         let header = SegmentHeader {
@@ -356,6 +405,8 @@ impl SegmentWriter {
             first_seq,
             prev_crc,
             capacity: capacity as u64,
+            framing,
+            prev_max_time: if framing.timed() { max_time } else { 0 },
         };
         let bytes = header.encode();
         // SAFETY: the mapping is at least MIN_SEGMENT_SIZE > HEADER_LEN bytes and this writer
@@ -366,27 +417,57 @@ impl SegmentWriter {
         SegmentWriter {
             seg,
             header,
+            frame_len: framing.record_header_len(),
             write_off: HEADER_LEN,
-            limit: capacity - SEAL_LEN - ALIGN, // format::records_per_segment assumes this
+            // format::Framing::records_per_segment assumes this
+            limit: capacity - framing.seal_len() - ALIGN,
             next_seq: first_seq,
             last_crc: prev_crc,
             count: 0,
+            times: TimeRange {
+                first: 0,
+                last: 0,
+                max: header.prev_max_time,
+            },
             sealed: None,
         }
     }
 
-    /// Appends `payload` as one record and returns its sequence number.
+    /// Appends `payload` as one record and returns its sequence number. A version 2 segment
+    /// stamps it with CLOCK_REALTIME (the recorder uses its own clock, [`Self::append_at`]).
     #[inline]
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, AppendError> {
         self.append_with(payload.len(), |buf| buf.copy_from_slice(payload))
     }
 
+    /// Appends `payload` with the time `time_ns` (nanoseconds since the Unix epoch; ignored
+    /// by a version 1 segment).
+    #[inline]
+    pub fn append_at(&mut self, time_ns: u64, payload: &[u8]) -> Result<u64, AppendError> {
+        self.append_with_at(time_ns, payload.len(), |buf| buf.copy_from_slice(payload))
+    }
+
     /// Reserves `len` bytes in the mapping, lets `fill` write the payload in place (zero
-    /// copy), then commits the record. The record becomes visible only after `fill` returns:
-    /// its sequence field is stored last, with release ordering.
+    /// copy), then commits the record (stamped as [`Self::append`] does).
     #[inline]
     pub fn append_with<F: FnOnce(&mut [u8])>(
         &mut self,
+        len: usize,
+        fill: F,
+    ) -> Result<u64, AppendError> {
+        let time = match self.header.framing {
+            Framing::Timed => crate::clock::realtime_ns(),
+            Framing::Plain => 0,
+        };
+        self.append_with_at(time, len, fill)
+    }
+
+    /// [`Self::append_with`] with the record's time given. The record becomes visible only
+    /// after `fill` returns: its sequence field is stored last, with release ordering.
+    #[inline]
+    pub fn append_with_at<F: FnOnce(&mut [u8])>(
+        &mut self,
+        time_ns: u64,
         len: usize,
         fill: F,
     ) -> Result<u64, AppendError> {
@@ -396,7 +477,7 @@ impl SegmentWriter {
         if self.next_seq > MAX_SEQ {
             return Err(AppendError::SeqExhausted);
         }
-        let size = record_size(len);
+        let size = self.frame_len + ((len + ALIGN - 1) & !(ALIGN - 1));
         if self.write_off + size > self.limit {
             return Err(if self.sealed.is_some() {
                 AppendError::Sealed
@@ -405,17 +486,18 @@ impl SegmentWriter {
             });
         }
         let seq = self.next_seq;
-        // SAFETY: write_off + size <= limit <= map.len() - SEAL_LEN was checked above, the record lies
+        // SAFETY: write_off + size <= limit <= map.len() - seal_len was checked above, the record lies
         // wholly inside the mapping, and no one else writes to it. The range was zero (fresh
         // fallocated file) and is not yet committed, so readers ignore it.
         let rec = unsafe { self.seg.base.as_ptr().add(self.write_off) };
         // SAFETY: `payload` covers exactly the len bytes after the frame header, in bounds.
-        let payload = unsafe { std::slice::from_raw_parts_mut(rec.add(RECORD_HEADER_LEN), len) };
+        let payload = unsafe { std::slice::from_raw_parts_mut(rec.add(self.frame_len), len) };
         fill(payload);
-        let crc = record_crc(self.last_crc, seq, payload);
+        let timed = self.header.framing.timed();
+        let crc = record_crc(self.last_crc, seq, timed.then_some(time_ns), payload);
         // SAFETY: rec is 8-aligned (mapping is page-aligned, write_off a multiple of 8) and the
-        // 16-byte frame header is in bounds; the seq field is an aligned u64 we may treat as
-        // an atomic because nothing else accesses it through a non-atomic reference.
+        // frame header is in bounds; the seq field is an aligned u64 we may treat as an
+        // atomic because nothing else accesses it through a non-atomic reference.
         unsafe {
             rec.add(REC_LEN_OFFSET)
                 .cast::<[u8; 4]>()
@@ -423,7 +505,19 @@ impl SegmentWriter {
             rec.add(REC_CRC_OFFSET)
                 .cast::<[u8; 4]>()
                 .write(crc.to_le_bytes());
+            if timed {
+                rec.add(REC_TIME_OFFSET)
+                    .cast::<[u8; 8]>()
+                    .write(time_ns.to_le_bytes());
+            }
             (*rec.cast::<AtomicU64>()).store(seq.to_le(), Ordering::Release);
+        }
+        if timed {
+            if self.count == 0 {
+                self.times.first = time_ns;
+            }
+            self.times.last = time_ns;
+            self.times.max = self.times.max.max(time_ns);
         }
         self.write_off += size;
         self.next_seq = seq + 1;
@@ -438,20 +532,23 @@ impl SegmentWriter {
         if let Some(seal) = self.sealed {
             return seal;
         }
+        let framing = self.header.framing;
+        let seal_len = framing.seal_len();
         let seal = Seal {
             count: self.count,
-            end: (self.write_off + SEAL_LEN) as u64,
+            end: (self.write_off + seal_len) as u64,
             last_crc: self.last_crc,
+            times: framing.timed().then_some(self.times),
         };
         let bytes = seal.encode();
         // The seal's body first, its marker (where a reader looks for the next sequence
         // number) last, with release ordering: a tailer that acquires the marker sees the
         // whole seal, as with a record.
-        // SAFETY: append always leaves SEAL_LEN bytes free after write_off, which is 8-aligned
+        // SAFETY: append always leaves seal_len bytes free after write_off, which is 8-aligned
         // (records are padded to ALIGN), so the marker's 8 bytes are an aligned AtomicU64.
         unsafe {
             let at = self.seg.base.as_ptr().add(self.write_off);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(8), at.add(8), SEAL_LEN - 8);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(8), at.add(8), seal_len - 8);
             let marker = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
             (*at.cast::<AtomicU64>()).store(marker.to_le(), Ordering::Release);
         }
@@ -463,7 +560,7 @@ impl SegmentWriter {
     /// Direct mode: makes every record written so far durable (msync of the written range).
     /// Staged mode: nothing to do here (the maintainer drains the buffer); returns Ok.
     pub fn sync(&self) -> Result<()> {
-        let upto = self.write_off + if self.sealed.is_some() { SEAL_LEN } else { 0 };
+        let upto = self.used_len() as usize;
         match &self.seg.backing {
             Backing::Mapped { map, .. } => map.sync_prefix(upto, &self.seg.path),
             Backing::Staged { .. } => Ok(()),
@@ -493,12 +590,26 @@ impl SegmentWriter {
     /// Whether a record of `len` payload bytes fits (seal space kept).
     #[inline]
     pub fn fits(&self, len: usize) -> bool {
-        self.write_off + record_size(len) <= self.limit
+        self.write_off + self.header.framing.record_size(len) <= self.limit
     }
 
     /// Largest payload an empty segment of this capacity could hold.
     pub fn max_payload(&self) -> usize {
-        super::format::max_payload(self.seg.len as u64)
+        self.header.framing.max_payload(self.seg.len as u64)
+    }
+
+    /// How this segment frames its records.
+    pub fn framing(&self) -> Framing {
+        self.header.framing
+    }
+
+    /// Where the next segment continues the log.
+    pub fn chain(&self) -> ChainPoint {
+        ChainPoint {
+            next_seq: self.next_seq,
+            crc: self.last_crc,
+            max_time: self.times.max,
+        }
     }
 
     /// Sequence number the next record would get.
@@ -518,7 +629,11 @@ impl SegmentWriter {
 
     /// Bytes in use: header, records and, once sealed, the seal.
     pub fn used_len(&self) -> u64 {
-        (self.write_off + if self.sealed.is_some() { SEAL_LEN } else { 0 }) as u64
+        let seal = match self.sealed {
+            Some(_) => self.header.framing.seal_len(),
+            None => 0,
+        };
+        (self.write_off + seal) as u64
     }
 
     /// Seals (if not yet sealed) and hands the segment over to the maintainer's persist

@@ -70,9 +70,20 @@ enum Cmd {
         /// Last sequence number to print
         #[arg(long)]
         to: Option<u64>,
+        /// Start at the first record whose log time is at or after T (RFC 3339, e.g.
+        /// 2026-12-03T09:30:00.250Z, any offset, or nanoseconds since the epoch); a log with
+        /// time only
+        #[arg(long, value_name = "T", value_parser = wal_recorder::logdir::parse_log_time, conflicts_with = "from")]
+        since: Option<u64>,
+        /// Stop before the first record whose log time is after T (same forms as --since)
+        #[arg(long, value_name = "T", value_parser = wal_recorder::logdir::parse_log_time)]
+        until: Option<u64>,
         /// Always print the payload as hex
         #[arg(long)]
         hex: bool,
+        /// One JSON object per record (with `log_time_ns` in a log with time)
+        #[arg(long)]
+        json: bool,
     },
     /// Make a log the recorder refuses open again: end it at its first break, move every
     /// file after it (and a copy of a file cut at it) into DIR/quarantine/, and print what
@@ -131,8 +142,11 @@ fn main() -> ExitCode {
             path,
             from,
             to,
+            since,
+            until,
             hex,
-        } => cmd_cat(&path, from, to, hex),
+            json,
+        } => cmd_cat(&path, (from, to), (since, until), (hex, json)),
         Cmd::Stats { dir, json } => cmd_stats(&dir, json),
         Cmd::Tail(args) => tail::run(args),
         Cmd::Repair {
@@ -358,21 +372,41 @@ fn describe_segment(
     ))
 }
 
-fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdResult {
+fn cmd_cat(
+    path: &Path,
+    (from, to): (Option<u64>, Option<u64>),
+    (since, until): (Option<u64>, Option<u64>),
+    (hex, json): (bool, bool),
+) -> CmdResult {
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
             eprintln!("walctl: --from {f} is after --to {t}");
             return Ok(ExitCode::from(2));
         }
     }
-    // `--from` on a directory seeks (a bisection of the segments, then one segment scanned).
-    let opened = match (path.is_dir(), from) {
-        (true, Some(seq)) => LogReader::open_at(path, seq),
-        (true, None) => LogReader::open_dir(path),
-        (false, _) => LogReader::open_file(path),
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            eprintln!("walctl: --since is after --until");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    if since.is_some() && !path.is_dir() {
+        eprintln!("walctl: --since takes a log directory");
+        return Ok(ExitCode::from(2));
+    }
+    // `--from` and `--since` on a directory seek (a bisection of the segments, then one
+    // segment scanned).
+    let opened = match (path.is_dir(), from, since) {
+        (true, _, Some(t)) => LogReader::open_at_time_ns(path, t),
+        (true, Some(seq), None) => LogReader::open_at(path, seq),
+        (true, None, None) => LogReader::open_dir(path),
+        (false, _, _) => LogReader::open_file(path),
     };
     let mut reader = match opened {
-        Err(e @ wal_recorder::Error::SeqNotFound { .. }) => {
+        Err(
+            e
+            @ (wal_recorder::Error::SeqNotFound { .. } | wal_recorder::Error::TimeNotFound { .. }),
+        ) => {
             eprintln!("walctl: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -391,12 +425,16 @@ fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdRes
         if info.seq < from {
             continue;
         }
-        if info.seq > to {
+        if info.seq > to || until.is_some_and(|u| info.time.is_some_and(|t| t > u)) {
             ended_early = true;
             break;
         }
         printed += 1;
-        if writeln!(out, "{}", format_record(&info, &buf, hex)).is_err() {
+        let line = match json {
+            true => tail::json_line(&info, &buf),
+            false => format_record(&info, &buf, hex),
+        };
+        if writeln!(out, "{line}").is_err() {
             return Ok(ExitCode::SUCCESS); // reader closed the pipe (e.g. `| head`)
         }
     }
@@ -404,7 +442,7 @@ fn cmd_cat(path: &Path, from: Option<u64>, to: Option<u64>, hex: bool) -> CmdRes
     for w in reader.warnings() {
         eprintln!("warning: {w}");
     }
-    if printed == 0 && (from > 0 || to < u64::MAX) {
+    if printed == 0 && (from > 0 || to < u64::MAX || until.is_some()) {
         let held = match seen {
             Some((a, _)) if ended_early => format!("its records start at {a}"),
             Some((a, b)) => format!("it holds {a}..={b}"),
@@ -425,11 +463,18 @@ pub(crate) fn format_record(
     buf: &[u8],
     hex: bool,
 ) -> String {
-    match TradeEvent::decode(buf) {
-        Some(ev) if !hex && ev.seq == info.seq => format!(
-            "{} {} {:?} ts={} order={} instr={} side={} px={} qty={} trader={}",
+    let head = match info.time {
+        Some(t) => format!(
+            "{} {} {}",
             info.seq,
             info.len,
+            wal_recorder::logdir::format_rfc3339(t)
+        ),
+        None => format!("{} {}", info.seq, info.len),
+    };
+    match TradeEvent::decode(buf) {
+        Some(ev) if !hex && ev.seq == info.seq => format!(
+            "{head} {:?} ts={} order={} instr={} side={} px={} qty={} trader={}",
             ev.kind,
             ev.ts_ns,
             ev.order_id,
@@ -439,7 +484,7 @@ pub(crate) fn format_record(
             ev.qty,
             ev.trader
         ),
-        _ => format!("{} {} {}", info.seq, info.len, to_hex(buf)),
+        _ => format!("{head} {}", to_hex(buf)),
     }
 }
 

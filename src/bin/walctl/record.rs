@@ -61,6 +61,10 @@ pub struct RecordArgs {
     /// Staged: write zeros over each new segment file before use (`false`: fallocate only)
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     zero_fill: bool,
+    /// A new log's records carry their time (format version 2); an existing log keeps the
+    /// format of its last segment
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    record_time: bool,
     /// tmpfs directory for the staging buffers
     #[arg(long, default_value = "/dev/shm")]
     staging_dir: PathBuf,
@@ -185,6 +189,7 @@ fn config(a: &RecordArgs) -> Result<Config, String> {
     }
     cfg.staging_dir = a.staging_dir.clone();
     cfg.zero_fill = a.zero_fill;
+    cfg.record_time = a.record_time;
     cfg.direct_io = a.direct_io;
     cfg.max_disk_bytes = a.max_disk_bytes;
     if let Some(n) = a.compress_threads {
@@ -201,7 +206,8 @@ fn config(a: &RecordArgs) -> Result<Config, String> {
         wal_recorder::Error::Config(why) => why,
         other => other.to_string(),
     })?;
-    let max = wal_recorder::segment::format::max_payload(checked.segment_size) as u64;
+    let framing = wal_recorder::segment::format::Framing::Timed; // the smaller of the two
+    let max = framing.max_payload(checked.segment_size) as u64;
     if a.record_size > max {
         return Err(format!(
             "--record-size {} does not fit in a segment of {} bytes (at most {max})",

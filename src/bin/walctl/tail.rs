@@ -134,8 +134,10 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn json_line(info: &RecordInfo, buf: &[u8]) -> String {
-    let v = match TradeEvent::decode(buf) {
+/// One record as a JSON line; `log_time_ns` (the record's own time in a log with time)
+/// comes with every record of such a log, beside the event's `ts_ns`.
+pub(crate) fn json_line(info: &RecordInfo, buf: &[u8]) -> String {
+    let mut v = match TradeEvent::decode(buf) {
         Some(ev) if ev.seq == info.seq => json!({
             "seq": info.seq, "len": info.len, "kind": format!("{:?}", ev.kind),
             "ts_ns": ev.ts_ns, "order": ev.order_id, "instrument": ev.instrument,
@@ -147,5 +149,8 @@ fn json_line(info: &RecordInfo, buf: &[u8]) -> String {
             "hex": buf.iter().map(|b| format!("{b:02x}")).collect::<String>(),
         }),
     };
+    if let Some(t) = info.time {
+        v["log_time_ns"] = json!(t);
+    }
     v.to_string()
 }
