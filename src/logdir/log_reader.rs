@@ -239,15 +239,7 @@ impl LogReader {
     /// then reads only inside that segment up to it, the chain checked from that segment's
     /// header on. [`Error::SeqNotFound`] if the log does not hold `seq`.
     pub fn open_at(dir: &Path, seq: u64) -> Result<Self> {
-        let mut tries = 0;
-        loop {
-            match Self::open_at_once(dir, seq) {
-                Err(e) if super::seek::vanished(&e) && tries < super::seek::RELIST_TRIES => {
-                    tries += 1; // a live log froze or deleted a file we listed
-                }
-                done => return done,
-            }
-        }
+        super::seek::relisting(|| Self::open_at_once(dir, seq))
     }
 
     fn open_at_once(dir: &Path, seq: u64) -> Result<Self> {
@@ -296,15 +288,7 @@ impl LogReader {
 
     /// [`Self::open_at_time`] with the time in nanoseconds since the Unix epoch.
     pub fn open_at_time_ns(dir: &Path, time_ns: u64) -> Result<Self> {
-        let mut tries = 0;
-        loop {
-            match Self::open_at_time_once(dir, time_ns) {
-                Err(e) if super::seek::vanished(&e) && tries < super::seek::RELIST_TRIES => {
-                    tries += 1; // a live log froze or deleted a file we listed
-                }
-                done => return done,
-            }
-        }
+        super::seek::relisting(|| Self::open_at_time_once(dir, time_ns))
     }
 
     fn open_at_time_once(dir: &Path, t: u64) -> Result<Self> {

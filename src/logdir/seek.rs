@@ -15,6 +15,18 @@ use crate::segment::format::{SegmentHeader, HEADER_LEN};
 /// Times a lookup is tried again when a file it listed disappeared meanwhile.
 pub(crate) const RELIST_TRIES: u32 = 8;
 
+/// Runs `attempt` again (up to [`RELIST_TRIES`] times) while it fails on a file that a live
+/// log's maintainer froze or deleted after it was listed.
+pub(crate) fn relisting<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match attempt() {
+            Err(e) if vanished(&e) && tries < RELIST_TRIES => tries += 1,
+            done => return done,
+        }
+    }
+}
+
 /// Whether `e` is a file that a live log's maintainer removed after it was listed (a freeze
 /// unlinks the `.wal`, retention the `.wal.lz4`): list again and retry.
 pub(crate) fn vanished(e: &Error) -> bool {

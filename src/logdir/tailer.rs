@@ -177,15 +177,7 @@ pub struct Tailer {
 impl Tailer {
     /// Opens a tailer on `dir` (which must exist; the log may still be empty).
     pub fn open(dir: &Path, start: StartAt) -> Result<Self> {
-        let mut tries = 0;
-        loop {
-            match Self::open_once(dir, start) {
-                Err(e) if seek::vanished(&e) && tries < seek::RELIST_TRIES => {
-                    tries += 1; // the writer's maintainer froze or deleted a file we listed
-                }
-                done => return done,
-            }
-        }
+        seek::relisting(|| Self::open_once(dir, start))
     }
 
     fn open_once(dir: &Path, start: StartAt) -> Result<Self> {
