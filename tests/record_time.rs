@@ -314,3 +314,68 @@ fn walctl_cat_seeks_by_time_and_prints_it() {
     let (code, _, err) = cat(&["--since", "yesterday"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// `walctl ls` and `stats` show each segment's time range and the log's, as the records say:
+/// JSON in nanoseconds, text in RFC 3339; a log without time shows none.
+#[test]
+fn walctl_ls_and_stats_show_the_time_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = staging_root();
+    let c = config(dir.path(), WritePath::Direct, staging.path());
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    let t0 = 1_796_290_200_000_000_000u64;
+    let times: Vec<u64> = (0..3000u64)
+        .map(|i| t0 + i * 1_000_000 - (i % 5) * 1_500_000) // steps back now and then
+        .collect();
+    for (i, &t) in times.iter().enumerate() {
+        rec.append_at(t, &(i as u64).to_le_bytes().repeat(4))
+            .unwrap();
+    }
+    rec.close().unwrap();
+    let run = |cmd: &str, json: bool| {
+        let mut c = common::walctl();
+        c.arg(cmd).arg(dir.path());
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{cmd}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ls: serde_json::Value = serde_json::from_str(run("ls", true).trim()).unwrap();
+    let segments = ls["segments"].as_array().unwrap();
+    assert!(segments.len() > 2);
+    let mut max = 0;
+    for s in segments.iter().filter(|s| s["records"] != 0) {
+        let first = s["first_seq"].as_u64().unwrap() as usize - 1;
+        let last = first + s["records"].as_u64().unwrap() as usize - 1;
+        max = max.max(*times[first..=last].iter().max().unwrap());
+        assert_eq!(s["first_time_ns"], times[first], "{s}");
+        assert_eq!(s["last_time_ns"], times[last], "{s}");
+        assert_eq!(s["max_time_ns"], max, "{s}");
+    }
+    let text = run("ls", false);
+    let row = text.lines().nth(1).unwrap();
+    assert!(
+        row.contains(&wal_recorder::logdir::format_rfc3339(times[0])),
+        "{text}"
+    );
+    let stats: serde_json::Value = serde_json::from_str(run("stats", true).trim()).unwrap();
+    assert_eq!(stats["first_time_ns"], times[0]);
+    assert_eq!(stats["max_time_ns"], *times.iter().max().unwrap());
+    assert!(run("stats", false).contains("log time:       2026-12-03T09:30:00.000000000Z .. "));
+
+    let plain = tempfile::tempdir().unwrap();
+    let mut c = config(plain.path(), WritePath::Direct, staging.path());
+    c.record_time = false;
+    let mut rec = Recorder::open(plain.path(), c).unwrap();
+    rec.append(b"no time").unwrap();
+    rec.close().unwrap();
+    let out = common::walctl()
+        .arg("ls")
+        .arg(plain.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("first_time"), "{text}");
+}

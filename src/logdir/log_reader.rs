@@ -280,10 +280,7 @@ impl LogReader {
     /// it. [`Error::TimeNotFound`] if `time` is before the log's first record or after the
     /// greatest time it holds (records without time, format version 1, hold none).
     pub fn open_at_time(dir: &Path, time: std::time::SystemTime) -> Result<Self> {
-        let ns = time
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        Self::open_at_time_ns(dir, ns)
+        Self::open_at_time_ns(dir, super::log_time::system_time_ns(time))
     }
 
     /// [`Self::open_at_time`] with the time in nanoseconds since the Unix epoch.
@@ -871,7 +868,7 @@ fn zero_sector_in_frame(
 }
 
 /// Opens the byte stream of a segment: the file itself, or its decoder.
-fn open_source(entry: &SegmentEntry) -> Result<Box<dyn Read + Send>> {
+pub(crate) fn open_source(entry: &SegmentEntry) -> Result<Box<dyn Read + Send>> {
     let file = File::open(&entry.path).map_err(|e| Error::io("open", &entry.path, e))?;
     match entry.tier {
         Tier::Hot => Ok(Box::new(BufReader::with_capacity(READ_BUF, file))),

@@ -4,6 +4,12 @@
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
+/// `time` in nanoseconds since the Unix epoch (0 before it, saturated after 2554).
+pub(crate) fn system_time_ns(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Days from 1970-01-01 to `y-m-d` (Howard Hinnant's `days_from_civil`).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

@@ -39,6 +39,12 @@ pub(crate) fn first_seq_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result
     if let Some(s) = index.get(entry) {
         return Ok(Some(s.first_seq));
     }
+    Ok(header_of(entry)?.map(|h| h.first_seq))
+}
+
+/// A segment's header, read from its first bytes (decoded for a cold one); `None` for a hot
+/// file whose header is not written yet or is damaged.
+pub(crate) fn header_of(entry: &SegmentEntry) -> Result<Option<SegmentHeader>> {
     let path = &entry.path;
     let mut head = [0u8; HEADER_LEN];
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
@@ -47,7 +53,7 @@ pub(crate) fn first_seq_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result
         Tier::Cold => crate::codec::open_cold(file, path)?.read(&mut head),
     };
     match got {
-        Ok(n) if n == HEADER_LEN => Ok(SegmentHeader::decode(&head).ok().map(|h| h.first_seq)),
+        Ok(n) if n == HEADER_LEN => Ok(SegmentHeader::decode(&head).ok()),
         Ok(_) if entry.tier == Tier::Hot => Ok(None),
         Ok(_) => Err(Error::corrupt(path, 0, Corruption::TruncatedHeader)),
         Err(e) => Err(Error::io("read", path, e)),

@@ -52,6 +52,13 @@ pub enum StartAt {
     Seq(u64),
     /// After the last record written when it opens: only new records.
     End,
+    /// The first record whose log time is at or after this time (as
+    /// [`super::LogReader::open_at_time`]: in log order, so later records of a clock that
+    /// stepped back are delivered in their place), found by bisecting the segments' running
+    /// max times. A time after the last record waits for one; a time before the first
+    /// retained record, or a log without time (format version 1), is
+    /// [`Error::TimeNotFound`].
+    Time(std::time::SystemTime),
 }
 
 /// Which records a tailer delivers (contract 9).
@@ -153,6 +160,9 @@ pub struct Tailer {
     skip_below: u64,
     /// Starting at the end: discard records until nothing more is available.
     to_end: bool,
+    /// Starting at a time (ns since the Unix epoch): records are read and checked but not
+    /// returned until the first whose time is at or after it.
+    since: Option<u64>,
     idle: Idle,
     idle_round: u32,
     /// The staging buffers of a Staged recorder of this log.
@@ -194,6 +204,7 @@ impl Tailer {
             framing: Framing::Plain,
             skip_below: 0,
             to_end: false,
+            since: None,
             idle: Idle::Backoff {
                 max: Duration::from_millis(1),
             },
@@ -237,6 +248,14 @@ impl Tailer {
                     t.index = listing.segments[pos].index;
                 }
                 t.to_end = true;
+            }
+            StartAt::Time(time) => {
+                let ns = crate::logdir::log_time::system_time_ns(time);
+                if let Some(pos) = super::time_seek::tail_start(dir, &listing.segments, &index, ns)?
+                {
+                    t.index = listing.segments[pos].index;
+                }
+                t.since = Some(ns);
             }
         }
         Ok(t)
@@ -284,7 +303,10 @@ impl Tailer {
     /// the tailer reached its start (a resumed position not checked yet stays as it was).
     pub fn commit(&mut self) -> Result<()> {
         self.uncommitted = 0;
-        let reached = self.chained && self.next_seq >= self.skip_below && self.expect.is_none();
+        let reached = self.chained
+            && self.next_seq >= self.skip_below
+            && self.since.is_none()
+            && self.expect.is_none();
         match &mut self.position {
             Some(p) if reached => p.store(self.next_seq, self.prev_crc),
             _ => Ok(()),
@@ -427,6 +449,7 @@ impl Tailer {
             }
             match self.step(payload)? {
                 Step::Record(info) if info.seq < self.skip_below || self.to_end => continue,
+                Step::Record(info) if self.before_since(&info) => continue,
                 Step::Record(info) => {
                     self.uncommitted += 1;
                     if self.position.is_some() && self.uncommitted >= COMMIT_EVERY {
@@ -447,6 +470,16 @@ impl Tailer {
                 }
             }
         }
+    }
+
+    /// Whether `info` is before the start time (then the start is still ahead).
+    fn before_since(&mut self, info: &RecordInfo) -> bool {
+        let Some(t) = self.since else { return false };
+        if info.time.is_some_and(|time| time >= t) {
+            self.since = None; // from here on every record, whatever its time
+            return false;
+        }
+        true
     }
 
     /// The next record, waiting for it with the idle strategy.

@@ -5,6 +5,7 @@
 //! at or after `t`; the reader then reads only that segment up to it.
 
 use std::io::Read;
+use std::path::Path;
 
 use super::listing::{SegmentEntry, Tier};
 use super::summary::{hot_summary, SummaryIndex};
@@ -26,15 +27,8 @@ pub(crate) fn max_time_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result<
     // No summary: read it to its seal (a cold segment without an entry; a hot one sealed and
     // not yet truncated, or never truncated by whoever wrote it; the active one).
     let path = &entry.path;
-    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let src: Box<dyn Read + Send> = match entry.tier {
-        Tier::Cold => crate::codec::open_cold(file, path)?,
-        Tier::Hot => Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-    };
-    let mut r = match SegmentReader::new(src, path) {
-        Ok(r) => r,
-        Err(_) if entry.tier == Tier::Hot => return Ok(None), // prepared, or being written
-        Err(e) => return Err(e),
+    let Some(mut r) = reader_of(entry)? else {
+        return Ok(None);
     };
     match (r.skip_to_end()?, entry.tier) {
         (SegmentEnd::Sealed(seal), _) => Ok(Some(seal.times.map_or(0, |t| t.max))),
@@ -66,4 +60,62 @@ pub(crate) fn locate_time(
         }
     }
     Ok((lo < segments.len()).then_some(lo))
+}
+
+/// Where a tailer that starts at time `t` begins reading: the position in `segments` of the
+/// segment [`locate_time`] finds, or the last one when every segment ends before `t` (the
+/// tailer waits there for a record at or after `t`); `None` for an empty log (it waits from
+/// its start). [`Error::TimeNotFound`] when `t` is before the log's first record, or the log
+/// has no time (its last segment is of format version 1: a recorder continues that format).
+pub(crate) fn tail_start(
+    dir: &Path,
+    segments: &[SegmentEntry],
+    index: &SummaryIndex,
+    t: u64,
+) -> Result<Option<usize>> {
+    let not_found = |first| Error::TimeNotFound {
+        dir: dir.to_path_buf(),
+        time_ns: t,
+        first,
+        last: None,
+    };
+    let mut framing = None;
+    for entry in segments.iter().rev() {
+        if let Some(h) = super::seek::header_of(entry)? {
+            framing = Some(h.framing);
+            break;
+        }
+    }
+    match framing {
+        None => return Ok((!segments.is_empty()).then_some(0)), // nothing written yet
+        Some(f) if !f.timed() => return Err(not_found(None)),
+        Some(_) => {}
+    }
+    match locate_time(segments, index, t)? {
+        Some(0) => match first_time(&segments[0])? {
+            Some(first) if first > t => Err(not_found(Some(first))),
+            _ => Ok(Some(0)),
+        },
+        Some(pos) => Ok(Some(pos)),
+        None => Ok(Some(segments.len() - 1)),
+    }
+}
+
+/// The time of a segment's first record (`None`: none yet, or records without time).
+fn first_time(entry: &SegmentEntry) -> Result<Option<u64>> {
+    let Some(mut r) = reader_of(entry)? else {
+        return Ok(None);
+    };
+    let mut payload = Vec::new();
+    Ok(r.next_record(&mut payload)?.and_then(|i| i.time))
+}
+
+/// A reader of `entry` from its start; `None` for a hot file whose header is not written yet
+/// (prepared ahead, or being written).
+fn reader_of(entry: &SegmentEntry) -> Result<Option<SegmentReader<Box<dyn Read + Send>>>> {
+    match SegmentReader::new(super::log_reader::open_source(entry)?, &entry.path) {
+        Ok(r) => Ok(Some(r)),
+        Err(_) if entry.tier == Tier::Hot => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -25,6 +25,10 @@ pub struct VerifyReport {
     pub last_seq: Option<u64>,
     /// Payload bytes of the verified records.
     pub payload_bytes: u64,
+    /// Log time of the first verified record that has one (format version 2).
+    pub first_time: Option<u64>,
+    /// Greatest log time of the verified records.
+    pub max_time: Option<u64>,
     /// Corruption found (at most one: reading stops at the first break of the chain).
     pub errors: Vec<String>,
     /// Normal states after a crash or an interrupted step.
@@ -108,7 +112,13 @@ fn read_all(reader: &mut LogReader) -> VerifyReport {
     let mut buf = Vec::new();
     loop {
         match reader.next_record(&mut buf) {
-            Ok(Some(info)) => report.payload_bytes += u64::from(info.len),
+            Ok(Some(info)) => {
+                report.payload_bytes += u64::from(info.len);
+                if let Some(t) = info.time {
+                    report.first_time.get_or_insert(t);
+                    report.max_time = report.max_time.max(Some(t));
+                }
+            }
             Ok(None) => break,
             Err(e) => {
                 report.errors.push(e.to_string());

@@ -295,9 +295,11 @@ fn cmd_ls(dir: &Path, as_json: bool) -> CmdResult {
                 Tier::Hot => "hot",
                 Tier::Cold => "cold",
             };
-            let (first, records, state) = describe_segment(&seg.path, seg.tier)
-                .unwrap_or_else(|e| ("-".into(), "-".into(), format!("error: {e}")));
-            (name.into_owned(), tier, seg.file_len, first, records, state)
+            let d = describe_segment(&seg.path, seg.tier).unwrap_or_else(|e| SegmentRow {
+                state: format!("error: {e}"),
+                ..SegmentRow::default()
+            });
+            (name.into_owned(), tier, seg.file_len, d)
         })
         .collect();
     // The exit code and the problems are verify's (contract 8): a break in the chain or a
@@ -306,10 +308,12 @@ fn cmd_ls(dir: &Path, as_json: bool) -> CmdResult {
     if as_json {
         let segments: Vec<_> = rows
             .iter()
-            .map(|(name, tier, bytes, first, records, state)| {
+            .map(|(name, tier, bytes, d)| {
+                let t = d.times;
                 json!({ "file": name, "tier": tier, "bytes": bytes,
-                        "first_seq": first.parse::<u64>().ok(),
-                        "records": records.parse::<u64>().ok(), "state": state })
+                        "first_seq": d.first_seq, "records": d.records, "state": d.state,
+                        "first_time_ns": t.map(|t| t.first), "last_time_ns": t.map(|t| t.last),
+                        "max_time_ns": t.map(|t| t.max) })
             })
             .collect();
         let v = json!({
@@ -319,12 +323,34 @@ fn cmd_ls(dir: &Path, as_json: bool) -> CmdResult {
         println!("{v}");
     } else {
         let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+        // Time columns only for a log that has time (format version 2).
+        let timed = rows.iter().any(|r| r.3.timed);
+        let dash = || "-".to_string();
+        let time = |t: Option<u64>| t.map_or_else(dash, wal_recorder::logdir::format_rfc3339);
+        let times = |d: &SegmentRow| match timed {
+            true => format!(
+                " {:>30} {:>30}",
+                time(d.times.map(|t| t.first)),
+                time(d.times.map(|t| t.last))
+            ),
+            false => String::new(),
+        };
+        let head = match timed {
+            true => format!(" {:>30} {:>30}", "first_time", "last_time"),
+            false => String::new(),
+        };
         println!(
-            "{:<w$} {:>4} {:>12} {:>14} {:>10}  state",
+            "{:<w$} {:>4} {:>12} {:>14} {:>10}{head}  state",
             "file", "tier", "bytes", "first_seq", "records"
         );
-        for (name, tier, bytes, first, records, state) in &rows {
-            println!("{name:<w$} {tier:>4} {bytes:>12} {first:>14} {records:>10}  {state}");
+        for (name, tier, bytes, d) in &rows {
+            let first = d.first_seq.map_or_else(dash, |s| s.to_string());
+            let records = d.records.map_or_else(dash, |s| s.to_string());
+            let state = &d.state;
+            println!(
+                "{name:<w$} {tier:>4} {bytes:>12} {first:>14} {records:>10}{}  {state}",
+                times(d)
+            );
         }
         for p in &listing.tmp {
             println!("{}  (temporary)", p.display());
@@ -342,10 +368,19 @@ fn cmd_ls(dir: &Path, as_json: bool) -> CmdResult {
     Ok(ExitCode::from(if report.ok { 0 } else { 1 }))
 }
 
-fn describe_segment(
-    path: &Path,
-    tier: Tier,
-) -> Result<(String, String, String), wal_recorder::Error> {
+/// What `walctl ls` says of one segment.
+#[derive(Default)]
+struct SegmentRow {
+    first_seq: Option<u64>,
+    records: Option<u64>,
+    state: String,
+    /// Format version 2.
+    timed: bool,
+    /// Its records' times (none before its first record, or without time).
+    times: Option<wal_recorder::segment::format::TimeRange>,
+}
+
+fn describe_segment(path: &Path, tier: Tier) -> Result<SegmentRow, wal_recorder::Error> {
     let file = std::fs::File::open(path).map_err(|e| wal_recorder::Error::io("open", path, e))?;
     let src: Box<dyn std::io::Read + Send> = match tier {
         Tier::Hot => Box::new(std::io::BufReader::new(file)),
@@ -356,7 +391,13 @@ fn describe_segment(
         Err(wal_recorder::Error::Corrupt {
             kind: wal_recorder::Corruption::ZeroHeader,
             ..
-        }) => return Ok(("-".into(), "0".into(), "prepared, unused".into())),
+        }) => {
+            return Ok(SegmentRow {
+                records: Some(0),
+                state: "prepared, unused".into(),
+                ..SegmentRow::default()
+            })
+        }
         Err(e) => return Err(e),
     };
     let end = r.skip_to_end()?;
@@ -365,11 +406,13 @@ fn describe_segment(
         SegmentEnd::Open { .. } => "open".to_string(),
         SegmentEnd::Broken { offset, kind, .. } => format!("break at {offset}: {kind}"),
     };
-    Ok((
-        r.header().first_seq.to_string(),
-        r.count().to_string(),
+    Ok(SegmentRow {
+        first_seq: Some(r.header().first_seq),
+        records: Some(r.count()),
         state,
-    ))
+        timed: r.times().is_some(),
+        times: r.times().filter(|_| r.count() > 0),
+    })
 }
 
 fn cmd_cat(
@@ -517,6 +560,7 @@ fn cmd_stats(dir: &Path, as_json: bool) -> CmdResult {
             "cold_bytes": cold_bytes, "cold_uncompressed_bytes": cold_content,
             "compression_ratio": ratio, "records": r.records, "payload_bytes": r.payload_bytes,
             "first_seq": seq_json(r.first_seq), "last_seq": seq_json(r.last_seq),
+            "first_time_ns": r.first_time, "max_time_ns": r.max_time,
             "tmp_files": listing.tmp.len(), "foreign_files": listing.foreign.len(), "ok": r.ok,
         });
         println!("{v}");
@@ -536,6 +580,14 @@ fn cmd_stats(dir: &Path, as_json: bool) -> CmdResult {
         match (r.first_seq, r.last_seq) {
             (Some(a), Some(b)) => println!("sequence:       {a}..={b}"),
             _ => println!("sequence:       (empty)"),
+        }
+        match (r.first_time, r.max_time) {
+            (Some(a), Some(b)) => println!(
+                "log time:       {} .. {} (greatest)",
+                wal_recorder::logdir::format_rfc3339(a),
+                wal_recorder::logdir::format_rfc3339(b)
+            ),
+            _ => println!("log time:       (records without time)"),
         }
         println!("tmp files:      {}", listing.tmp.len());
         println!("foreign files:  {}", listing.foreign.len());

@@ -5,13 +5,14 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Args;
 use serde_json::json;
 use wal_recorder::event::TradeEvent;
-use wal_recorder::logdir::{Idle, OnDivergence, StartAt, Tailer, Visibility};
+use wal_recorder::logdir::{Idle, LogReader, OnDivergence, StartAt, Tailer, Visibility};
 use wal_recorder::segment::RecordInfo;
+use wal_recorder::Error;
 
 use crate::CmdResult;
 
@@ -20,8 +21,13 @@ pub(crate) struct TailArgs {
     /// Log directory (may be written by a recorder in another process)
     dir: PathBuf,
     /// Start at this sequence number (default: the first retained record)
-    #[arg(long, conflicts_with = "from_end")]
+    #[arg(long, conflicts_with_all = ["from_end", "since"])]
     from: Option<u64>,
+    /// Start at the first record whose log time is at or after T (RFC 3339, e.g.
+    /// 2026-12-03T09:30:00.250Z, any offset, or nanoseconds since the epoch); with --follow a
+    /// time after the last record waits for one; a log with time only
+    #[arg(long, value_name = "T", value_parser = wal_recorder::logdir::parse_log_time, conflicts_with = "from_end")]
+    since: Option<u64>,
     /// Start after the last record written: print only new ones
     #[arg(long)]
     from_end: bool,
@@ -68,11 +74,24 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
-    let start = match (a.from, a.from_end) {
-        (Some(seq), _) => Some(StartAt::Seq(seq)),
-        (None, true) => Some(StartAt::End),
-        (None, false) => None,
+    let start = match (a.from, a.from_end, a.since) {
+        (Some(seq), _, _) => Some(StartAt::Seq(seq)),
+        (None, true, _) => Some(StartAt::End),
+        (None, false, Some(t)) => Some(StartAt::Time(UNIX_EPOCH + Duration::from_nanos(t))),
+        (None, false, None) => None,
     };
+    match open(&a, start) {
+        Err(e @ (Error::SeqNotFound { .. } | Error::TimeNotFound { .. })) => {
+            eprintln!("walctl: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+        Ok(t) => follow(&a, t),
+    }
+}
+
+/// The tailer `a` asks for.
+fn open(a: &TailArgs, start: Option<StartAt>) -> wal_recorder::Result<Tailer> {
     let t = match (&a.name, start) {
         (Some(name), None) => {
             let on = match a.redeliver {
@@ -84,6 +103,11 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
         (Some(name), Some(start)) => Tailer::open(&a.dir, start)?.with_position(name)?,
         (None, start) => Tailer::open(&a.dir, start.unwrap_or(StartAt::First))?,
     };
+    Ok(t)
+}
+
+/// Prints `t`'s records until the log's end (or, following, until stopped).
+fn follow(a: &TailArgs, t: Tailer) -> CmdResult {
     let visibility = match a.durable {
         true => Visibility::Durable,
         false => Visibility::Committed,
@@ -95,6 +119,7 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
     let mut out = BufWriter::new(stdout.lock());
     let mut buf = Vec::new();
     let mut told = false;
+    let mut printed = 0u64;
     while !STOP.load(Ordering::Relaxed) {
         let got = match a.follow {
             true => t.next_timeout(&mut buf, Duration::from_millis(50))?,
@@ -128,9 +153,17 @@ pub(crate) fn run(a: TailArgs) -> CmdResult {
         if writeln!(out, "{line}").is_err() {
             break; // the reader closed the pipe
         }
+        printed += 1;
     }
     let _ = out.flush();
     t.commit()?;
+    if let (Some(since), 0, false) = (a.since, printed, a.follow) {
+        // Not following, and nothing at or after the time: say what the log holds, as cat.
+        if let Err(e @ Error::TimeNotFound { .. }) = LogReader::open_at_time_ns(&a.dir, since) {
+            eprintln!("walctl: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
