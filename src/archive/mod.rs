@@ -26,5 +26,7 @@ mod uploader;
 pub use crate::config::archive::{ArchiveConfig, RetryPolicy};
 pub use manifest::{Manifest, ManifestEntry, MANIFEST_FORMAT, MANIFEST_VERSION};
 pub use store::MANIFEST;
-pub use tools::{archive_dir, restore, verify_url, ArchiveReport, RestoreReport};
+pub use tools::{
+    archive_dir, restore, restore_range, verify_url, ArchiveReport, RestoreRange, RestoreReport,
+};
 pub use uploader::{ArchiveStats, Archiver};

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::codec::{open_cold_reader, ColdEncoder};
 use crate::config::Compression;
 use crate::error::{Corruption, Error, Result};
+use crate::segment::format::TimeRange;
 use crate::segment::{SegmentEnd, SegmentReader};
 
 /// A cold segment ready to upload.
@@ -19,11 +20,13 @@ pub struct ColdBytes {
     pub first_seq: u64,
     /// Last sequence number (`first_seq - 1` when empty).
     pub last_seq: u64,
+    /// Its records' time range (format version 2, at least one record).
+    pub times: Option<TimeRange>,
 }
 
 /// Decodes `data` (a `.wal.lz4`, named `name` in errors) to its end and checks it.
 pub(crate) fn scan_cold_bytes(data: Vec<u8>, name: &Path) -> Result<ColdBytes> {
-    let (first_seq, last_seq) = {
+    let (first_seq, last_seq, times) = {
         let src = open_cold_reader(&data[..], name)?;
         let mut r = SegmentReader::new(src, name)?;
         match r.skip_to_end()? {
@@ -40,7 +43,8 @@ pub(crate) fn scan_cold_bytes(data: Vec<u8>, name: &Path) -> Result<ColdBytes> {
             }
         }
         r.expect_end_of_stream()?;
-        (r.header().first_seq, r.next_seq().wrapping_sub(1))
+        let times = r.times().filter(|_| r.count() > 0);
+        (r.header().first_seq, r.next_seq().wrapping_sub(1), times)
     };
     let crc32c = crc32c::crc32c(&data);
     Ok(ColdBytes {
@@ -48,6 +52,7 @@ pub(crate) fn scan_cold_bytes(data: Vec<u8>, name: &Path) -> Result<ColdBytes> {
         crc32c,
         first_seq,
         last_seq,
+        times,
     })
 }
 

@@ -219,10 +219,36 @@ pub fn archive_dir(dir: &Path, cfg: ArchiveConfig) -> Result<ArchiveReport> {
     })
 }
 
+/// What to restore: a range of sequence numbers or of log times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreRange {
+    /// The records `from..=to`.
+    Seq {
+        /// The first sequence number wanted.
+        from: u64,
+        /// The last sequence number wanted.
+        to: u64,
+    },
+    /// What `walctl cat --since since --until until` reads (nanoseconds since the Unix
+    /// epoch; see [`Manifest::covering_time`]): only the segments that cover it, found by the
+    /// manifest's time ranges.
+    Time {
+        /// From the first record at or after this time (`None`: from the first).
+        since: Option<u64>,
+        /// Up to the first record after this time.
+        until: u64,
+    },
+}
+
 /// Downloads the archived segments holding `from..=to` into `dir` (created if missing; it
 /// must be empty), each checked against the manifest and decoded in full before it is
 /// renamed into place. `walctl verify DIR` then accepts the directory.
 pub fn restore(cfg: ArchiveConfig, dir: &Path, from: u64, to: u64) -> Result<RestoreReport> {
+    restore_range(cfg, dir, RestoreRange::Seq { from, to })
+}
+
+/// As [`restore`], for a range of sequence numbers or of times.
+pub fn restore_range(cfg: ArchiveConfig, dir: &Path, range: RestoreRange) -> Result<RestoreReport> {
     let cfg = cfg.validated()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
     let mut rd = std::fs::read_dir(dir).map_err(|e| Error::io("read_dir", dir, e))?;
@@ -242,6 +268,16 @@ pub fn restore(cfg: ArchiveConfig, dir: &Path, from: u64, to: u64) -> Result<Res
             message: "no manifest (or an empty one): nothing is archived here".into(),
         });
     }
+    let (from, to) = match range {
+        RestoreRange::Seq { from, to } => (from, to),
+        RestoreRange::Time { since, until } => {
+            let run = manifest.covering_time(since, until, &target)?;
+            let first = run
+                .first()
+                .expect("covering_time errs rather than find nothing");
+            (first.first_seq, run.last().map_or(0, |e| e.last_seq))
+        }
+    };
     let entries = manifest.covering(from, to, &target)?;
     if entries.is_empty() {
         let first = manifest.segments.values().next().map_or(0, |e| e.first_seq);

@@ -133,8 +133,9 @@ pub(crate) async fn upload_segment(
         last_seq: seg.last_seq,
         size: seg.data.len() as u64,
         crc32c: seg.crc32c,
+        times: seg.times,
     };
-    if known == Some(entry) {
+    if known.is_some_and(|k| k.same_object(&entry)) {
         let check = store.check(&name, entry.size, entry.crc32c).await;
         if check.map_err(Fail::Store)? == Check::Ok {
             return Ok(Done::Present { entry });

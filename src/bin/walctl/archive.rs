@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
-use wal_recorder::archive::{self, ArchiveConfig};
+use wal_recorder::archive::{self, ArchiveConfig, RestoreRange};
 use wal_recorder::logdir::VerifyReport;
 
 use super::{seq_json, CmdResult};
@@ -35,6 +35,14 @@ pub struct RestoreArgs {
     /// Last sequence number wanted (default: the newest archived)
     #[arg(long)]
     to: Option<u64>,
+    /// Only the segments holding the records from the first whose log time is at or after T
+    /// (RFC 3339 with any offset, or nanoseconds since the epoch), as `cat --since` reads
+    /// them; an archive of a log with time only
+    #[arg(long, value_name = "T", value_parser = wal_recorder::logdir::parse_log_time, conflicts_with_all = ["from", "to"])]
+    since: Option<u64>,
+    /// With or without --since: up to the first record whose log time is after T
+    #[arg(long, value_name = "T", value_parser = wal_recorder::logdir::parse_log_time, conflicts_with_all = ["from", "to"])]
+    until: Option<u64>,
     /// Uploads in flight at once
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -76,7 +84,18 @@ pub fn cmd_restore(a: RestoreArgs) -> CmdResult {
         eprintln!("walctl: --from {from} is after --to {to}");
         return Ok(ExitCode::from(2));
     }
-    let r = archive::restore(config(&a.url, a.concurrency), &a.dir, from, to)?;
+    let range = match (a.since, a.until) {
+        (None, None) => RestoreRange::Seq { from, to },
+        (since, until) => {
+            let until = until.unwrap_or(u64::MAX);
+            if since.is_some_and(|s| s > until) {
+                eprintln!("walctl: --since is after --until");
+                return Ok(ExitCode::from(2));
+            }
+            RestoreRange::Time { since, until }
+        }
+    };
+    let r = archive::restore_range(config(&a.url, a.concurrency), &a.dir, range)?;
     if a.json {
         let v = json!({
             "ok": true, "dir": a.dir, "segments": r.segments, "records": r.records,
