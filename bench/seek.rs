@@ -1,0 +1,207 @@
+//! Seek by time beside seek by sequence number, in a log of 1 000 cold segments (issue 26).
+//!
+//! The log (records with time, format version 2; 1 000 cold segments of 4 MiB with their
+//! `cold.summary`, two persisted hot ones and an unsealed one) is generated once under
+//! `$BENCH_DIR/seek-logs`. Record `s` has time `T0 + s µs`. For probes spread over the log,
+//! alternated in rounds, with a warm page cache and after `drop_caches` (root only), it
+//! measures until the first record is in hand:
+//! - `time` / `seq`, to a segment's first record: the bisection over the segments (summaries,
+//!   seals) and the open of one segment, with nothing to scan: what the index costs;
+//! - `time` / `seq`, to a record inside a segment: the same plus the scan of that segment up to
+//!   the record (there is no sparse index inside a segment yet: the scanned interval is up to
+//!   one segment).
+//!
+//! Run: `scripts/bench-seek.sh [rounds]` (or `cargo bench --bench seek -- [rounds]`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use wal_recorder::codec::lz4::compress_frame;
+use wal_recorder::config::Config;
+use wal_recorder::event;
+use wal_recorder::logdir::LogReader;
+use wal_recorder::recorder::Recorder;
+use wal_recorder::segment::format::Framing;
+use wal_recorder::segment::names::{cold_name, hot_name};
+use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
+
+const COLD: u64 = 1000;
+const SEG: u64 = 4 << 20;
+/// 2026-12-03T09:30:00Z.
+const T0: u64 = 1_796_290_200_000_000_000;
+/// Probes per kind per round.
+const PROBES: u64 = 16;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let rounds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(3);
+    core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+    let dir = PathBuf::from(std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into()))
+        .join("seek-logs")
+        .join("1000x4MiB-timed");
+    let (last, per_segment) = generate(&dir);
+    // SEEK_WARM_ONLY=1: no cold-cache rounds (for profiling).
+    let cold_ok = can_drop_caches() && std::env::var_os("SEEK_WARM_ONLY").is_none();
+    println!(
+        "log: {COLD} cold segments of {} MiB ({per_segment} records each) + 3 hot, {last} records; rounds {rounds}; cold cache {}",
+        SEG >> 20,
+        if cold_ok { "yes" } else { "no (not root)" }
+    );
+    // (cache, target, kind) -> samples (ms)
+    let mut samples: std::collections::BTreeMap<(&str, &str, &str), Vec<f64>> = Default::default();
+    for round in 0..rounds {
+        for cache in ["warm", "cold"] {
+            if cache == "cold" && !cold_ok {
+                continue;
+            }
+            for p in 0..PROBES {
+                // Spread over the log, a different place each round; the last probes reach the
+                // hot segments.
+                let segment = (p * (COLD + 2) / PROBES + round as u64 * 7) % (COLD + 2);
+                let first = 1 + segment * per_segment;
+                let inside = first + (per_segment * (3 + p % 5)) / 8; // 3/8..7/8 in
+                for (target, seq) in [("segment start", first), ("inside", inside)] {
+                    // Alternate which kind goes first.
+                    let kinds = if (p + round as u64) % 2 == 0 {
+                        ["time", "seq"]
+                    } else {
+                        ["seq", "time"]
+                    };
+                    for kind in kinds {
+                        let ms = seek(&dir, kind, seq, cache == "cold");
+                        samples.entry((cache, target, kind)).or_default().push(ms);
+                    }
+                }
+            }
+        }
+    }
+    println!("| cache | to | seek by time p50 / max (ms) | seek by seq p50 / max (ms) | time ÷ seq (p50) |");
+    println!("|---|---|---|---|---|");
+    for cache in ["warm", "cold"] {
+        for target in ["segment start", "inside"] {
+            let (Some(t), Some(s)) = (
+                samples.get(&(cache, target, "time")),
+                samples.get(&(cache, target, "seq")),
+            ) else {
+                continue;
+            };
+            let (mut t, mut s) = (t.clone(), s.clone());
+            let (tm, sm) = (median(&mut t), median(&mut s));
+            println!(
+                "| {cache} | {target} | {tm:.3} / {:.3} | {sm:.3} / {:.3} | {:.2} |",
+                t.last().unwrap(),
+                s.last().unwrap(),
+                tm / sm
+            );
+        }
+    }
+}
+
+/// Milliseconds until the first record at `seq` (found by its time, or its number) is read.
+fn seek(dir: &Path, kind: &str, seq: u64, cold: bool) -> f64 {
+    if cold {
+        drop_caches();
+    }
+    let t = Instant::now();
+    let mut r = match kind {
+        "time" => LogReader::open_at_time_ns(dir, time_of(seq)),
+        _ => LogReader::open_at(dir, seq),
+    }
+    .expect("seek");
+    let mut buf = Vec::new();
+    let info = r.next_record(&mut buf).expect("read").expect("a record");
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(info.seq, seq, "{kind} seek");
+    assert_eq!(info.time, Some(time_of(seq)));
+    ms
+}
+
+fn time_of(seq: u64) -> u64 {
+    T0 + seq * 1000
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn can_drop_caches() -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/vm/drop_caches")
+        .is_ok()
+}
+
+fn drop_caches() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches");
+}
+
+/// The log, as a recorder with time leaves it: `COLD` cold segments (compressed as a freeze
+/// does, then `cold.summary` written by a recorder's first open), two persisted hot ones and
+/// an unsealed one of 100 records. Skipped if `dir` holds it already. Returns the last seq
+/// and the records of a full segment.
+fn generate(dir: &Path) -> (u64, u64) {
+    let done = dir.with_extension("generated");
+    if let Ok(text) = std::fs::read_to_string(&done) {
+        let mut v = text.split_whitespace().map(|n| n.parse().expect("marker"));
+        return (v.next().expect("last"), v.next().expect("per segment"));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("mkdir");
+    eprintln!("generating {} (once)", dir.display());
+    let mut chain = ChainPoint::START;
+    let mut seq = 1u64;
+    let mut per_segment = 0;
+    let hot = 2;
+    for index in 0..COLD + hot + 1 {
+        let mut w =
+            SegmentWriter::create_framed(dir, index, SEG, Framing::Timed, chain).expect("segment");
+        let last = index == COLD + hot;
+        loop {
+            if last && w.record_count() == 100 {
+                break;
+            }
+            match w.append_with_at(time_of(seq), 64, |b| event::fill(seq, b)) {
+                Ok(_) => seq += 1,
+                Err(AppendError::Full) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        chain = w.chain();
+        if index == 0 {
+            per_segment = w.record_count();
+        }
+        if last {
+            w.sync().expect("sync");
+            break;
+        }
+        w.seal();
+        let used = w.used_len();
+        drop(w);
+        let path = dir.join(hot_name(index));
+        truncate_sealed(&path, used).expect("truncate");
+        if index < COLD {
+            let raw = std::fs::read(&path).expect("read");
+            let frame = compress_frame(&raw, 1).expect("compress");
+            std::fs::write(dir.join(cold_name(index)), frame).expect("write");
+            std::fs::remove_file(&path).expect("unlink");
+        }
+    }
+    // A first open writes cold.summary, as the maintainer keeps it in a live log.
+    let mut c = Config::new(dir);
+    c.segment_size = SEG;
+    c.max_segments = 4;
+    c.max_compressed_segments = 100_000;
+    c.scrub_rate = None;
+    let rec = Recorder::open(dir, c).expect("first open");
+    assert!(rec.recovered().report.summary_rewritten);
+    let last = rec.last_seq();
+    rec.close().expect("close");
+    std::fs::write(&done, format!("{last} {per_segment}")).expect("marker");
+    (last, per_segment)
+}
