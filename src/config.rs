@@ -173,7 +173,8 @@ pub struct Config {
     /// 8 more bytes per record, stamped by the writer's clock without a system call
     /// ([`crate::Recorder::append`]) or given by the caller
     /// ([`crate::Recorder::append_at`]). An existing log keeps the format of its last
-    /// segment whatever this says. Default off for now (version 1, 16-byte frame headers).
+    /// segment whatever this says. Default on; off keeps version 1's 16-byte frame headers
+    /// for users who need every byte.
     pub record_time: bool,
     /// Read every record of every segment at open, as `walctl verify` does, instead of
     /// walking sealed segments by their summaries (docs/RECOVERY.md, "Open in constant
@@ -262,7 +263,7 @@ impl Config {
             direct_io: false,
             zero_fill: false,
             recovery_mode: RecoveryMode::TruncateTail,
-            record_time: false,
+            record_time: true,
             full_scan_on_open: false,
             scrub_rate: Some(64 << 20),
             scrub_interval: Duration::from_secs(60),

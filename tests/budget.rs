@@ -18,7 +18,16 @@ use wal_recorder::recorder::Recorder;
 use wal_recorder::Error;
 
 const SEG: u64 = 1 << 20;
-const PER_SEG: u64 = 13_072; // 64-byte records in a 1 MiB segment
+const PER_SEG: u64 = 13_072; // about the 64-byte records of a 1 MiB segment
+
+/// Exactly the 64-byte records of a segment, in the format the recorder writes by default.
+fn first_segment_records() -> u64 {
+    let framing = match Config::new("/").record_time {
+        true => wal_recorder::segment::format::Framing::Timed,
+        false => wal_recorder::segment::format::Framing::Plain,
+    };
+    framing.records_per_segment(SEG, 64)
+}
 
 fn config(dir: &Path) -> Config {
     let mut c = Config::new(dir);
@@ -160,7 +169,7 @@ fn only_hot_data_over_the_budget_fails_the_rollover_naming_the_limit() {
         e => panic!("not the budget: {e}"),
     }
     assert!(err.to_string().contains("max_disk_bytes"), "{err}");
-    let first = wal_recorder::segment::format::Framing::Plain.records_per_segment(SEG, 64);
+    let first = first_segment_records();
     assert_eq!(
         appended, first,
         "the first segment holds every record before"
@@ -200,7 +209,7 @@ fn min_free_bytes_beyond_the_file_system_fails_the_rollover() {
     let mut c = config(dir.path());
     c.min_free_bytes = Some(u64::MAX / 2);
     let mut rec = Recorder::open(dir.path(), c).unwrap();
-    let first = wal_recorder::segment::format::Framing::Plain.records_per_segment(SEG, 64);
+    let first = first_segment_records();
     append(&mut rec, first);
     let seq = rec.last_seq() + 1;
     match rec.append_with(64, |b| event::fill(seq, b)) {

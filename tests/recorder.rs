@@ -688,47 +688,56 @@ common::on_both_backends! {
 fn staged_persist_writes_the_seal_only_after_the_records_are_durable() {
     use wal_recorder::io::fault::FaultPlan;
     use wal_recorder::io::{OpCode, Target};
-    let dir = tempfile::tempdir().unwrap();
-    let staging = common::staging_root();
-    let plan = FaultPlan::new();
-    plan.record();
-    let mut cfg = config(dir.path());
-    cfg.fault_plan = Some(plan.clone());
-    cfg.staging_dir = staging.path().to_path_buf();
-    cfg.sync_interval = Duration::from_secs(10);
-    cfg.continuous_drain = false;
-    let mut rec = Recorder::open(dir.path(), cfg).unwrap();
-    // 817 records of 64 bytes fill a 64 KiB segment (a sealed segment never fills its file
-    // exactly: 8 bytes stay free): its seal is at 65424, its used length 65456.
-    for seq in 1..=900u64 {
-        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    use wal_recorder::segment::format::{Framing, HEADER_LEN};
+    for framing in [Framing::Plain, Framing::Timed] {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = common::staging_root();
+        let plan = FaultPlan::new();
+        plan.record();
+        let mut cfg = config(dir.path());
+        cfg.fault_plan = Some(plan.clone());
+        cfg.staging_dir = staging.path().to_path_buf();
+        cfg.sync_interval = Duration::from_secs(10);
+        cfg.continuous_drain = false;
+        cfg.record_time = framing.timed();
+        let mut rec = Recorder::open(dir.path(), cfg).unwrap();
+        // A 64 KiB segment holds 817 records of 64 bytes without time, 743 with (a sealed
+        // segment never fills its file exactly): its seal ends the used length.
+        let n = framing.records_per_segment(SEG, 64);
+        let seal_at = (HEADER_LEN + n as usize * framing.record_size(64)) as u64;
+        let used = seal_at + framing.seal_len() as u64;
+        let seal_page = seal_at / 4096 * 4096;
+        assert_eq!(used.div_ceil(4096), seal_at / 4096 + 1, "one page holds the seal");
+        for seq in 1..=900u64 {
+            rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+        }
+        rec.close().unwrap();
+        let seg: Vec<_> = plan
+            .trace()
+            .into_iter()
+            .filter(|op| op.1 == Target::Segment)
+            .map(|(code, _, off, len)| (code, off, len))
+            .collect();
+        // Segment 0 is truncated to its used length last; what comes just before:
+        let t = seg
+            .iter()
+            .position(|&op| op == (OpCode::Ftruncate, used, 0))
+            .unwrap_or_else(|| panic!("{framing:?}: segment 0 never persisted: {seg:?}"));
+        assert!(t >= 4, "{seg:?}");
+        assert_eq!(
+            seg[t - 4..t],
+            [
+                (OpCode::Write, seal_page, 4_096), // the seal's page, without the seal
+                (OpCode::Fdatasync, 0, 0),         // the records are durable
+                (OpCode::Write, seal_page, 4_096), // the seal's page, with it
+                (OpCode::Fdatasync, 0, 0),         // the seal is durable
+            ],
+            "{framing:?}: {seg:?}"
+        );
+        let r = verify(dir.path()).unwrap();
+        assert!(r.ok, "{:?}", r.errors);
+        assert_eq!(r.last_seq, Some(900));
     }
-    rec.close().unwrap();
-    let seg: Vec<_> = plan
-        .trace()
-        .into_iter()
-        .filter(|op| op.1 == Target::Segment)
-        .map(|(code, _, off, len)| (code, off, len))
-        .collect();
-    // Segment 0 is truncated to its used length, 65456, last; what comes just before:
-    let t = seg
-        .iter()
-        .position(|&op| op == (OpCode::Ftruncate, 65_456, 0))
-        .unwrap_or_else(|| panic!("segment 0 never persisted: {seg:?}"));
-    assert!(t >= 4, "{seg:?}");
-    assert_eq!(
-        seg[t - 4..t],
-        [
-            (OpCode::Write, 61_440, 4_096), // the seal's page, without the seal
-            (OpCode::Fdatasync, 0, 0),      // the records are durable
-            (OpCode::Write, 61_440, 4_096), // the seal's page, with it
-            (OpCode::Fdatasync, 0, 0),      // the seal is durable
-        ],
-        "{seg:?}"
-    );
-    let r = verify(dir.path()).unwrap();
-    assert!(r.ok, "{:?}", r.errors);
-    assert_eq!(r.last_seq, Some(900));
 }
 }
 

@@ -8,14 +8,16 @@ use std::path::{Path, PathBuf};
 use common::{file_names, wait_for};
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::event;
-use wal_recorder::logdir::summary::{SegmentSummary, ENTRY_LEN, SUMMARY_FILE};
+use wal_recorder::logdir::summary::{SegmentSummary, SUMMARY_FILE, TIMED_ENTRY_LEN as ENTRY_LEN};
 use wal_recorder::logdir::verify;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::recovery::OpenReport;
 use wal_recorder::segment::names::cold_name;
 
 const SEG: u64 = 64 * 1024;
-const PER_SEG: u64 = 817; // records of 64 bytes in a 64 KiB segment
+// Records of 64 bytes with time (the default format, version 2) in a 64 KiB segment; each
+// cold segment's summary entry is 112 bytes.
+const PER_SEG: u64 = 743;
 const HOT: usize = 2;
 
 fn config(dir: &Path) -> Config {

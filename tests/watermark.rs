@@ -71,11 +71,18 @@ fn a_zeroed_sector_below_the_watermark_of_a_direct_segment_is_lost_acknowledged_
 }
 
 fn zeroed_sector_below_the_watermark(write_path: &str) {
+    // About 1 000 records of 64 bytes past the header, far below what was durable: at 64 KiB
+    // a frame boundary (744 frames of 88 bytes with time after the header: the zeros read as
+    // an unwritten tail), at 68 KiB the middle of a frame (a bad checksum).
+    for at in [64 * 1024, 68 * 1024] {
+        zeroed_sector_at(write_path, at);
+    }
+}
+
+fn zeroed_sector_at(write_path: &str, at: u64) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let (_, appended) = killed_log(&log, 50_000, write_path);
-    // About 1 000 records of 64 bytes past the header: far below what was durable.
-    let at = 64 * 1024;
     zero_sector(&segment_path(&log, 0), at);
 
     let (code, v) = verify_json(&log);

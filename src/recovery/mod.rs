@@ -137,7 +137,30 @@ pub fn recover_with(dir: &Path, opts: RecoverOptions) -> Result<Recovered> {
     if !full_scan {
         reader = reader.with_summaries(index.clone());
     }
-    let mut reader = walk(reader)?;
+    let mut reader = match walk(reader) {
+        // Strict refuses any break; when records reported durable lie beyond where the log
+        // breaks, that is the diagnosis (contract 10), whatever the break looks like (zeros
+        // at a frame boundary read as an incomplete frame, a torn one as a bad checksum).
+        Err(e @ Error::Corrupt { .. }) if opts.rule == TailRule::Strict => {
+            let lenient = LogReader::open_dir(dir)?.with_rule(TailRule::TruncateTail);
+            let kept = walk(lenient).ok().and_then(|r| r.chain_end());
+            let last_kept = kept.map_or(0, |(at, _)| at.next_seq - 1);
+            return Err(match &watermark {
+                Some((w, file)) if *w > last_kept => Error::LostAcknowledged {
+                    dir: dir.to_path_buf(),
+                    message: LostAcknowledged {
+                        watermark_file: file.clone(),
+                        watermark: *w,
+                        last_kept,
+                        note: None,
+                    }
+                    .to_string(),
+                },
+                _ => e,
+            });
+        }
+        other => other?,
+    };
     if let Some(path) = reader.summary_conflict() {
         log::warn!(
             "{}: its summary disagrees with the chain; reading the whole log",
