@@ -1,13 +1,16 @@
 //! Open time against the full check, on logs of many cold segments (issue 14).
 //!
-//! For each log (100 and 1 000 cold segments of 4 MiB; with `full`, also 100 of 64 MiB) it
+//! For each log (100 and 1 000 cold segments of 4 MiB, and 1 000 with records that carry time,
+//! format version 2; with `full`, also 100 of 64 MiB) it
 //! measures, alternated in rounds, with a warm page cache and after `drop_caches` (root only):
 //! - `recovery`: `recovery::recover_with` (what the open does before the writer starts),
 //! - `open`: `Recorder::open` until it returns (recovery, staging, the first prepared
 //!   segment, the threads),
 //! - `verify`: `log::verify` (what `walctl verify` does: every record of every segment),
 //!
-//! and reports medians, open / verify, and open(1 000) / open(100). The logs are generated
+//! and reports medians, open / verify, open(1 000) / open(100), and open(1 000 with time) /
+//! open(1 000 without) (the time index adds no read at open). The logs are measured in turn
+//! within each round. The logs are generated
 //! once under `$BENCH_DIR/open-logs` (the synthetic trading stream, compressed as a freeze
 //! would, without `cold.summary`): the first open of each builds it by decoding every cold
 //! segment, which is reported too (the cost of an open without summaries).
@@ -22,13 +25,18 @@ use wal_recorder::config::Config;
 use wal_recorder::event;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::recovery::{recover_with, RecoverOptions};
+use wal_recorder::segment::format::Framing;
 use wal_recorder::segment::names::{cold_name, hot_name};
-use wal_recorder::segment::{truncate_sealed, AppendError, SegmentWriter};
+use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
+
+/// A cache state and its samples (ms) of recovery, open and verify.
+type CacheSamples = (&'static str, [Vec<f64>; 3]);
 
 struct LogSpec {
     name: &'static str,
     cold: u64,
     seg: u64,
+    framing: Framing,
 }
 
 fn main() {
@@ -46,11 +54,19 @@ fn main() {
             name: "100x4MiB",
             cold: 100,
             seg: 4 << 20,
+            framing: Framing::Plain,
         },
         LogSpec {
             name: "1000x4MiB",
             cold: 1000,
             seg: 4 << 20,
+            framing: Framing::Plain,
+        },
+        LogSpec {
+            name: "1000x4MiB-timed",
+            cold: 1000,
+            seg: 4 << 20,
+            framing: Framing::Timed,
         },
     ];
     if full {
@@ -58,6 +74,7 @@ fn main() {
             name: "100x64MiB",
             cold: 100,
             seg: 64 << 20,
+            framing: Framing::Plain,
         });
     }
     let root = can_drop_caches();
@@ -72,17 +89,22 @@ fn main() {
     );
     println!("|---|---:|---:|---|---:|---:|---:|---:|");
     let mut warm_open = Vec::new();
+    let mut firsts = Vec::new();
     for spec in &specs {
         let dir = base.join(spec.name);
         generate(&dir, spec);
-        let first = first_open(&dir, spec.seg);
-        let disk = du(&dir) >> 20;
-        let mut results: Vec<(&str, [Vec<f64>; 3])> = vec![("warm", Default::default())];
-        if root {
-            results.push(("cold", Default::default()));
-        }
-        for _ in 0..rounds {
-            for (cache, [rec_ms, open_ms, ver_ms]) in results.iter_mut() {
+        firsts.push(first_open(&dir, spec.seg));
+    }
+    // Per log: (cache, [recovery, open, verify] samples); the logs take turns in each round.
+    let caches: &[&str] = if root { &["warm", "cold"] } else { &["warm"] };
+    let mut results: Vec<Vec<CacheSamples>> = specs
+        .iter()
+        .map(|_| caches.iter().map(|c| (*c, Default::default())).collect())
+        .collect();
+    for _ in 0..rounds {
+        for (spec, per) in specs.iter().zip(results.iter_mut()) {
+            let dir = base.join(spec.name);
+            for (cache, [rec_ms, open_ms, ver_ms]) in per.iter_mut() {
                 let cold = *cache == "cold";
                 rec_ms.push(timed(cold, || {
                     recover_with(&dir, RecoverOptions::default()).expect("recover");
@@ -98,7 +120,10 @@ fn main() {
                 }));
             }
         }
-        for (cache, [rec_ms, open_ms, ver_ms]) in &mut results {
+    }
+    for ((spec, per), first) in specs.iter().zip(results.iter_mut()).zip(&firsts) {
+        let disk = du(&base.join(spec.name)) >> 20;
+        for (cache, [rec_ms, open_ms, ver_ms]) in per.iter_mut() {
             let (r, o, v) = (median(rec_ms), median(open_ms), median(ver_ms));
             if *cache == "warm" {
                 warm_open.push((spec.name, o, r));
@@ -111,8 +136,8 @@ fn main() {
             );
         }
         println!(
-            "| {} | {} | {disk} | warm, first open, no `cold.summary` | {:.1} | | | |",
-            spec.name, spec.cold, first
+            "| {} | {} | {disk} | warm, first open, no `cold.summary` | {first:.1} | | | |",
+            spec.name, spec.cold
         );
     }
     println!();
@@ -122,6 +147,16 @@ fn main() {
     ) {
         println!(
             "warm, 100 -> 1 000 cold segments: open {:.2}x, recovery {:.2}x",
+            b.1 / a.1,
+            b.2 / a.2
+        );
+    }
+    if let (Some(a), Some(b)) = (
+        warm_open.iter().find(|w| w.0 == "1000x4MiB"),
+        warm_open.iter().find(|w| w.0 == "1000x4MiB-timed"),
+    ) {
+        println!(
+            "warm, 1 000 cold segments with time / without: open {:.2}x, recovery {:.2}x",
             b.1 / a.1,
             b.2 / a.2
         );
@@ -195,22 +230,30 @@ fn generate(dir: &Path, spec: &LogSpec) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("mkdir");
     eprintln!("generating {} in {}", spec.name, dir.display());
-    let (mut seq, mut crc) = (1u64, 0u32);
+    let (mut seq, mut chain) = (1u64, ChainPoint::START);
     let hot = 2;
+    // Record `s` of a log with time has time 2026-12-03T09:30:00Z + `s` µs.
+    let time = |s: u64| 1_796_290_200_000_000_000 + s * 1000;
     for index in 0..spec.cold + hot + 1 {
-        let mut w = SegmentWriter::create(dir, index, spec.seg, seq, crc).expect("segment");
+        let mut w = SegmentWriter::create_framed(dir, index, spec.seg, spec.framing, chain)
+            .expect("segment");
         let last = index == spec.cold + hot;
         loop {
             if last && w.record_count() == 100 {
                 break;
             }
-            match w.append_with(64, |b| event::fill(seq, b)) {
+            let fill = |b: &mut [u8]| event::fill(seq, b);
+            let appended = match spec.framing {
+                Framing::Timed => w.append_with_at(time(seq), 64, fill),
+                Framing::Plain => w.append_with(64, fill),
+            };
+            match appended {
                 Ok(_) => seq += 1,
                 Err(AppendError::Full) => break,
                 Err(e) => panic!("{e:?}"),
             }
         }
-        crc = w.last_crc();
+        chain = w.chain();
         if last {
             w.sync().expect("sync");
             break;
