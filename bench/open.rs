@@ -141,26 +141,23 @@ fn main() {
         );
     }
     println!();
-    if let (Some(a), Some(b)) = (
-        warm_open.iter().find(|w| w.0 == "100x4MiB"),
-        warm_open.iter().find(|w| w.0 == "1000x4MiB"),
-    ) {
-        println!(
-            "warm, 100 -> 1 000 cold segments: open {:.2}x, recovery {:.2}x",
-            b.1 / a.1,
-            b.2 / a.2
-        );
-    }
-    if let (Some(a), Some(b)) = (
-        warm_open.iter().find(|w| w.0 == "1000x4MiB"),
-        warm_open.iter().find(|w| w.0 == "1000x4MiB-timed"),
-    ) {
-        println!(
-            "warm, 1 000 cold segments with time / without: open {:.2}x, recovery {:.2}x",
-            b.1 / a.1,
-            b.2 / a.2
-        );
-    }
+    // Warm open and recovery of log `b` over log `a`.
+    let ratio = |label: &str, a: &str, b: &str| {
+        let find = |name: &str| warm_open.iter().find(|w| w.0 == name);
+        if let (Some(a), Some(b)) = (find(a), find(b)) {
+            println!(
+                "warm, {label}: open {:.2}x, recovery {:.2}x",
+                b.1 / a.1,
+                b.2 / a.2
+            );
+        }
+    };
+    ratio("100 -> 1 000 cold segments", "100x4MiB", "1000x4MiB");
+    ratio(
+        "1 000 cold segments with time / without",
+        "1000x4MiB",
+        "1000x4MiB-timed",
+    );
 }
 
 fn config(dir: &Path, seg: u64) -> Config {
