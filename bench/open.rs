@@ -20,14 +20,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use wal_recorder::codec::lz4::compress_frame;
+use bench_log::{can_drop_caches, drop_caches, median, write_segments};
 use wal_recorder::config::Config;
-use wal_recorder::event;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::recovery::{recover_with, RecoverOptions};
 use wal_recorder::segment::format::Framing;
-use wal_recorder::segment::names::{cold_name, hot_name};
-use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
+
+mod bench_log;
 
 /// A cache state and its samples (ms) of recovery, open and verify.
 type CacheSamples = (&'static str, [Vec<f64>; 3]);
@@ -179,24 +178,6 @@ fn timed(cold: bool, f: impl FnOnce()) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn can_drop_caches() -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/sys/vm/drop_caches")
-        .is_ok()
-}
-
-fn drop_caches() {
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches");
-}
-
 fn du(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .expect("read_dir")
@@ -227,45 +208,9 @@ fn generate(dir: &Path, spec: &LogSpec) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("mkdir");
     eprintln!("generating {} in {}", spec.name, dir.display());
-    let (mut seq, mut chain) = (1u64, ChainPoint::START);
-    let hot = 2;
     // Record `s` of a log with time has time 2026-12-03T09:30:00Z + `s` µs.
-    let time = |s: u64| 1_796_290_200_000_000_000 + s * 1000;
-    for index in 0..spec.cold + hot + 1 {
-        let mut w = SegmentWriter::create_framed(dir, index, spec.seg, spec.framing, chain)
-            .expect("segment");
-        let last = index == spec.cold + hot;
-        loop {
-            if last && w.record_count() == 100 {
-                break;
-            }
-            let fill = |b: &mut [u8]| event::fill(seq, b);
-            let appended = match spec.framing {
-                Framing::Timed => w.append_with_at(time(seq), 64, fill),
-                Framing::Plain => w.append_with(64, fill),
-            };
-            match appended {
-                Ok(_) => seq += 1,
-                Err(AppendError::Full) => break,
-                Err(e) => panic!("{e:?}"),
-            }
-        }
-        chain = w.chain();
-        if last {
-            w.sync().expect("sync");
-            break;
-        }
-        w.seal();
-        let used = w.used_len();
-        drop(w);
-        let path = dir.join(hot_name(index));
-        truncate_sealed(&path, used).expect("truncate");
-        if index < spec.cold {
-            let raw = std::fs::read(&path).expect("read");
-            let frame = compress_frame(&raw, 1).expect("compress");
-            std::fs::write(dir.join(cold_name(index)), frame).expect("write");
-            std::fs::remove_file(&path).expect("unlink");
-        }
-    }
+    write_segments(dir, spec.cold, spec.seg, spec.framing, |s| {
+        1_796_290_200_000_000_000 + s * 1000
+    });
     std::fs::write(&done, b"").expect("marker");
 }

@@ -16,14 +16,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use wal_recorder::codec::lz4::compress_frame;
+use bench_log::{can_drop_caches, drop_caches, median, write_segments};
 use wal_recorder::config::Config;
-use wal_recorder::event;
 use wal_recorder::logdir::LogReader;
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::format::Framing;
-use wal_recorder::segment::names::{cold_name, hot_name};
-use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
+
+mod bench_log;
 
 const COLD: u64 = 1000;
 const SEG: u64 = 4 << 20;
@@ -123,24 +122,6 @@ fn time_of(seq: u64) -> u64 {
     T0 + seq * 1000
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn can_drop_caches() -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/sys/vm/drop_caches")
-        .is_ok()
-}
-
-fn drop_caches() {
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches");
-}
-
 /// The log, as a recorder with time leaves it: `COLD` cold segments (compressed as a freeze
 /// does, then `cold.summary` written by a recorder's first open), two persisted hot ones and
 /// an unsealed one of 100 records. Skipped if `dir` holds it already. Returns the last seq
@@ -154,44 +135,7 @@ fn generate(dir: &Path) -> (u64, u64) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("mkdir");
     eprintln!("generating {} (once)", dir.display());
-    let mut chain = ChainPoint::START;
-    let mut seq = 1u64;
-    let mut per_segment = 0;
-    let hot = 2;
-    for index in 0..COLD + hot + 1 {
-        let mut w =
-            SegmentWriter::create_framed(dir, index, SEG, Framing::Timed, chain).expect("segment");
-        let last = index == COLD + hot;
-        loop {
-            if last && w.record_count() == 100 {
-                break;
-            }
-            match w.append_with_at(time_of(seq), 64, |b| event::fill(seq, b)) {
-                Ok(_) => seq += 1,
-                Err(AppendError::Full) => break,
-                Err(e) => panic!("{e:?}"),
-            }
-        }
-        chain = w.chain();
-        if index == 0 {
-            per_segment = w.record_count();
-        }
-        if last {
-            w.sync().expect("sync");
-            break;
-        }
-        w.seal();
-        let used = w.used_len();
-        drop(w);
-        let path = dir.join(hot_name(index));
-        truncate_sealed(&path, used).expect("truncate");
-        if index < COLD {
-            let raw = std::fs::read(&path).expect("read");
-            let frame = compress_frame(&raw, 1).expect("compress");
-            std::fs::write(dir.join(cold_name(index)), frame).expect("write");
-            std::fs::remove_file(&path).expect("unlink");
-        }
-    }
+    let per_segment = write_segments(dir, COLD, SEG, Framing::Timed, time_of);
     // A first open writes cold.summary, as the maintainer keeps it in a live log.
     let mut c = Config::new(dir);
     c.segment_size = SEG;
