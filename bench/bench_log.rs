@@ -3,14 +3,15 @@
 
 use std::path::Path;
 
-use wal_recorder::codec::lz4::compress_frame;
+use wal_recorder::codec::compress_segment;
+use wal_recorder::config::Compression;
 use wal_recorder::event;
 use wal_recorder::segment::format::Framing;
-use wal_recorder::segment::names::{cold_name, hot_name};
+use wal_recorder::segment::names::hot_name;
 use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
 
-/// Writes `cold` cold segments of `seg` bytes (compressed as a freeze does, without
-/// `cold.summary`), two persisted hot ones and an unsealed one of 100 records: the synthetic
+/// Writes `cold` cold segments of `seg` bytes (compressed as a freeze does, with their sparse
+/// indexes, without `cold.summary`), two persisted hot ones and an unsealed one of 100 records: the synthetic
 /// trading stream, record `s` at time `time(s)` in a log with time. Returns the records of a
 /// full segment.
 pub fn write_segments(
@@ -55,9 +56,7 @@ pub fn write_segments(
         let path = dir.join(hot_name(index));
         truncate_sealed(&path, used).expect("truncate");
         if index < cold {
-            let raw = std::fs::read(&path).expect("read");
-            let frame = compress_frame(&raw, 1).expect("compress");
-            std::fs::write(dir.join(cold_name(index)), frame).expect("write");
+            compress_segment(dir, index, Compression::Frame { level: 1 }).expect("compress");
             std::fs::remove_file(&path).expect("unlink");
         }
     }

@@ -55,8 +55,17 @@ fn retention_holds(backend: BackendChoice) {
         .map(cold_name)
         .chain((n - h as u64..n).map(hot_name))
         .collect();
+    expect.push(wal_recorder::segment::sparse_index::INDEX_DIR.into());
     expect.sort();
     assert_eq!(file_names(dir.path()), expect);
+    // Each kept cold segment's sparse index, and none of the deleted ones'.
+    let index_dir = dir
+        .path()
+        .join(wal_recorder::segment::sparse_index::INDEX_DIR);
+    let want: Vec<String> = (n - h as u64 - c as u64..n - h as u64)
+        .map(|i| format!("{i}.idx"))
+        .collect();
+    assert_eq!(file_names(&index_dir), want);
     let s = m.stats();
     assert_eq!(get(&s.persisted), n);
     assert_eq!(get(&s.frozen), n - h as u64);

@@ -100,26 +100,11 @@ fn check(dir: &Path, times: &[u64], t: u64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Times that mostly advance and sometimes step back (by up to 50 µs, as a re-anchored or
-/// NTP-stepped clock does), or repeat.
-fn clock() -> impl Strategy<Value = Vec<u64>> {
-    prop::collection::vec(-50_000i64..200_000, 1..900).prop_map(|steps| {
-        let mut t = 1_796_290_200_000_000_000u64;
-        steps
-            .into_iter()
-            .map(|d| {
-                t = t.saturating_add_signed(d);
-                t
-            })
-            .collect()
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
     fn seek_by_time_finds_the_first_record_at_or_after_any_time(
-        times in clock(),
+        times in common::clock(1..900),
         seal_last in any::<bool>(),
         untruncated in 0usize..3,
         cold in 0usize..4,

@@ -27,6 +27,8 @@ pub struct BlockEncoder {
     content_size: u64,
     total_crc: u32,
     started: bool,
+    blocks: super::lz4::BlockMap,
+    consumed: u64,
 }
 
 impl BlockEncoder {
@@ -44,6 +46,8 @@ impl BlockEncoder {
             content_size,
             total_crc: 0,
             started: false,
+            blocks: Default::default(),
+            consumed: 0,
         }
     }
 
@@ -61,10 +65,14 @@ impl BlockEncoder {
             out.extend_from_slice(&BLOCK_MAGIC);
             out.extend_from_slice(&self.content_size.to_le_bytes());
             self.started = true;
+            self.blocks.emitted += 16;
         }
         if input.is_empty() {
             return Ok(());
         }
+        self.blocks
+            .starts
+            .push((self.consumed, self.blocks.emitted));
         self.total_crc = crc32c::crc32c_append(self.total_crc, input);
         let start = out.len();
         // SAFETY: pure function of its argument.
@@ -98,17 +106,19 @@ impl BlockEncoder {
         out[start..start + 4].copy_from_slice(&(input.len() as u32).to_le_bytes());
         out[start + 4..start + 8].copy_from_slice(&(n as u32).to_le_bytes());
         out[start + 8..start + 12].copy_from_slice(&crc32c::crc32c(input).to_le_bytes());
+        self.consumed += input.len() as u64;
+        self.blocks.emitted += (BLOCK_HEADER + n as usize) as u64;
         Ok(())
     }
 
-    /// Writes the end block.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<()> {
+    /// Writes the end block; returns where the blocks start.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<super::lz4::BlockMap> {
         if !self.started {
             self.compress(&[], out)?;
         }
         out.extend_from_slice(&[0u8; 8]);
         out.extend_from_slice(&self.total_crc.to_le_bytes());
-        Ok(())
+        Ok(self.blocks)
     }
 }
 
@@ -187,16 +197,8 @@ impl<R: Read> BlockDecoder<R> {
             .read_exact(&mut self.comp)
             .map_err(|_| self.invalid("block cut short"))?;
         self.raw.resize(raw_len, 0);
-        // SAFETY: src/dst valid for the lengths given; decompress_safe never writes past dst.
-        let n = unsafe {
-            lz4_sys::LZ4_decompress_safe(
-                self.comp.as_ptr().cast(),
-                self.raw.as_mut_ptr().cast(),
-                comp_len as i32,
-                raw_len as i32,
-            )
-        };
-        if n != raw_len as i32 || crc32c::crc32c(&self.raw) != crc {
+        let n = super::decode_block(&self.comp, &mut self.raw);
+        if n != Some(raw_len) || crc32c::crc32c(&self.raw) != crc {
             return Err(self.invalid("block does not decode to its checksum"));
         }
         self.consumed += (BLOCK_HEADER + comp_len) as u64;

@@ -139,18 +139,9 @@ impl StreamCheck {
                         break; // the rest of the block comes with the next piece
                     }
                     let body = &pending[at + BLOCK_HEADER..at + BLOCK_HEADER + comp];
-                    // SAFETY: src and dst are valid for the lengths passed; decompress_safe
-                    // never writes past dst.
-                    let n = unsafe {
-                        lz4_sys::LZ4_decompress_safe(
-                            body.as_ptr().cast(),
-                            self.scratch.as_mut_ptr().cast(),
-                            comp as i32,
-                            raw as i32,
-                        )
-                    };
+                    let n = super::decode_block(body, &mut self.scratch[..raw]);
                     let out = &self.scratch[..raw];
-                    if n != raw as i32 || crc32c::crc32c(out) != crc {
+                    if n != Some(raw) || crc32c::crc32c(out) != crc {
                         return Err("block does not decode to its checksum".into());
                     }
                     self.crc = crc32c::crc32c_append(self.crc, out);

@@ -20,6 +20,34 @@ pub const MAX_CHUNK: usize = 1024 * 1024;
 /// Bytes of input the decoder hands to LZ4 per call.
 const DECODE_IN: usize = 64 * 1024;
 
+/// Content of one block of the frames we write (`BlockSize::Max64KB`).
+pub const FRAME_BLOCK: usize = 64 * 1024;
+
+/// Where the blocks of an encoding start: (offset in the content, offset in the compressed
+/// bytes) of each, in order; a reader can start decoding at any of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockMap {
+    /// The blocks' starts.
+    pub starts: Vec<(u64, u64)>,
+    /// Compressed bytes emitted so far.
+    pub(crate) emitted: u64,
+    /// The last block, partial, starts here and is emitted at the end.
+    pub(crate) pending: Option<u64>,
+    /// Input came in pieces that do not map to blocks: no start is known.
+    pub(crate) broken: bool,
+}
+
+impl BlockMap {
+    fn start(&mut self, content_offset: u64) {
+        self.starts.push((content_offset, self.emitted));
+    }
+
+    /// The starts, unless they are unknown.
+    pub fn known(&self) -> Option<&[(u64, u64)]> {
+        (!self.broken).then_some(&self.starts[..])
+    }
+}
+
 pub(crate) fn lz4f_error(code: usize) -> Option<String> {
     // SAFETY: LZ4F_isError is a pure function of the code.
     if unsafe { lz4_sys::LZ4F_isError(code) } == 0 {
@@ -34,7 +62,9 @@ fn preferences(level: u32, content_size: u64) -> LZ4FPreferences {
     LZ4FPreferences {
         frame_info: LZ4FFrameInfo {
             block_size_id: BlockSize::Max64KB,
-            block_mode: BlockMode::Linked,
+            // Independent blocks: a reader can start decoding at any block (the sparse
+            // index, docs/FORMAT.md "Sparse index"); still one standard frame.
+            block_mode: BlockMode::Independent,
             content_checksum_flag: ContentChecksum::ChecksumEnabled,
             frame_type: FrameType::Frame,
             content_size,
@@ -56,6 +86,8 @@ pub struct FrameEncoder {
     bound: usize,
     consumed: u64,
     started: bool,
+    /// Where each block starts, as it is emitted.
+    blocks: BlockMap,
 }
 
 // SAFETY: the context is used by one thread at a time through `&mut self`.
@@ -94,6 +126,7 @@ impl FrameEncoder {
             bound: bound + 64,
             consumed: 0,
             started: false,
+            blocks: BlockMap::default(),
         })
     }
 
@@ -109,6 +142,22 @@ impl FrameEncoder {
         if !self.started {
             self.begin(out)?;
         }
+        // One block's worth per call: with nothing buffered, LZ4F emits a full block at once,
+        // so the output position before the call is where that block starts.
+        for piece in input.chunks(FRAME_BLOCK) {
+            if piece.len() == FRAME_BLOCK && self.consumed % FRAME_BLOCK as u64 == 0 {
+                self.blocks.start(self.consumed);
+            } else if self.consumed % FRAME_BLOCK as u64 == 0 {
+                self.blocks.pending = Some(self.consumed); // emitted by `finish`
+            } else {
+                self.blocks.broken = true; // a partial block buffered, then more input
+            }
+            self.update(piece, out)?;
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
         out.reserve(self.bound);
         let opts = LZ4FCompressOptions {
             stable_src: 0,
@@ -133,6 +182,7 @@ impl FrameEncoder {
         // SAFETY: LZ4F wrote exactly n initialised bytes into the spare capacity.
         unsafe { out.set_len(out.len() + n) };
         self.consumed += input.len() as u64;
+        self.blocks.emitted += n as u64;
         Ok(())
     }
 
@@ -155,13 +205,18 @@ impl FrameEncoder {
         // SAFETY: n bytes were written.
         unsafe { out.set_len(out.len() + n) };
         self.started = true;
+        self.blocks.emitted += n as u64;
         Ok(())
     }
 
-    /// Ends the frame (last block, end mark, content checksum), appending to `out`.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<()> {
+    /// Ends the frame (last block, end mark, content checksum), appending to `out`; returns
+    /// where its blocks start.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<BlockMap> {
         if !self.started {
             self.begin(out)?;
+        }
+        if let Some(at) = self.blocks.pending.take() {
+            self.blocks.start(at);
         }
         out.reserve(self.bound);
         let spare = out.capacity() - out.len();
@@ -178,7 +233,7 @@ impl FrameEncoder {
         }
         // SAFETY: n bytes were written.
         unsafe { out.set_len(out.len() + n) };
-        Ok(())
+        Ok(std::mem::take(&mut self.blocks))
     }
 
     /// Bytes of input consumed so far.

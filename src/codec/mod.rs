@@ -4,6 +4,7 @@
 pub mod block;
 pub mod check;
 pub mod lz4;
+pub(crate) mod resume;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -22,6 +23,25 @@ pub(crate) fn invalid_data(compressed_offset: u64, why: &str) -> std::io::Error 
         std::io::ErrorKind::InvalidData,
         format!("compressed offset {compressed_offset}: {why}"),
     )
+}
+
+/// Decodes one LZ4 block `src` into `dst`; the bytes written, or `None` if it does not decode
+/// (LZ4_decompress_safe: never reads or writes outside the slices).
+pub(crate) fn decode_block(src: &[u8], dst: &mut [u8]) -> Option<usize> {
+    let (Ok(src_len), Ok(dst_len)) = (i32::try_from(src.len()), i32::try_from(dst.len())) else {
+        return None;
+    };
+    // SAFETY: src and dst are valid for the lengths passed; decompress_safe never writes past
+    // dst and returns how much it wrote, or a negative error.
+    let n = unsafe {
+        lz4_sys::LZ4_decompress_safe(
+            src.as_ptr().cast(),
+            dst.as_mut_ptr().cast(),
+            src_len,
+            dst_len,
+        )
+    };
+    usize::try_from(n).ok()
 }
 
 /// Magic number of an LZ4 frame, little-endian on disk.
@@ -81,6 +101,34 @@ pub fn cold_content_size(path: &Path) -> Result<Option<u64>> {
     Ok(None)
 }
 
+/// Compresses the sealed, truncated hot segment `index` of `dir` into its `.wal.lz4` as a
+/// freeze does (encoding `c`, the sparse index written into `index/`), leaving the `.wal` in
+/// place and nothing synced: for tools, tests and benchmarks that build logs by hand.
+/// Returns the cold file's size.
+pub fn compress_segment(dir: &Path, index: u64, c: Compression) -> Result<u64> {
+    use crate::segment::names::{cold_name, hot_name};
+    use crate::segment::sparse_index::{write_index, IndexBuilder};
+    let hot = dir.join(hot_name(index));
+    let raw = std::fs::read(&hot).map_err(|e| Error::io("read", &hot, e))?;
+    let mut enc = ColdEncoder::new(c, raw.len() as u64)?;
+    let mut builder = IndexBuilder::new();
+    let mut out = Vec::with_capacity(raw.len() / 2 + 1024);
+    for chunk in raw.chunks(crate::constants::CHUNK_SIZE) {
+        enc.compress(chunk, &mut out)?;
+        builder.feed(chunk);
+    }
+    let blocks = enc.finish(&mut out)?;
+    let cold = dir.join(cold_name(index));
+    std::fs::write(&cold, &out).map_err(|e| Error::io("write", &cold, e))?;
+    let idx = blocks
+        .known()
+        .and_then(|starts| builder.finish(starts, out.len() as u64));
+    if let Some(idx) = idx {
+        write_index(dir, index, &idx).map_err(|e| Error::io("write", dir, e))?;
+    }
+    Ok(out.len() as u64)
+}
+
 /// The encoder a freeze uses.
 pub enum ColdEncoder {
     /// A standard LZ4 frame.
@@ -123,8 +171,8 @@ impl ColdEncoder {
         }
     }
 
-    /// Ends the stream, appending to `out`.
-    pub fn finish(self, out: &mut Vec<u8>) -> Result<()> {
+    /// Ends the stream, appending to `out`; returns where its blocks start.
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<lz4::BlockMap> {
         match self {
             ColdEncoder::Frame(e) => e.finish(out),
             ColdEncoder::Block(e) => e.finish(out),

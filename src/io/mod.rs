@@ -71,6 +71,8 @@ pub enum Target {
     Recovery,
     /// `cold.summary`: the maintainer's append of a frozen segment's summary (`Write`).
     Summary,
+    /// A cold segment's sparse index (`index/<index>.idx`), unlinked with the segment.
+    Index,
 }
 
 /// One operation. Raw pointers, as in an io_uring SQE: see [`IoBackend::push`] for how long

@@ -71,6 +71,9 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
         if meta.is_dir() && name == super::reader_position::READERS_DIR {
             continue; // the readers' position files: theirs, not the log's
         }
+        if meta.is_dir() && name == crate::segment::sparse_index::INDEX_DIR {
+            continue; // the cold segments' sparse indexes, a cache (docs/FORMAT.md)
+        }
         if meta.is_file() && name == SUMMARY_FILE {
             out.summary = Some(path);
             continue;
@@ -99,20 +102,100 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
             stamp: FileStamp::of(&meta),
         });
     }
-    // Hot before cold for the same index, so the duplicate to drop is the second one.
-    out.segments
-        .sort_by_key(|s| (s.index, matches!(s.tier, Tier::Cold)));
-    let mut kept: Vec<SegmentEntry> = Vec::with_capacity(out.segments.len());
-    for seg in out.segments.drain(..) {
-        match kept.last() {
-            Some(prev) if prev.index == seg.index => out.shadowed_cold.push(seg.path),
-            _ => kept.push(seg),
-        }
-    }
-    out.segments = kept;
+    (out.segments, out.shadowed_cold) = in_index_order(out.segments);
     out.tmp.sort();
     out.foreign.sort();
     Ok(out)
+}
+
+/// Sorts segments by index and keeps one per index: where both `.wal` and `.wal.lz4` exist
+/// the `.wal` (a freeze interrupted after the rename); returns the kept and the shadowed.
+fn in_index_order(mut segments: Vec<SegmentEntry>) -> (Vec<SegmentEntry>, Vec<PathBuf>) {
+    // Hot before cold for the same index, so the duplicate to drop is the second one.
+    segments.sort_by_key(|s| (s.index, matches!(s.tier, Tier::Cold)));
+    let mut kept: Vec<SegmentEntry> = Vec::with_capacity(segments.len());
+    let mut shadowed = Vec::new();
+    for seg in segments {
+        match kept.last() {
+            Some(prev) if prev.index == seg.index => shadowed.push(seg.path),
+            _ => kept.push(seg),
+        }
+    }
+    (kept, shadowed)
+}
+
+/// The segments of `dir` in index order, by their names alone: no file is stat'ed (a seek
+/// stats only the few it bisects and the one it opens, [`stat_entry`]), so each entry's
+/// `file_len` and `stamp` are zero until then.
+pub(crate) fn list_segment_names(dir: &Path) -> Result<Vec<SegmentEntry>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read_dir", dir, e))?;
+    let mut segments = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read_dir", dir, e))?;
+        let name = entry.file_name();
+        let (index, tier) = match name.to_str().map_or(FileKind::Foreign, classify) {
+            FileKind::Hot(i) => (i, Tier::Hot),
+            FileKind::Cold(i) => (i, Tier::Cold),
+            _ => continue,
+        };
+        // The directory entry's type (no stat where the file system records it).
+        match entry.file_type() {
+            Ok(t) if t.is_file() => {}
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("stat", entry.path(), e)),
+        }
+        segments.push(SegmentEntry {
+            index,
+            path: entry.path(),
+            tier,
+            file_len: 0,
+            stamp: FileStamp::default(),
+        });
+    }
+    Ok(in_index_order(segments).0)
+}
+
+/// `entry` with its size and stamp read now. A file removed since it was listed is an
+/// `Error::Io` of kind `NotFound` (the seeks list again).
+pub(crate) fn stat_entry(entry: &SegmentEntry) -> Result<SegmentEntry> {
+    let meta = std::fs::metadata(&entry.path).map_err(|e| Error::io("stat", &entry.path, e))?;
+    Ok(SegmentEntry {
+        file_len: meta.len(),
+        stamp: FileStamp::of(&meta),
+        ..entry.clone()
+    })
+}
+
+/// Segments a bisection can look at: a full listing, or names stat'ed as they are looked at.
+pub(crate) trait Segments {
+    /// How many.
+    fn count(&self) -> usize;
+    /// The one at `i`, with its size and stamp.
+    fn entry(&self, i: usize) -> Result<std::borrow::Cow<'_, SegmentEntry>>;
+}
+
+impl Segments for [SegmentEntry] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn entry(&self, i: usize) -> Result<std::borrow::Cow<'_, SegmentEntry>> {
+        Ok(std::borrow::Cow::Borrowed(&self[i]))
+    }
+}
+
+/// Entries of [`list_segment_names`], each stat'ed when looked at.
+pub(crate) struct Named<'a>(pub &'a [SegmentEntry]);
+
+impl Segments for Named<'_> {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn entry(&self, i: usize) -> Result<std::borrow::Cow<'_, SegmentEntry>> {
+        stat_entry(&self.0[i]).map(std::borrow::Cow::Owned)
+    }
 }
 
 /// The highest watermark among the hot segments of a listing, with the file it is in.

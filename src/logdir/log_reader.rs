@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::listing::{list_dir, SegmentEntry, Tier};
+use super::listing::{list_dir, list_segment_names, stat_entry, Named, SegmentEntry, Tier};
 use super::summary::{hot_summary, FileStamp, SegmentSummary, SummaryIndex};
 use super::tail::{count_records, proves_durable, TailDrop, TailRule};
 use crate::error::{Corruption, Error, Result};
@@ -132,6 +132,18 @@ pub struct LogReader {
     learned: Vec<(SegmentSummary, FileStamp)>,
     /// The record [`Self::open_at`] positioned on, returned first.
     pending: Option<(RecordInfo, Vec<u8>)>,
+    /// Entries of `segments` from here on were listed by name: stat'ed when looked at.
+    stat_from: usize,
+}
+
+/// How [`LogReader::scan_to_time`] ended.
+enum TimeScan {
+    /// On the record.
+    Found,
+    /// The log's first record is later than the time (its time).
+    BeforeLog(u64),
+    /// The log ended first (the greatest time read).
+    Ended(Option<u64>),
 }
 
 /// A break found while reading: where, what, and how much of its file stays.
@@ -231,6 +243,7 @@ impl LogReader {
             summarized: 0,
             learned: Vec::new(),
             pending: None,
+            stat_from: usize::MAX,
         }
     }
 
@@ -243,10 +256,10 @@ impl LogReader {
     }
 
     fn open_at_once(dir: &Path, seq: u64) -> Result<Self> {
-        let listing = list_dir(dir)?;
+        let names = list_segment_names(dir)?;
         let index = SummaryIndex::load(dir);
-        let first = match listing.segments.first() {
-            Some(e) => super::seek::first_seq_of(e, &index)?,
+        let first = match names.first() {
+            Some(e) => super::seek::first_seq_of(&stat_entry(e)?, &index)?,
             None => None,
         };
         let not_found = |last| Error::SeqNotFound {
@@ -255,20 +268,69 @@ impl LogReader {
             first,
             last,
         };
-        let Some(pos) = super::seek::locate(&listing.segments, &index, seq)? else {
+        let Some(pos) = super::seek::locate(&Named(&names), &index, seq)? else {
             return Err(not_found(None)); // before the first retained record
         };
-        let mut reader = Self::new(listing.segments[pos..].to_vec(), Vec::new());
+        let target = super::jump::Target::Seq(seq);
+        let mut reader = Self::from_names(&names[pos..])?;
+        if let Some(r) = super::jump::reader_near(&reader.segments[0], target)? {
+            reader.start_inside(r);
+            if let Ok(true) = reader.scan_to_seq(seq) {
+                return Ok(reader);
+            }
+            // The index did not hold: read the segment from its header.
+            reader = Self::from_names(&names[pos..])?;
+        }
+        match reader.scan_to_seq(seq)? {
+            true => Ok(reader),
+            false => Err(not_found(reader.last_seq())),
+        }
+    }
+
+    /// A reader of segments listed by name ([`list_segment_names`]): the first stat'ed now,
+    /// each later one when it is looked at.
+    fn from_names(names: &[SegmentEntry]) -> Result<Self> {
+        let mut segments = names.to_vec();
+        segments[0] = stat_entry(&names[0])?;
+        let mut r = Self::new(segments, Vec::new());
+        r.stat_from = 1;
+        Ok(r)
+    }
+
+    /// The segment at `pos`, with its size and stamp (read now for one listed by name).
+    fn entry(&self, pos: usize) -> Result<SegmentEntry> {
+        let e = &self.segments[pos];
+        match pos < self.stat_from {
+            true => Ok(e.clone()),
+            false => stat_entry(e),
+        }
+    }
+
+    /// Starts the first segment at the record `r` was resumed at ([`super::jump`]).
+    fn start_inside(&mut self, r: SegmentReader<Box<dyn Read + Send>>) {
+        assert!(
+            self.pos == 0 && self.cur.is_none(),
+            "only before the first read"
+        );
+        let entry = self.segments[0].clone();
+        self.pos = 1;
+        self.count_opened(entry.tier);
+        self.cur = Some((entry, Source::Read(r)));
+    }
+
+    /// Reads on to the record `seq` and keeps it for the next call; false when the log ends
+    /// (or breaks) first.
+    fn scan_to_seq(&mut self, seq: u64) -> Result<bool> {
         let mut buf = Vec::new();
         loop {
-            match reader.next_record(&mut buf)? {
+            match self.next_record(&mut buf)? {
                 Some(info) if info.seq < seq => {}
                 Some(info) if info.seq == seq => {
-                    reader.pending = Some((info, buf));
-                    (reader.records, reader.first_seq) = (1, Some(seq));
-                    return Ok(reader);
+                    self.pending = Some((info, buf));
+                    (self.records, self.first_seq) = (1, Some(seq));
+                    return Ok(true);
                 }
-                _ => return Err(not_found(reader.last_seq())),
+                _ => return Ok(false),
             }
         }
     }
@@ -289,7 +351,7 @@ impl LogReader {
     }
 
     fn open_at_time_once(dir: &Path, t: u64) -> Result<Self> {
-        let listing = list_dir(dir)?;
+        let names = list_segment_names(dir)?;
         let index = SummaryIndex::load(dir);
         let not_found = |first, last| Error::TimeNotFound {
             dir: dir.to_path_buf(),
@@ -298,32 +360,58 @@ impl LogReader {
             last,
         };
         let first_time = || -> Result<Option<u64>> {
-            let mut r = Self::new(listing.segments.clone(), Vec::new());
+            if names.is_empty() {
+                return Ok(None);
+            }
+            let mut r = Self::from_names(&names)?;
             let mut buf = Vec::new();
             Ok(r.next_record(&mut buf)?.and_then(|i| i.time))
         };
-        let Some(pos) = super::time_seek::locate_time(&listing.segments, &index, t)? else {
-            let last = match listing.segments.last() {
-                Some(e) => super::time_seek::max_time_of(e, &index)?.filter(|&m| m > 0),
+        let Some(pos) = super::time_seek::locate_time(&Named(&names), &index, t)? else {
+            let last = match names.last() {
+                Some(e) => {
+                    super::time_seek::max_time_of(&stat_entry(e)?, &index)?.filter(|&m| m > 0)
+                }
                 None => None,
             };
             return Err(not_found(first_time()?, last));
         };
-        let mut reader = Self::new(listing.segments[pos..].to_vec(), Vec::new());
+        let target = super::jump::Target::Time(t);
+        let entry = stat_entry(&names[pos])?;
+        if let Some(r) = super::jump::reader_near(&entry, target)? {
+            let mut reader = Self::from_names(&names[pos..])?;
+            reader.start_inside(r);
+            // Records before the entry are all earlier than `t`: the one found is not the log's
+            // first.
+            if let Ok(TimeScan::Found) = reader.scan_to_time(t, false) {
+                return Ok(reader);
+            }
+        }
+        let mut reader = Self::from_names(&names[pos..])?;
+        match reader.scan_to_time(t, pos == 0)? {
+            TimeScan::Found => Ok(reader),
+            TimeScan::BeforeLog(first) => Err(not_found(Some(first), None)),
+            TimeScan::Ended(max) => Err(not_found(first_time()?, max)),
+        }
+    }
+
+    /// Reads on to the first record whose time is at or after `t` and keeps it for the next
+    /// call. `at_log_start`: the reader starts at the log's first record.
+    fn scan_to_time(&mut self, t: u64, at_log_start: bool) -> Result<TimeScan> {
         let mut buf = Vec::new();
         let mut max = None;
         loop {
-            let Some(info) = reader.next_record(&mut buf)? else {
-                return Err(not_found(first_time()?, max));
+            let Some(info) = self.next_record(&mut buf)? else {
+                return Ok(TimeScan::Ended(max));
             };
             match info.time {
                 Some(time) if time >= t => {
-                    if pos == 0 && reader.records == 1 && time > t {
-                        return Err(not_found(Some(time), None)); // before the log
+                    if at_log_start && self.records == 1 && time > t {
+                        return Ok(TimeScan::BeforeLog(time));
                     }
-                    reader.pending = Some((info, buf));
-                    (reader.records, reader.first_seq) = (1, Some(info.seq));
-                    return Ok(reader);
+                    self.pending = Some((info, buf));
+                    (self.records, self.first_seq) = (1, Some(info.seq));
+                    return Ok(TimeScan::Found);
                 }
                 Some(time) => max = Some(max.map_or(time, |m: u64| m.max(time))),
                 None => {}
@@ -421,7 +509,7 @@ impl LogReader {
     /// Opens the next segment that has a header; false when there is none.
     fn open_next(&mut self) -> Result<bool> {
         while self.pos < self.segments.len() {
-            let entry = self.segments[self.pos].clone();
+            let entry = self.entry(self.pos)?;
             self.pos += 1;
             if let Some(summary) = self.summary_of(&entry)? {
                 let h = summary.header();
@@ -590,6 +678,7 @@ impl LogReader {
                         self.chain = before;
                         self.on_break(whole_file(offset, kind))
                     }
+                    Ok(()) if reader.resumed() => Ok(()), // not read in full
                     Ok(()) => {
                         let s = SegmentSummary::new(reader.header(), &seal);
                         self.learned.push((s, entry.stamp));
@@ -659,7 +748,7 @@ impl LogReader {
     /// The log ends at `b` if the reader's rule allows it (a torn tail, reported, and what
     /// lies beyond it reported as dropped); otherwise `b` is corruption.
     fn on_break(&mut self, b: Break) -> Result<()> {
-        let entry = self.segments[b.pos].clone();
+        let entry = self.entry(b.pos)?;
         let allowed = match self.rule {
             _ if self.single_file => b.clean,
             TailRule::Strict => b.clean,
@@ -676,7 +765,9 @@ impl LogReader {
             last -= 1;
         }
         let first_beyond = if b.cut { b.pos + 1 } else { b.pos };
-        let files: Vec<SegmentEntry> = self.segments[first_beyond..last.max(first_beyond)].to_vec();
+        let files = (first_beyond..last.max(first_beyond))
+            .map(|i| self.entry(i))
+            .collect::<Result<Vec<SegmentEntry>>>()?;
         // Repair keeps a copy of whatever a cut would destroy; the other rules, of the data
         // written beyond a hole (a torn record followed by zeros holds nothing to keep).
         let bytes_after = match (b.cut, entry.tier, self.rule) {
@@ -715,8 +806,8 @@ impl LogReader {
 
     /// Whether a segment at or after position `pos` proves everything before it durable.
     fn proven_durable_from(&self, pos: usize) -> Result<bool> {
-        for entry in &self.segments[pos..] {
-            if proves_durable(entry)? {
+        for i in pos..self.segments.len() {
+            if proves_durable(&self.entry(i)?)? {
                 return Ok(true);
             }
         }

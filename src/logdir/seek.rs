@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 
-use super::listing::{SegmentEntry, Tier};
+use super::listing::{SegmentEntry, Segments, Tier};
 use super::summary::SummaryIndex;
 use crate::error::{Corruption, Error, Result};
 use crate::segment::format::{SegmentHeader, HEADER_LEN};
@@ -63,20 +63,20 @@ pub(crate) fn header_of(entry: &SegmentEntry) -> Result<Option<SegmentHeader>> {
 /// Position in `segments` of the segment that holds `seq`, if any segment can (the last one
 /// whose first sequence number is at most `seq`): O(log n) header or summary reads. Unwritten
 /// hot segments at the end are skipped. `Ok(None)`: `seq` lies before the first segment.
-pub(crate) fn locate(
-    segments: &[SegmentEntry],
+pub(crate) fn locate<S: Segments + ?Sized>(
+    segments: &S,
     index: &SummaryIndex,
     seq: u64,
 ) -> Result<Option<usize>> {
     // Hot files whose header is not written yet can only be at the end.
-    let mut end = segments.len();
-    while end > 0 && first_seq_of(&segments[end - 1], index)?.is_none() {
+    let mut end = segments.count();
+    while end > 0 && first_seq_of(&*segments.entry(end - 1)?, index)?.is_none() {
         end -= 1;
     }
     let (mut lo, mut hi) = (0, end); // answer in lo-1 after: first position with first_seq > seq
     while lo < hi {
         let mid = (lo + hi) / 2;
-        let first = first_seq_of(&segments[mid], index)?.unwrap_or(u64::MAX);
+        let first = first_seq_of(&*segments.entry(mid)?, index)?.unwrap_or(u64::MAX);
         if first <= seq {
             lo = mid + 1;
         } else {

@@ -256,6 +256,8 @@ impl SummaryIndex {
             }
         };
         let mut index = Self::default();
+        // At most one entry per ENTRY_LEN bytes (the shorter kind): no rehash while loading.
+        index.entries.reserve(bytes.len() / ENTRY_LEN);
         // Entries of both lengths (multiples of 8) follow one another; past anything that
         // is not an intact entry (a torn append), look for the next one 8 bytes on.
         let mut at = 0;

@@ -229,7 +229,7 @@ impl Tailer {
                     Some(e) => seek::first_seq_of(e, &index)?,
                     None => None,
                 };
-                match seek::locate(&listing.segments, &index, seq)? {
+                match seek::locate(listing.segments.as_slice(), &index, seq)? {
                     Some(pos) => t.index = listing.segments[pos].index,
                     None if first.is_some() => {
                         return Err(Error::SeqNotFound {
@@ -244,7 +244,7 @@ impl Tailer {
                 t.skip_below = seq;
             }
             StartAt::End => {
-                if let Some(pos) = seek::locate(&listing.segments, &index, u64::MAX)? {
+                if let Some(pos) = seek::locate(listing.segments.as_slice(), &index, u64::MAX)? {
                     t.index = listing.segments[pos].index;
                 }
                 t.to_end = true;
@@ -571,6 +571,14 @@ impl Tailer {
         let cold = cold_path(&self.dir, self.index);
         match File::open(&cold) {
             Ok(file) => {
+                if let Some(r) = self.cold_start_inside(&file)? {
+                    let h = *r.header();
+                    self.check_continues(&cold, &h)?;
+                    (self.next_seq, self.prev_crc) = (r.next_seq(), r.last_crc());
+                    self.cur_proven = true;
+                    self.cur = Some(Cur::Cold(Box::new(r)));
+                    return Ok(true);
+                }
                 let src = crate::codec::open_cold(file, &cold)?;
                 let r = SegmentReader::new(src, &cold)?;
                 let h = *r.header();
@@ -582,6 +590,25 @@ impl Tailer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.missing(),
             Err(e) => Err(Error::io("open", &cold, e)),
         }
+    }
+
+    /// For the first segment of a start at a sequence number or a time: a reader from its
+    /// sparse index's entry nearest before the start ([`super::jump`]), if it has a usable one.
+    fn cold_start_inside(
+        &self,
+        file: &File,
+    ) -> Result<Option<SegmentReader<Box<dyn Read + Send>>>> {
+        let target = match (self.chained, self.since) {
+            (true, _) => return Ok(None),
+            (false, Some(t)) => super::jump::Target::Time(t),
+            (false, None) if self.skip_below > 0 => super::jump::Target::Seq(self.skip_below),
+            (false, None) => return Ok(None),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", cold_path(&self.dir, self.index), e))?
+            .len();
+        super::jump::cold_reader_near(&self.dir, self.index, len, target)
     }
 
     /// Segment `self.index` is neither hot nor cold: not created yet, or deleted by retention

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::listing::{SegmentEntry, Tier};
+use super::listing::{SegmentEntry, Segments, Tier};
 use super::summary::{hot_summary, SummaryIndex};
 use crate::error::{Error, Result};
 use crate::segment::{SegmentEnd, SegmentReader};
@@ -46,20 +46,20 @@ pub(crate) fn max_time_of(entry: &SegmentEntry, index: &SummaryIndex) -> Result<
 /// Position in `segments` of the first segment whose max time is at or after `t` (an
 /// unsealed one counts as at or after); `None` when every segment ends before `t`. O(log n)
 /// header, seal or summary reads.
-pub(crate) fn locate_time(
-    segments: &[SegmentEntry],
+pub(crate) fn locate_time<S: Segments + ?Sized>(
+    segments: &S,
     index: &SummaryIndex,
     t: u64,
 ) -> Result<Option<usize>> {
-    let (mut lo, mut hi) = (0, segments.len());
+    let (mut lo, mut hi) = (0, segments.count());
     while lo < hi {
         let mid = (lo + hi) / 2;
-        match max_time_of(&segments[mid], index)? {
+        match max_time_of(&*segments.entry(mid)?, index)? {
             Some(max) if max < t => lo = mid + 1,
             _ => hi = mid,
         }
     }
-    Ok((lo < segments.len()).then_some(lo))
+    Ok((lo < segments.count()).then_some(lo))
 }
 
 /// Where a tailer that starts at time `t` begins reading: the position in `segments` of the

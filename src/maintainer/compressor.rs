@@ -20,10 +20,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use crate::codec::check::StreamCheck;
 use crate::codec::ColdEncoder;
 use crate::config::Compression;
 use crate::error::{Error, Result};
+use crate::segment::sparse_index::{self, IndexBuilder};
 
 /// Where [`Compressors::submit`] says work ran when it ran on the calling thread.
 pub(crate) const INLINE: usize = usize::MAX;
@@ -46,12 +49,21 @@ pub(crate) struct ChunkCodec {
     /// Length and CRC32C of the compressed output so far.
     out_len: u64,
     out_crc: u32,
+    /// The sparse index being built, and the log directory and segment it is for.
+    sparse: Option<(IndexBuilder, PathBuf, u64)>,
 }
 
 impl ChunkCodec {
     /// Encoding `c` at LZ4 acceleration `acceleration` for `content_size` bytes; `verify`
     /// decodes the output as it is produced ([`StreamCheck`]).
-    pub fn new(c: Compression, acceleration: u32, content_size: u64, verify: bool) -> Result<Self> {
+    /// `index_to`: build the segment's sparse index and write it into that log directory.
+    pub fn new(
+        c: Compression,
+        acceleration: u32,
+        content_size: u64,
+        verify: bool,
+        index_to: Option<(PathBuf, u64)>,
+    ) -> Result<Self> {
         let check = match verify {
             true => Some(StreamCheck::new(c).map_err(Error::Compression)?),
             false => None,
@@ -67,7 +79,29 @@ impl ChunkCodec {
             crc: 0,
             out_len: 0,
             out_crc: 0,
+            sparse: index_to.map(|(dir, index)| (IndexBuilder::new(), dir, index)),
         })
+    }
+
+    /// Writes the sparse index once the encoding is complete and checked (a failure only
+    /// costs later seeks their speed: logged, not the freeze's).
+    fn write_index(&mut self, blocks: &crate::codec::lz4::BlockMap) {
+        let Some((builder, dir, index)) = self.sparse.take() else {
+            return;
+        };
+        let Some(idx) = blocks
+            .known()
+            .and_then(|starts| builder.finish(starts, self.out_len))
+        else {
+            return;
+        };
+        if let Err(e) = sparse_index::write_index(&dir, index, &idx) {
+            let path = sparse_index::index_path(&dir, index);
+            log::warn!(
+                "{}: {e}; seeks into segment {index} read it from its start",
+                path.display()
+            );
+        }
     }
 }
 
@@ -178,9 +212,13 @@ impl ChunkWork {
         enc.compress(data, &mut self.out).map_err(Failure::Codec)?;
         c.crc = crc32c::crc32c_append(c.crc, data);
         c.consumed += data.len() as u64;
+        if let Some((builder, ..)) = &mut c.sparse {
+            builder.feed(data);
+        }
+        let mut blocks = None;
         if self.last {
             let enc = c.enc.take().expect("checked above");
-            enc.finish(&mut self.out).map_err(Failure::Codec)?;
+            blocks = Some(enc.finish(&mut self.out).map_err(Failure::Codec)?);
         }
         c.out_crc = crc32c::crc32c_append(c.out_crc, &self.out);
         c.out_len += self.out.len() as u64;
@@ -191,6 +229,9 @@ impl ChunkWork {
             if let Some(check) = c.check.take() {
                 check.finish(c.consumed, c.crc).map_err(Failure::Check)?;
             }
+        }
+        if let Some(blocks) = blocks {
+            c.write_index(&blocks);
         }
         Ok(())
     }
@@ -427,7 +468,7 @@ mod tests {
         assert_eq!(c.threads(), 2);
         let c0 = Compression::default();
         let mut codec = Some(Box::new(
-            ChunkCodec::new(c0, 1, data.len() as u64, true).unwrap(),
+            ChunkCodec::new(c0, 1, data.len() as u64, true, None).unwrap(),
         ));
         let mut frame = Vec::new();
         let chunks: Vec<&[u8]> = data.chunks(1 << 20).collect();
@@ -457,7 +498,8 @@ mod tests {
     #[test]
     fn a_released_codec_is_dropped() {
         let mut c = Compressors::start(0, &[]);
-        let codec = Box::new(ChunkCodec::new(Compression::default(), 1, 1 << 21, true).unwrap());
+        let codec =
+            Box::new(ChunkCodec::new(Compression::default(), 1, 1 << 21, true, None).unwrap());
         let at = c.submit(work(Some(codec), &[7u8; 1 << 20], false), None);
         assert!(wait_done(&mut c).codec.is_none(), "kept for the next chunk");
         assert_eq!(c.inline_codecs.0.len(), 1);
@@ -472,7 +514,7 @@ mod tests {
     #[test]
     fn a_failed_chunk_comes_back_with_its_error() {
         let mut c = Compressors::start(0, &[]);
-        let codec = Box::new(ChunkCodec::new(Compression::default(), 1, 10, true).unwrap());
+        let codec = Box::new(ChunkCodec::new(Compression::default(), 1, 10, true, None).unwrap());
         assert_eq!(c.submit(work(Some(codec), b"four", true), None), INLINE);
         let w = wait_done(&mut c);
         assert!(w.result.is_err());

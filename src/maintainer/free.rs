@@ -1,4 +1,6 @@
-//! Free: deletes a cold segment with one linked chain `unlinkat(.wal.lz4) → fsync(dir)`.
+//! Free: deletes a cold segment with one linked chain `unlinkat(.wal.lz4) → fsync(dir)`, and
+//! beside it `unlinkat(index/<index>.idx)`, its sparse index (a cache: whether it is there,
+//! and whether its unlink lasts, does not matter).
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use crate::segment::names::{cold_name, hot_name};
 
 const UNLINK: u32 = 0;
 const DIRSYNC: u32 = 1;
+const UNLINK_INDEX: u32 = 2;
 
 /// How a free ended.
 pub(crate) enum FreeOutcome {
@@ -28,7 +31,9 @@ pub(crate) struct FreeJob {
     path: PathBuf,
     /// Relative name for unlinkat; must live until the completion (it does: the job does).
     name: CString,
-    results: [Option<i32>; 2],
+    /// The sparse index's, for a cold segment.
+    index_name: Option<CString>,
+    results: [Option<i32>; 3],
 }
 
 impl FreeJob {
@@ -44,7 +49,12 @@ impl FreeJob {
             target,
             path: cx.dir.join(&name),
             name: CString::new(name).expect("names have no NUL"),
-            results: [None; 2],
+            index_name: (!leftover_hot).then(|| {
+                let idx = format!("{}/{index}.idx", crate::segment::sparse_index::INDEX_DIR);
+                CString::new(idx).expect("names have no NUL")
+            }),
+            // Without an index unlink, its result is never awaited.
+            results: [None, None, leftover_hot.then_some(0)],
         }
     }
 
@@ -53,13 +63,22 @@ impl FreeJob {
             Op::unlink(self.target, cx.dirfd, &self.name, ud(slot, UNLINK)),
             Op::fsync(Target::Dir, cx.dirfd, ud(slot, DIRSYNC)),
         ];
-        // SAFETY: `name` lives in this job, which stays in its slot until both complete.
-        unsafe { push_chain(cx.be, &ops) }
+        // SAFETY: `name` lives in this job, which stays in its slot until all complete.
+        unsafe { push_chain(cx.be, &ops) }?;
+        if let Some(idx) = &self.index_name {
+            // On its own, not linked: the index goes whatever happens to the segment's unlink.
+            let op = Op::unlink(Target::Index, cx.dirfd, idx, ud(slot, UNLINK_INDEX));
+            // SAFETY: as above, for `index_name`.
+            if unsafe { push_chain(cx.be, &[op]) }.is_err() {
+                self.results[UNLINK_INDEX as usize] = Some(0); // not in flight: not awaited
+            }
+        }
+        Ok(())
     }
 
     pub fn complete(&mut self, tag: u32, result: i32, cx: &Ctx<'_>) -> Option<FreeOutcome> {
         self.results[tag as usize] = Some(result);
-        let [Some(u), Some(d)] = self.results else {
+        let [Some(u), Some(d), Some(_index)] = self.results else {
             return None;
         };
         if let Err(e) = check(u, "unlink", &self.path) {

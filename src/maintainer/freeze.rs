@@ -165,7 +165,8 @@ impl FreezeJob {
             .map_err(|e| Error::io("create", &tmp_path, e))?;
         let c = cx.config.compression;
         let bound = crate::codec::ColdEncoder::new(c, 0)?.output_bound();
-        let codec = ChunkCodec::new(c, acceleration, src_len, cx.config.verify_frames)?;
+        let index_to = Some((cx.dir.to_path_buf(), index));
+        let codec = ChunkCodec::new(c, acceleration, src_len, cx.config.verify_frames, index_to)?;
         let job = Box::new(FreezeJob {
             index,
             src_path,

@@ -8,6 +8,7 @@ mod in_place;
 mod mmap;
 pub mod names;
 pub mod reader;
+pub mod sparse_index;
 pub mod watermark;
 pub mod writer;
 

@@ -75,6 +75,8 @@ pub struct SegmentReader<R> {
     /// (seq, stored checksum) of a record whose checksum did not verify, for the probe of
     /// what follows it.
     damaged: Option<(u64, u32)>,
+    /// Started inside the segment from its sparse index, not at its header.
+    resumed: bool,
 }
 
 impl<R: Read> SegmentReader<R> {
@@ -107,7 +109,45 @@ impl<R: Read> SegmentReader<R> {
             end: None,
             consumed: got as u64,
             damaged: None,
+            resumed: false,
         })
+    }
+
+    /// A reader of the segment whose header is `header` from the record that `at` of its
+    /// sparse index describes, `src` positioned there (docs/FORMAT.md, "Sparse index"). The
+    /// first record must carry `at.seq` and chain from `at.prev_crc`, or the reader reports a
+    /// break there: the caller then reads the segment from its header instead.
+    pub(crate) fn resume(
+        src: R,
+        path: &Path,
+        header: SegmentHeader,
+        first_time: u64,
+        at: &super::sparse_index::IndexEntry,
+    ) -> Self {
+        assert!(at.seq >= header.first_seq && at.offset >= HEADER_LEN as u64);
+        SegmentReader {
+            src,
+            path: path.to_path_buf(),
+            header,
+            offset: at.offset,
+            next_seq: at.seq,
+            last_crc: at.prev_crc,
+            count: at.seq - header.first_seq,
+            times: TimeRange {
+                first: first_time,
+                last: at.prev_time,
+                max: at.max_time,
+            },
+            end: None,
+            consumed: at.offset,
+            damaged: None,
+            resumed: true,
+        }
+    }
+
+    /// Whether this reader started inside the segment (see [`Self::resume`]).
+    pub(crate) fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// The segment's header.

@@ -324,3 +324,19 @@ macro_rules! on_both_backends {
 }
 #[allow(unused_imports)]
 pub(crate) use on_both_backends;
+
+/// Record times that mostly advance and sometimes step back (by up to 50 µs, as a re-anchored
+/// or NTP-stepped clock does), or repeat: `len` of them from 2026-12-03T09:30:00Z.
+pub fn clock(len: std::ops::Range<usize>) -> impl proptest::strategy::Strategy<Value = Vec<u64>> {
+    use proptest::prelude::*;
+    prop::collection::vec(-50_000i64..200_000, len).prop_map(|steps| {
+        let mut t = 1_796_290_200_000_000_000u64;
+        steps
+            .into_iter()
+            .map(|d| {
+                t = t.saturating_add_signed(d);
+                t
+            })
+            .collect()
+    })
+}

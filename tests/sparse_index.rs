@@ -1,0 +1,272 @@
+//! The sparse index of cold segments (`index/<index>.idx`, docs/FORMAT.md "Sparse index"):
+//! a seek by sequence number or by time gives the documented record whether the index is
+//! intact, missing, damaged, stale or lying (its entries checked by the records), for any
+//! clock sequence; a live recorder writes one per frozen segment and deletes it with the
+//! segment.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proptest::prelude::*;
+use wal_recorder::codec::compress_segment;
+use wal_recorder::config::{Compression, Config};
+use wal_recorder::logdir::{LogReader, StartAt, Tailer};
+use wal_recorder::recorder::Recorder;
+use wal_recorder::segment::format::Framing;
+use wal_recorder::segment::names::hot_name;
+use wal_recorder::segment::sparse_index::{index_path, read_index, write_index, INTERVAL};
+use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
+use wal_recorder::Error;
+
+const SEG: u64 = 256 * 1024;
+/// A liveness bound for a tailer's record that is already on disk, not a speed claim.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// What is done to the indexes after the freeze.
+#[derive(Debug, Clone, Copy)]
+enum IndexState {
+    Intact,
+    Missing,
+    /// A flipped byte (its own checksum fails).
+    Damaged,
+    /// Well-formed, but each entry's chain checksum wrong.
+    Lying,
+    /// Built for a cold file of another size.
+    Stale,
+}
+
+/// One record per time, payload lengths varied (its index, then filler), in segments of
+/// 256 KiB; every sealed segment persisted and the first `cold` frozen with their indexes
+/// in encoding `c`. Returns the payloads.
+fn write(dir: &Path, times: &[u64], cold: usize, c: Compression) -> Vec<Vec<u8>> {
+    let mut index = 0;
+    let mut w =
+        SegmentWriter::create_framed(dir, 0, SEG, Framing::Timed, ChainPoint::START).unwrap();
+    let mut payloads = Vec::new();
+    for (i, &t) in times.iter().enumerate() {
+        let mut p = (i as u64).to_le_bytes().to_vec();
+        p.resize(8 + (i * 131) % 900, i as u8);
+        loop {
+            match w.append_at(t, &p) {
+                Ok(_) => break,
+                Err(AppendError::Full) => {
+                    w.seal();
+                    index += 1;
+                    let at = w.chain();
+                    w = SegmentWriter::create_framed(dir, index, SEG, Framing::Timed, at).unwrap();
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        payloads.push(p);
+    }
+    drop(w);
+    for i in 0..index {
+        let path = dir.join(hot_name(i));
+        truncate_sealed(&path, common::used_len(&path)).unwrap();
+    }
+    for i in 0..(cold as u64).min(index) {
+        compress_segment(dir, i, c).unwrap();
+        std::fs::remove_file(dir.join(hot_name(i))).unwrap();
+    }
+    payloads
+}
+
+fn spoil(dir: &Path, cold: u64, state: IndexState) {
+    for i in 0..cold {
+        let path = index_path(dir, i);
+        let Some(mut idx) = read_index(dir, i) else {
+            continue;
+        };
+        match state {
+            IndexState::Intact => {}
+            IndexState::Missing => std::fs::remove_file(&path).unwrap(),
+            IndexState::Damaged => common::flip_bit(&path, 100),
+            IndexState::Lying => {
+                for e in &mut idx.entries {
+                    e.prev_crc ^= 1;
+                }
+                write_index(dir, i, &idx).unwrap();
+            }
+            IndexState::Stale => {
+                idx.cold_len += 1;
+                write_index(dir, i, &idx).unwrap();
+            }
+        }
+    }
+}
+
+fn check_time(
+    dir: &Path,
+    times: &[u64],
+    payloads: &[Vec<u8>],
+    t: u64,
+) -> Result<(), TestCaseError> {
+    let want = times
+        .iter()
+        .position(|&x| x >= t)
+        .filter(|&i| i > 0 || times[0] == t);
+    match (LogReader::open_at_time_ns(dir, t), want) {
+        (Ok(mut r), Some(i)) => {
+            let mut buf = Vec::new();
+            let info = r.next_record(&mut buf).unwrap().expect("a record");
+            prop_assert_eq!(info.seq, i as u64 + 1, "t {}", t);
+            prop_assert_eq!(&buf, &payloads[i]);
+            let next = r.next_record(&mut buf).unwrap().map(|n| n.seq);
+            prop_assert_eq!(next, (i + 1 < times.len()).then_some(i as u64 + 2));
+            // A tailer that starts at the time starts at the same record.
+            let since = UNIX_EPOCH + Duration::from_nanos(t);
+            let mut tail = Tailer::open(dir, StartAt::Time(since)).unwrap();
+            let info = tail
+                .next_timeout(&mut buf, WAIT)
+                .unwrap()
+                .expect("a record");
+            prop_assert_eq!(info.seq, i as u64 + 1, "tailer, t {}", t);
+            prop_assert_eq!(&buf, &payloads[i]);
+        }
+        (Err(Error::TimeNotFound { .. }), None) => return Ok(()),
+        (got, want) => {
+            return Err(TestCaseError::fail(format!(
+                "t {t}: got {:?}, want record {want:?}",
+                got.map(|_| "a reader")
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn check_seq(dir: &Path, payloads: &[Vec<u8>], seq: u64) -> Result<(), TestCaseError> {
+    let mut r = LogReader::open_at(dir, seq).unwrap();
+    let mut buf = Vec::new();
+    let info = r.next_record(&mut buf).unwrap().expect("a record");
+    prop_assert_eq!(info.seq, seq);
+    prop_assert_eq!(&buf, &payloads[seq as usize - 1]);
+    // The rest of the log follows, each record once.
+    let mut n = 1;
+    while let Some(i) = r.next_record(&mut buf).unwrap() {
+        prop_assert_eq!(i.seq, seq + n);
+        n += 1;
+    }
+    prop_assert_eq!(seq + n - 1, payloads.len() as u64);
+    // A tailer that starts at it too, and goes on in order.
+    let mut tail = Tailer::open(dir, StartAt::Seq(seq)).unwrap();
+    for k in 0..3.min(payloads.len() as u64 - seq + 1) {
+        let info = tail
+            .next_timeout(&mut buf, WAIT)
+            .unwrap()
+            .expect("a record");
+        prop_assert_eq!(info.seq, seq + k, "tailer");
+        prop_assert_eq!(&buf, &payloads[(seq + k) as usize - 1]);
+    }
+    Ok(())
+}
+
+fn state() -> impl Strategy<Value = IndexState> {
+    prop_oneof![
+        3 => Just(IndexState::Intact),
+        1 => Just(IndexState::Missing),
+        1 => Just(IndexState::Damaged),
+        1 => Just(IndexState::Lying),
+        1 => Just(IndexState::Stale),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn seeks_give_the_documented_record_whatever_the_index_says(
+        times in common::clock(1500..4000),
+        cold in 1usize..4,
+        block in any::<bool>(),
+        state in state(),
+        probes in prop::collection::vec(any::<prop::sample::Index>(), 8),
+        offsets in prop::collection::vec(-60_000i64..60_000, 8),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = match block {
+            false => Compression::Frame { level: 1 },
+            true => Compression::Block { level: 1 },
+        };
+        let payloads = write(dir.path(), &times, cold, c);
+        // The records on either side of each entry, where an off-by-one would show.
+        let mut edges = Vec::new();
+        for i in 0..cold as u64 {
+            for e in read_index(dir.path(), i).map_or(vec![], |x| x.entries) {
+                edges.extend([e.seq - 2, e.seq - 1, e.seq].map(|s| s as usize));
+            }
+        }
+        spoil(dir.path(), cold as u64, state);
+        for &i in edges.iter().filter(|&&i| i < times.len()) {
+            check_seq(dir.path(), &payloads, i as u64 + 1)?;
+            check_time(dir.path(), &times, &payloads, times[i])?;
+            check_time(dir.path(), &times, &payloads, times[i] + 1)?;
+        }
+        for (p, off) in probes.iter().zip(&offsets) {
+            let i = p.index(times.len());
+            check_seq(dir.path(), &payloads, i as u64 + 1)?;
+            check_time(dir.path(), &times, &payloads, times[i])?;
+            check_time(dir.path(), &times, &payloads, times[i].saturating_add_signed(*off))?;
+        }
+        let hi = *times.iter().max().unwrap();
+        for t in [times[0].saturating_sub(1), times[0], hi, hi + 1] {
+            check_time(dir.path(), &times, &payloads, t)?;
+        }
+    }
+}
+
+/// The index the freeze writes: one entry per 64 KiB interval, each a record the reader finds
+/// at that offset with that sequence number and chain (read back through the index itself).
+#[test]
+fn a_recorder_indexes_what_it_freezes_and_deletes_the_index_with_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::new(dir.path());
+    c.segment_size = 1 << 20;
+    c.max_segments = 2;
+    c.max_compressed_segments = 3;
+    c.scrub_rate = None;
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    let payload = [7u8; 200];
+    let mut last = 0;
+    for _ in 0..40_000 {
+        last = rec.append(&payload).unwrap();
+    }
+    rec.sync().unwrap();
+    // Wait until retention has deleted some frozen segments (so their indexes went too).
+    common::wait_for("a cold segment deleted", || {
+        let l = wal_recorder::logdir::list_dir(dir.path()).unwrap();
+        l.segments.first().is_some_and(|s| s.index >= 2)
+            && l.segments
+                .iter()
+                .filter(|s| s.tier == wal_recorder::logdir::Tier::Cold)
+                .count()
+                >= 2
+    });
+    rec.close().unwrap(); // the log holds still from here
+    let listing = wal_recorder::logdir::list_dir(dir.path()).unwrap();
+    let cold: Vec<_> = listing
+        .segments
+        .iter()
+        .filter(|s| s.tier == wal_recorder::logdir::Tier::Cold)
+        .collect();
+    for s in &cold {
+        let idx = read_index(dir.path(), s.index).unwrap();
+        assert_eq!(idx.cold_len, s.file_len, "{}", s.path.display());
+        // A 1 MiB segment of 224-byte frames: an entry per 64 KiB interval but the first.
+        assert_eq!(idx.entries.len() as u64, (1 << 20) / INTERVAL - 1);
+        for e in idx.entries.iter().step_by(5) {
+            let mut r = LogReader::open_at(dir.path(), e.seq).unwrap();
+            let mut buf = Vec::new();
+            let info = r.next_record(&mut buf).unwrap().unwrap();
+            assert_eq!((info.seq, info.offset), (e.seq, e.offset));
+        }
+    }
+    // Indexes of deleted segments are gone.
+    let first = listing.segments[0].index;
+    assert!((0..first).all(|i| !index_path(dir.path(), i).exists()));
+    assert!(LogReader::open_at(dir.path(), last).is_ok());
+    // The index directory is not a foreign file: verify is clean.
+    let report = wal_recorder::logdir::verify(dir.path()).unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
