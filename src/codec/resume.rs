@@ -49,11 +49,20 @@ impl BlockStream {
     /// The content of `file` from the block whose header is at compressed offset `block`
     /// on; `None` when the file's blocks cannot be entered (linked LZ4 blocks, a foreign
     /// file). Errors name `path`.
-    pub(crate) fn open(mut file: File, path: &Path, block: u64) -> Result<Option<Self>> {
-        let mut head = [0u8; 16];
+    pub(crate) fn open(file: File, path: &Path, block: u64) -> Result<Option<Self>> {
+        Self::open_at(file, path, Some(block))
+    }
+
+    /// The whole content of `file`, from its first block; `None` as for [`Self::open`].
+    pub(crate) fn open_first(file: File, path: &Path) -> Result<Option<Self>> {
+        Self::open_at(file, path, None)
+    }
+
+    fn open_at(mut file: File, path: &Path, block: Option<u64>) -> Result<Option<Self>> {
+        let mut head = [0u8; 19];
         let got = read_up_to(&mut file, &mut head).map_err(|e| Error::io("read", path, e))?;
-        let layout = if got >= 16 && head[..8] == BLOCK_MAGIC {
-            Layout::Container
+        let (layout, first) = if got >= 16 && head[..8] == BLOCK_MAGIC {
+            (Layout::Container, 16)
         } else if got >= 7 && head[..4] == LZ4_FRAME_MAGIC {
             let (flg, bd) = (head[4], head[5]);
             let independent = flg & 0x20 != 0;
@@ -67,13 +76,17 @@ impl BlockStream {
             if !independent || flg & 0x01 != 0 {
                 return Ok(None); // linked blocks, or a dictionary: only from the start
             }
-            Layout::Frame {
+            // Magic, FLG, BD, the content size if present, the header checksum.
+            let first = 7 + if flg & 0x08 != 0 { 8 } else { 0 };
+            let layout = Layout::Frame {
                 block_max,
                 block_checksum: flg & 0x10 != 0,
-            }
+            };
+            (layout, first)
         } else {
             return Ok(None);
         };
+        let block = block.unwrap_or(first);
         file.seek(SeekFrom::Start(block))
             .map_err(|e| Error::io("seek", path, e))?;
         Ok(Some(BlockStream {
@@ -268,6 +281,13 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("0.wal.lz4");
             std::fs::write(&path, &out).unwrap();
+            let f = File::open(&path).unwrap();
+            let mut s = BlockStream::open_first(f, &path)
+                .unwrap()
+                .expect("enterable");
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            assert!(all == data, "{c:?} from its start");
             for &(uoff, coff) in starts.iter().step_by(7).chain(starts.last()) {
                 let f = File::open(&path).unwrap();
                 let mut s = BlockStream::open(f, &path, coff)

@@ -39,6 +39,24 @@ pub(crate) fn reader_near(
     }
 }
 
+/// A reader of cold segment `entry` from its header that decodes its blocks on their own, as
+/// [`reader_near`] does (the frame's content checksum, which covers the whole content, is not
+/// checked: its records' are); `None` for a hot segment or a frame with linked blocks.
+pub(crate) fn reader_from_start(
+    entry: &SegmentEntry,
+) -> Result<Option<SegmentReader<Box<dyn Read + Send>>>> {
+    if entry.tier != Tier::Cold {
+        return Ok(None);
+    }
+    let path = &entry.path;
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let Some(blocks) = BlockStream::open_first(file, path)? else {
+        return Ok(None);
+    };
+    let src: Box<dyn Read + Send> = Box::new(blocks);
+    SegmentReader::new(src, path).map(Some)
+}
+
 /// [`reader_near`] for cold segment `index` of `dir`, whose file is `file_len` bytes. The
 /// entry is checked before the reader is returned: its record is read (one block decoded)
 /// and must carry the entry's sequence number and chain from its checksum.

@@ -274,13 +274,14 @@ impl LogReader {
         let target = super::jump::Target::Seq(seq);
         let mut reader = Self::from_names(&names[pos..])?;
         if let Some(r) = super::jump::reader_near(&reader.segments[0], target)? {
-            reader.start_inside(r);
+            reader.start_inside(r)?;
             if let Ok(true) = reader.scan_to_seq(seq) {
                 return Ok(reader);
             }
             // The index did not hold: read the segment from its header.
             reader = Self::from_names(&names[pos..])?;
         }
+        reader.start_seeking()?;
         match reader.scan_to_seq(seq)? {
             true => Ok(reader),
             false => Err(not_found(reader.last_seq())),
@@ -306,16 +307,31 @@ impl LogReader {
         }
     }
 
-    /// Starts the first segment at the record `r` was resumed at ([`super::jump`]).
-    fn start_inside(&mut self, r: SegmentReader<Box<dyn Read + Send>>) {
+    /// Starts the first segment with `r`, a reader resumed inside it or one that decodes its
+    /// blocks from its header ([`super::jump`]).
+    fn start_inside(&mut self, r: SegmentReader<Box<dyn Read + Send>>) -> Result<()> {
         assert!(
             self.pos == 0 && self.cur.is_none(),
             "only before the first read"
         );
         let entry = self.segments[0].clone();
+        self.check_continues(&entry, r.header())?;
         self.pos = 1;
         self.count_opened(entry.tier);
         self.cur = Some((entry, Source::Read(r)));
+        Ok(())
+    }
+
+    /// A seek that reads its first segment from the header: a cold one through its blocks
+    /// (cheaper to start than the frame decoder), when they can be entered.
+    fn start_seeking(&mut self) -> Result<()> {
+        match super::jump::reader_from_start(&self.segments[0]) {
+            Ok(Some(r)) => self.start_inside(r),
+            Err(e) if super::seek::vanished(&e) => Err(e),
+            // A frame with linked blocks, or a header that does not read: the reader's own
+            // path opens it and reports what it finds.
+            _ => Ok(()),
+        }
     }
 
     /// Reads on to the record `seq` and keeps it for the next call; false when the log ends
@@ -380,7 +396,7 @@ impl LogReader {
         let entry = stat_entry(&names[pos])?;
         if let Some(r) = super::jump::reader_near(&entry, target)? {
             let mut reader = Self::from_names(&names[pos..])?;
-            reader.start_inside(r);
+            reader.start_inside(r)?;
             // Records before the entry are all earlier than `t`: the one found is not the log's
             // first.
             if let Ok(TimeScan::Found) = reader.scan_to_time(t, false) {
@@ -388,6 +404,7 @@ impl LogReader {
             }
         }
         let mut reader = Self::from_names(&names[pos..])?;
+        reader.start_seeking()?;
         match reader.scan_to_time(t, pos == 0)? {
             TimeScan::Found => Ok(reader),
             TimeScan::BeforeLog(first) => Err(not_found(Some(first), None)),
