@@ -268,6 +268,16 @@ pub enum Error {
         /// What went wrong, with the store's own message.
         message: String,
     },
+    /// A range of sequence numbers or times to restore that the archive does not hold (or a
+    /// time range from an archive without time); `walctl restore` exits 2, as for a range
+    /// the log does not hold.
+    #[error("{target}: {message}")]
+    NotArchived {
+        /// The store URL.
+        target: String,
+        /// What was asked and what the archive holds.
+        message: String,
+    },
 }
 
 impl Error {

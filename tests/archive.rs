@@ -576,6 +576,18 @@ fn restore_by_time_downloads_only_the_segments_that_cover_it() {
         .count() as u64;
     assert_eq!(report["segments"], held, "{report}");
     assert!(held < 5);
+    // Each restored segment got its sparse index back, for the file restored.
+    let listing = wal_recorder::logdir::list_dir(&restored).unwrap();
+    assert_eq!(listing.segments.len() as u64, held);
+    for s in &listing.segments {
+        let idx = wal_recorder::segment::sparse_index::read_index(&restored, s.index);
+        assert_eq!(
+            idx.map(|i| i.cold_len),
+            Some(s.file_len),
+            "{}",
+            s.path.display()
+        );
+    }
     let cat = |d: &Path| {
         let out = walctl()
             .arg("cat")
@@ -605,7 +617,7 @@ fn restore_by_time_downloads_only_the_segments_that_cover_it() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
     assert!(
         err.contains("before the first archived record")
             && err.contains("the archive holds 2026-12-03T09:30:00.000000000Z"),

@@ -270,3 +270,51 @@ fn a_recorder_indexes_what_it_freezes_and_deletes_the_index_with_the_segment() {
     let report = wal_recorder::logdir::verify(dir.path()).unwrap();
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 }
+
+/// The scrub writes the index of a cold segment that verified without one (its index lost,
+/// or the segment restored from an archive), and the seek then uses it.
+#[test]
+fn the_scrub_rebuilds_a_missing_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = Config::new(dir.path());
+        c.segment_size = 1 << 20;
+        c.max_segments = 2;
+        c.max_compressed_segments = 100;
+        c.scrub_rate = None;
+        c
+    };
+    let mut rec = Recorder::open(dir.path(), config()).unwrap();
+    for _ in 0..30_000 {
+        rec.append(&[3u8; 200]).unwrap();
+    }
+    rec.close().unwrap();
+    let cold: Vec<_> = wal_recorder::logdir::list_dir(dir.path())
+        .unwrap()
+        .segments
+        .into_iter()
+        .filter(|s| s.tier == wal_recorder::logdir::Tier::Cold)
+        .collect();
+    assert!(cold.len() >= 3, "{}", cold.len());
+    let before: Vec<_> = cold
+        .iter()
+        .map(|s| read_index(dir.path(), s.index))
+        .collect();
+    assert!(before.iter().all(Option::is_some));
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let mut c = config();
+    c.scrub_rate = Some(1 << 30);
+    c.scrub_interval = Duration::from_millis(10);
+    let rec = Recorder::open(dir.path(), c).unwrap();
+    common::wait_for("the scrub's indexes", || {
+        cold.iter()
+            .all(|s| read_index(dir.path(), s.index).is_some())
+    });
+    rec.close().unwrap();
+    // The same index the freeze wrote.
+    let after: Vec<_> = cold
+        .iter()
+        .map(|s| read_index(dir.path(), s.index))
+        .collect();
+    assert_eq!(after, before);
+}

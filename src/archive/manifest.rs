@@ -194,9 +194,8 @@ impl Manifest {
     ) -> Result<Vec<ManifestEntry>> {
         let with: Vec<&ManifestEntry> =
             self.segments.values().filter(|e| e.records() > 0).collect();
-        let bad = |message: String| Error::Archive {
+        let bad = |message: String| Error::NotArchived {
             target: target.to_string(),
-            op: "restore",
             message,
         };
         let timed: Vec<TimeRange> = with.iter().filter_map(|e| e.times).collect();

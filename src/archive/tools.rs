@@ -282,9 +282,8 @@ pub fn restore_range(cfg: ArchiveConfig, dir: &Path, range: RestoreRange) -> Res
     if entries.is_empty() {
         let first = manifest.segments.values().next().map_or(0, |e| e.first_seq);
         let last = manifest.segments.values().last().map_or(0, |e| e.last_seq);
-        return Err(Error::Archive {
+        return Err(Error::NotArchived {
             target,
-            op: "restore",
             message: format!(
                 "no archived record in {from}..={to} (the archive holds {first}..={last})"
             ),
@@ -321,6 +320,13 @@ pub fn restore_range(cfg: ArchiveConfig, dir: &Path, range: RestoreRange) -> Res
     };
     crate::segment::sync_dir(dir)?;
     for e in &done {
+        // Seeks into a restored segment decode one block, as in the log it came from.
+        if let Err(err) = crate::codec::reindex_cold(dir, e.index) {
+            log::warn!(
+                "{err}; seeks into segment {} decode it from its start",
+                e.index
+            );
+        }
         report.segments += 1;
         report.records += e.records();
         report.bytes += e.size;

@@ -129,6 +129,46 @@ pub fn compress_segment(dir: &Path, index: u64, c: Compression) -> Result<u64> {
     Ok(out.len() as u64)
 }
 
+/// Builds the sparse index of cold segment `index` of `dir` from its file and writes it, for a
+/// segment that has none (restored from an archive, or whose index was lost). `Ok(false)`
+/// when the file's blocks cannot be entered (a frame with linked blocks, written before the
+/// index existed) or it does not hold a segment; errors name the file.
+pub fn reindex_cold(dir: &Path, index: u64) -> Result<bool> {
+    use crate::segment::sparse_index::{write_index, IndexBuilder};
+    let path = dir.join(crate::segment::names::cold_name(index));
+    let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", &path, e))?
+        .len();
+    let Some(mut blocks) = resume::BlockStream::open_first(file, &path)? else {
+        return Ok(false);
+    };
+    let mut builder = IndexBuilder::new();
+    loop {
+        let piece = blocks.fill_buf().map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => {
+                Error::corrupt(&path, 0, Corruption::BadFrame(e.to_string()))
+            }
+            _ => Error::io("read", &path, e),
+        })?;
+        if piece.is_empty() {
+            break;
+        }
+        let n = piece.len();
+        builder.feed(piece);
+        blocks.consume(n);
+    }
+    let Some(idx) = builder.finish(blocks.starts(), file_len) else {
+        return Ok(false);
+    };
+    if idx.header.index != index {
+        return Ok(false);
+    }
+    write_index(dir, index, &idx).map_err(|e| Error::io("write", dir, e))?;
+    Ok(true)
+}
+
 /// The encoder a freeze uses.
 pub enum ColdEncoder {
     /// A standard LZ4 frame.

@@ -43,6 +43,10 @@ pub(crate) struct BlockStream {
     done: bool,
     /// Compressed offset of the next block (for error messages).
     at: u64,
+    /// Content bytes decoded so far, from where the stream started.
+    produced: u64,
+    /// (content offset from the stream's start, compressed offset) of each block decoded.
+    starts: Vec<(u64, u64)>,
 }
 
 impl BlockStream {
@@ -97,6 +101,8 @@ impl BlockStream {
             pos: 0,
             done: false,
             at: block,
+            produced: 0,
+            starts: Vec::new(),
         }))
     }
 
@@ -104,7 +110,14 @@ impl BlockStream {
         super::invalid_data(self.at, why)
     }
 
+    /// Where each block decoded so far starts: (content offset from where the stream started,
+    /// compressed offset).
+    pub(crate) fn starts(&self) -> &[(u64, u64)] {
+        &self.starts
+    }
+
     fn next_block(&mut self) -> io::Result<()> {
+        let block_at = self.at;
         let (raw_len, comp_len, stored, crc) = match self.layout {
             Layout::Frame { block_max, .. } => {
                 let mut h = [0u8; 4];
@@ -170,6 +183,8 @@ impl BlockStream {
         }
         self.at += skip + comp_len as u64;
         self.pos = 0;
+        self.starts.push((self.produced, block_at));
+        self.produced += self.raw.len() as u64;
         Ok(())
     }
 

@@ -7,7 +7,9 @@
 //!
 //! It runs on its own thread at `SCHED_IDLE`, pinned with the maintainer, and reads through
 //! its own io_uring ring (or blocking calls where io_uring is unavailable): it never queues
-//! behind, or ahead of, the maintainer's persist, drain and freeze work, and it never writes.
+//! behind, or ahead of, the maintainer's persist, drain and freeze work. The only thing it
+//! writes is the sparse index of a cold segment that verified without one (a cache: see
+//! docs/FORMAT.md, "Sparse index").
 //! Damage it finds is logged with file and offset, counted (`scrub_corruptions`), and turns
 //! health `Degraded`; `walctl verify` remains the full check of the chain across segments.
 
@@ -129,6 +131,9 @@ impl Scrub {
                 Ok(Ok(bytes)) => {
                     stats.scrubbed_segments.fetch_add(1, Ordering::Relaxed);
                     stats.scrubbed_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    if entry.tier == Tier::Cold {
+                        self.index_if_missing(entry);
+                    }
                 }
                 Ok(Err(e)) => {
                     if self.reported.insert((entry.index, entry.stamp)) {
@@ -139,6 +144,21 @@ impl Scrub {
                 Err(Skip::Stopped) => return,
                 Err(Skip::Gone) => {}
             }
+        }
+    }
+
+    /// Writes the sparse index of a cold segment that just verified, if it has no usable one
+    /// (restored from an archive, or its index lost): seeks into it then decode one block.
+    fn index_if_missing(&self, entry: &SegmentEntry) {
+        let usable = crate::segment::sparse_index::read_index(&self.dir, entry.index)
+            .is_some_and(|idx| idx.cold_len == entry.file_len);
+        if usable {
+            return;
+        }
+        match crate::codec::reindex_cold(&self.dir, entry.index) {
+            Ok(true) => log::info!("scrub: {}: sparse index rebuilt", entry.path.display()),
+            Ok(false) => {} // linked blocks (frozen before the index existed): none possible
+            Err(e) => log::warn!("scrub: {e}; its sparse index not rebuilt"),
         }
     }
 

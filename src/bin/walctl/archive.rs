@@ -95,7 +95,13 @@ pub fn cmd_restore(a: RestoreArgs) -> CmdResult {
             RestoreRange::Time { since, until }
         }
     };
-    let r = archive::restore_range(config(&a.url, a.concurrency), &a.dir, range)?;
+    let r = match archive::restore_range(config(&a.url, a.concurrency), &a.dir, range) {
+        Err(e @ wal_recorder::Error::NotArchived { .. }) => {
+            eprintln!("walctl: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        other => other?,
+    };
     if a.json {
         let v = json!({
             "ok": true, "dir": a.dir, "segments": r.segments, "records": r.records,
