@@ -1,15 +1,18 @@
 //! Seek by time beside seek by sequence number, in a log of 1 000 cold segments (issue 26).
 //!
 //! The log (records with time, format version 2; 1 000 cold segments of 4 MiB with their
-//! `cold.summary`, two persisted hot ones and an unsealed one) is generated once under
-//! `$BENCH_DIR/seek-logs`. Record `s` has time `T0 + s µs`. For probes spread over the log,
-//! alternated in rounds, with a warm page cache and after `drop_caches` (root only), it
-//! measures until the first record is in hand:
-//! - `time` / `seq`, to a segment's first record: the bisection over the segments (summaries,
-//!   seals) and the open of one segment, with nothing to scan: what the index costs;
-//! - `time` / `seq`, to a record inside a segment: the same plus the scan of that segment up to
-//!   the record (there is no sparse index inside a segment yet: the scanned interval is up to
-//!   one segment).
+//! `cold.summary` and sparse indexes, two persisted hot ones and an unsealed one) is
+//! generated once under `$BENCH_DIR/seek-logs`. Record `s` has time `T0 + s µs`. For probes
+//! spread over the log, alternated in rounds, with a warm page cache and after `drop_caches`
+//! (root only), it measures until the first record is in hand:
+//! - `time` / `seq`, to a segment's first record: the listing, the bisection over the
+//!   segments (summaries, seals) and the open of one segment, with nothing to scan;
+//! - `time` / `seq`, to a record inside a segment: the same plus the sparse index, one block
+//!   decoded and the scan of at most one 64 KiB interval up to the record;
+//! - the same inside one of the two persisted hot segments (indexed as the maintainer's indexer
+//!   does: no decoding).
+//!
+//! It also times a freeze's CPU for one 4 MiB segment with and without building its index.
 //!
 //! Run: `scripts/bench-seek.sh [rounds]` (or `cargo bench --bench seek -- [rounds]`).
 
@@ -42,6 +45,10 @@ fn main() {
         .join("seek-logs")
         .join("1000x4MiB-timed");
     let (last, per_segment) = generate(&dir);
+    // The persisted hot segments' indexes, as the maintainer's indexer writes them.
+    for hot in [COLD, COLD + 1] {
+        wal_recorder::segment::sparse_index::index_hot(&dir, hot).expect("index a hot segment");
+    }
     // SEEK_WARM_ONLY=1: no cold-cache rounds (for profiling).
     let cold_ok = can_drop_caches() && std::env::var_os("SEEK_WARM_ONLY").is_none();
     println!(
@@ -62,7 +69,13 @@ fn main() {
                 let segment = (p * (COLD + 2) / PROBES + round as u64 * 7) % (COLD + 2);
                 let first = 1 + segment * per_segment;
                 let inside = first + (per_segment * (3 + p % 5)) / 8; // 3/8..7/8 in
-                for (target, seq) in [("segment start", first), ("inside", inside)] {
+                                                                      // And into one of the two persisted hot segments.
+                let hot = 1 + (COLD + p % 2) * per_segment + (per_segment * (3 + p % 5)) / 8;
+                for (target, seq) in [
+                    ("segment start", first),
+                    ("inside", inside),
+                    ("inside a hot one", hot),
+                ] {
                     // Alternate which kind goes first.
                     let kinds = if (p + round as u64) % 2 == 0 {
                         ["time", "seq"]
@@ -77,10 +90,11 @@ fn main() {
             }
         }
     }
+    freeze_cost(&dir, rounds);
     println!("| cache | to | seek by time p50 / max (ms) | seek by seq p50 / max (ms) | time ÷ seq (p50) |");
     println!("|---|---|---|---|---|");
     for cache in ["warm", "cold"] {
-        for target in ["segment start", "inside"] {
+        for target in ["segment start", "inside", "inside a hot one"] {
             let (Some(t), Some(s)) = (
                 samples.get(&(cache, target, "time")),
                 samples.get(&(cache, target, "seq")),
@@ -97,6 +111,57 @@ fn main() {
             );
         }
     }
+}
+
+/// What the sparse index adds to a freeze's CPU: one 4 MiB hot segment of the log compressed
+/// as the freeze does (LZ4 frame, level 1, 1 MiB chunks), with and without building its index
+/// from the same chunks, alternated; medians of the per-segment times.
+fn freeze_cost(dir: &Path, rounds: usize) {
+    use wal_recorder::codec::ColdEncoder;
+    use wal_recorder::config::Compression;
+    use wal_recorder::segment::sparse_index::IndexBuilder;
+    let hot = dir.join(wal_recorder::segment::names::hot_name(COLD));
+    let raw = std::fs::read(&hot).expect("a persisted hot segment");
+    let once = |index: bool| -> f64 {
+        let t = Instant::now();
+        let c = Compression::Frame { level: 1 };
+        let mut enc = ColdEncoder::new(c, raw.len() as u64).expect("encoder");
+        let mut builder = IndexBuilder::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for chunk in raw.chunks(1 << 20) {
+            enc.compress(chunk, &mut out).expect("compress");
+            if index {
+                builder.feed(chunk);
+            }
+        }
+        let blocks = enc.finish(&mut out).expect("finish");
+        if index {
+            let starts = blocks.known().expect("block starts");
+            let idx = builder.finish(starts, out.len() as u64).expect("index");
+            std::hint::black_box(idx.encode());
+        }
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..rounds * 10 {
+        for index in if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        } {
+            let ms = once(index);
+            if index {
+                with.push(ms)
+            } else {
+                without.push(ms)
+            }
+        }
+    }
+    let (w, wo) = (median(&mut with), median(&mut without));
+    println!(
+        "freeze CPU per 4 MiB segment: {w:.3} ms with the index, {wo:.3} ms without ({:.3}x)",
+        w / wo
+    );
 }
 
 /// Milliseconds until the first record at `seq` (found by its time, or its number) is read.

@@ -16,7 +16,9 @@ use wal_recorder::logdir::{LogReader, StartAt, Tailer};
 use wal_recorder::recorder::Recorder;
 use wal_recorder::segment::format::Framing;
 use wal_recorder::segment::names::hot_name;
-use wal_recorder::segment::sparse_index::{index_path, read_index, write_index, INTERVAL};
+use wal_recorder::segment::sparse_index::{
+    index_hot, index_path, read_index, write_index, Content, INTERVAL,
+};
 use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
 use wal_recorder::Error;
 
@@ -38,8 +40,8 @@ enum IndexState {
 }
 
 /// One record per time, payload lengths varied (its index, then filler), in segments of
-/// 256 KiB; every sealed segment persisted and the first `cold` frozen with their indexes
-/// in encoding `c`. Returns the payloads.
+/// 256 KiB; every sealed segment persisted and indexed, the first `cold` frozen with their
+/// indexes in encoding `c` (the last one unsealed, without one). Returns the payloads.
 fn write(dir: &Path, times: &[u64], cold: usize, c: Compression) -> Vec<Vec<u8>> {
     let mut index = 0;
     let mut w =
@@ -67,15 +69,21 @@ fn write(dir: &Path, times: &[u64], cold: usize, c: Compression) -> Vec<Vec<u8>>
         let path = dir.join(hot_name(i));
         truncate_sealed(&path, common::used_len(&path)).unwrap();
     }
-    for i in 0..(cold as u64).min(index) {
-        compress_segment(dir, i, c).unwrap();
-        std::fs::remove_file(dir.join(hot_name(i))).unwrap();
+    for i in 0..index {
+        match i < cold as u64 {
+            true => {
+                compress_segment(dir, i, c).unwrap();
+                std::fs::remove_file(dir.join(hot_name(i))).unwrap();
+            }
+            // Persisted and not frozen: indexed as the maintainer's indexer does.
+            false => assert!(index_hot(dir, i).unwrap()),
+        }
     }
     payloads
 }
 
-fn spoil(dir: &Path, cold: u64, state: IndexState) {
-    for i in 0..cold {
+fn spoil(dir: &Path, segments: u64, state: IndexState) {
+    for i in 0..segments {
         let path = index_path(dir, i);
         let Some(mut idx) = read_index(dir, i) else {
             continue;
@@ -190,14 +198,15 @@ proptest! {
             true => Compression::Block { level: 1 },
         };
         let payloads = write(dir.path(), &times, cold, c);
+        let segments = wal_recorder::logdir::list_dir(dir.path()).unwrap().segments.len() as u64;
         // The records on either side of each entry, where an off-by-one would show.
         let mut edges = Vec::new();
-        for i in 0..cold as u64 {
+        for i in 0..segments {
             for e in read_index(dir.path(), i).map_or(vec![], |x| x.entries) {
                 edges.extend([e.seq - 2, e.seq - 1, e.seq].map(|s| s as usize));
             }
         }
-        spoil(dir.path(), cold as u64, state);
+        spoil(dir.path(), segments, state);
         for &i in edges.iter().filter(|&&i| i < times.len()) {
             check_seq(dir.path(), &payloads, i as u64 + 1)?;
             check_time(dir.path(), &times, &payloads, times[i])?;
@@ -233,6 +242,16 @@ fn a_recorder_indexes_what_it_freezes_and_deletes_the_index_with_the_segment() {
         last = rec.append(&payload).unwrap();
     }
     rec.sync().unwrap();
+    // Each persisted hot segment gets its index from the indexer, then the freeze replaces it.
+    common::wait_for("the persisted hot segments' indexes", || {
+        let l = wal_recorder::logdir::list_dir(dir.path()).unwrap();
+        l.segments.iter().all(|s| {
+            let persisted = s.tier == wal_recorder::logdir::Tier::Hot && s.file_len < (1 << 20);
+            !persisted
+                || read_index(dir.path(), s.index)
+                    .is_some_and(|i| i.cold_len == s.file_len || i.content == Content::Compressed)
+        })
+    });
     // Wait until retention has deleted some frozen segments (so their indexes went too).
     common::wait_for("a cold segment deleted", || {
         let l = wal_recorder::logdir::list_dir(dir.path()).unwrap();

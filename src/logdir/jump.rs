@@ -1,19 +1,20 @@
-//! Starting a read inside a cold segment, from its sparse index (docs/FORMAT.md, "Sparse
-//! index"): the seek decodes from the block that holds the indexed record nearest before its
-//! target and scans at most one interval, instead of decoding the segment from its header.
+//! Starting a read inside a segment, from its sparse index (docs/FORMAT.md, "Sparse index"):
+//! the seek reads (for a cold segment: decodes from the block that holds) the indexed record
+//! nearest before its target and scans at most one interval, instead of the segment from its
+//! header.
 //! Whatever the index says is checked by the records: the entry's record is read first and
 //! must carry the entry's sequence number and chain from its checksum, or the caller reads the
 //! segment from its header as it would without an index.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::listing::{SegmentEntry, Tier};
 use crate::codec::resume::{skip, BlockStream};
 use crate::error::{Error, Result};
 use crate::segment::names::cold_name;
-use crate::segment::sparse_index::read_index;
+use crate::segment::sparse_index::{read_index, Content, IndexEntry, SparseIndex};
 use crate::segment::SegmentReader;
 
 /// What a seek looks for.
@@ -26,16 +27,92 @@ pub(crate) enum Target {
 }
 
 /// A reader of `entry` from the indexed record nearest before `target`; `None` when there is
-/// no usable index (a hot segment, a cold one frozen before the index existed, restored from
-/// an archive, or whose index is stale, damaged or lying) or the target lies in the first
-/// interval.
+/// no usable index (the active segment, a cold one frozen before the index existed, or one
+/// whose index is missing, stale, damaged or lying) or the target lies in the first interval.
 pub(crate) fn reader_near(
     entry: &SegmentEntry,
     target: Target,
 ) -> Result<Option<SegmentReader<Box<dyn Read + Send>>>> {
     match (entry.tier, entry.path.parent()) {
         (Tier::Cold, Some(dir)) => cold_reader_near(dir, entry.index, entry.file_len, target),
+        (Tier::Hot, Some(dir)) => hot_reader_near(dir, entry, target),
         _ => Ok(None),
+    }
+}
+
+/// [`reader_near`] for a persisted hot segment, through the index made when it was persisted
+/// (the active segment has none: it is read from its header).
+fn hot_reader_near(
+    dir: &Path,
+    entry: &SegmentEntry,
+    target: Target,
+) -> Result<Option<SegmentReader<Box<dyn Read + Send>>>> {
+    let Some((idx, at)) = hot_entry_near(dir, entry.index, entry.file_len, target)? else {
+        return Ok(None);
+    };
+    open_hot_at(&entry.path, &idx, &at).map(Some)
+}
+
+/// The entry of persisted hot segment `index` (its file `file_len` bytes) to start at for
+/// `target`, checked (its record read, as in [`cold_reader_near`]), with its index.
+pub(crate) fn hot_entry_near(
+    dir: &Path,
+    index: u64,
+    file_len: u64,
+    target: Target,
+) -> Result<Option<(SparseIndex, IndexEntry)>> {
+    let Some(idx) = read_index(dir, index) else {
+        return Ok(None);
+    };
+    if idx.content != Content::Plain || idx.cold_len != file_len {
+        return Ok(None);
+    }
+    let Some(at) = pick(&idx, target) else {
+        return Ok(None);
+    };
+    let path = dir.join(crate::segment::names::hot_name(index));
+    Ok(checked(open_hot_at(&path, &idx, &at)?, &at)?.map(|()| (idx, at)))
+}
+
+fn open_hot_at(
+    path: &Path,
+    idx: &SparseIndex,
+    at: &IndexEntry,
+) -> Result<SegmentReader<Box<dyn Read + Send>>> {
+    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    file.seek(SeekFrom::Start(at.offset))
+        .map_err(|e| Error::io("seek", path, e))?;
+    let src: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(HOT_READ_BUF, file));
+    Ok(SegmentReader::resume(
+        src,
+        path,
+        idx.header,
+        idx.first_time,
+        at,
+    ))
+}
+
+/// Bytes a reader resumed in a hot segment reads at a time: one interval and a bit.
+const HOT_READ_BUF: usize = 72 * 1024;
+
+/// The entry to start at for `target`.
+fn pick(idx: &SparseIndex, target: Target) -> Option<IndexEntry> {
+    match target {
+        Target::Seq(seq) => idx.for_seq(seq),
+        Target::Time(t) => idx.for_time(t),
+    }
+    .copied()
+}
+
+/// Whether the first record `probe` reads is the one `at` describes (`Some(())`); a file
+/// removed meanwhile is an error (the seek lists again), anything else `None`.
+fn checked(mut probe: SegmentReader<Box<dyn Read + Send>>, at: &IndexEntry) -> Result<Option<()>> {
+    let mut payload = Vec::new();
+    match probe.next_record(&mut payload) {
+        Ok(Some(info)) if info.seq == at.seq && info.offset == at.offset => Ok(Some(())),
+        Ok(_) => Ok(None),
+        Err(e) if super::seek::vanished(&e) => Err(e),
+        Err(_) => Ok(None),
     }
 }
 
@@ -69,14 +146,10 @@ pub(crate) fn cold_reader_near(
     let Some(idx) = read_index(dir, index) else {
         return Ok(None);
     };
-    if idx.cold_len != file_len {
+    if idx.content != Content::Compressed || idx.cold_len != file_len {
         return Ok(None); // the file was replaced since (a repair, a restore)
     }
-    let at = match target {
-        Target::Seq(seq) => idx.for_seq(seq),
-        Target::Time(t) => idx.for_time(t),
-    };
-    let Some(at) = at.copied() else {
+    let Some(at) = pick(&idx, target) else {
         return Ok(None);
     };
     let path = dir.join(cold_name(index));
@@ -97,15 +170,12 @@ pub(crate) fn cold_reader_near(
             &at,
         )))
     };
-    let Some(mut probe) = open()? else {
+    let Some(probe) = open()? else {
         return Ok(None);
     };
-    let mut payload = Vec::new();
-    match probe.next_record(&mut payload) {
-        Ok(Some(info)) if info.seq == at.seq && info.offset == at.offset => open(),
-        Ok(_) => Ok(None), // the entry does not hold: read the segment from its header
-        Err(e) if super::seek::vanished(&e) => Err(e),
-        Err(_) => Ok(None),
+    match checked(probe, &at)? {
+        Some(()) => open(),
+        None => Ok(None), // the entry does not hold: read the segment from its header
     }
 }
 
@@ -118,8 +188,9 @@ mod tests {
     use crate::segment::sparse_index::{write_index, INTERVAL};
     use crate::segment::{ChainPoint, SegmentWriter};
 
-    /// A frozen segment of 1 MiB with its index; returns the cold file's size.
-    fn frozen(dir: &Path) -> u64 {
+    /// A persisted segment of 1 MiB (sealed, truncated), as the indexer finds it; returns its
+    /// size.
+    fn persisted(dir: &Path) -> u64 {
         let mut w =
             SegmentWriter::create_framed(dir, 0, 1 << 20, Framing::Timed, ChainPoint::START)
                 .unwrap();
@@ -131,6 +202,46 @@ mod tests {
         let used = w.used_len();
         drop(w);
         crate::segment::truncate_sealed(&dir.join(hot_name(0)), used).unwrap();
+        used
+    }
+
+    #[test]
+    fn a_persisted_hot_segment_is_entered_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = persisted(dir.path());
+        assert!(crate::segment::sparse_index::index_hot(dir.path(), 0).unwrap());
+        let idx = read_index(dir.path(), 0).unwrap();
+        assert_eq!((idx.content, idx.cold_len), (Content::Plain, len));
+        let e = idx.entries[9];
+        for target in [Target::Seq(e.seq + 3), Target::Time(1000 + e.seq + 2)] {
+            let (_, at) = hot_entry_near(dir.path(), 0, len, target).unwrap().unwrap();
+            assert_eq!(at, e, "{target:?}");
+        }
+        let entry = crate::logdir::listing::stat_entry(&SegmentEntry {
+            index: 0,
+            path: dir.path().join(hot_name(0)),
+            tier: Tier::Hot,
+            file_len: 0,
+            stamp: Default::default(),
+        })
+        .unwrap();
+        let mut r = reader_near(&entry, Target::Seq(e.seq)).unwrap().unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(r.next_record(&mut buf).unwrap().unwrap().seq, e.seq);
+        // Indexed once: a second call finds it there.
+        assert!(!crate::segment::sparse_index::index_hot(dir.path(), 0).unwrap());
+        // An index of the other kind, or of another length, is not used.
+        assert!(hot_entry_near(dir.path(), 0, len + 8, Target::Seq(e.seq))
+            .unwrap()
+            .is_none());
+        assert!(cold_reader_near(dir.path(), 0, len, Target::Seq(e.seq))
+            .unwrap()
+            .is_none());
+    }
+
+    /// A frozen segment of 1 MiB with its index; returns the cold file's size.
+    fn frozen(dir: &Path) -> u64 {
+        persisted(dir);
         let len = crate::codec::compress_segment(dir, 0, Compression::default()).unwrap();
         std::fs::remove_file(dir.join(hot_name(0))).unwrap();
         len

@@ -550,16 +550,25 @@ impl Tailer {
                 let Some(h) = SegmentHeader::decode(&head[..got]).ok().or(staged) else {
                     return Ok(false);
                 };
+                let target = self.start_target(); // before the header chains it
                 self.check_continues(&hot, &h)?;
                 let len = file
                     .metadata()
                     .map_err(|e| Error::io("stat", &hot, e))?
                     .len();
                 self.cur_proven = len < h.capacity;
+                // A start at a seq or a time: from the persisted segment's index entry.
+                let mut pos = HEADER_LEN as u64;
+                if let Some(target) = target {
+                    let near = super::jump::hot_entry_near(&self.dir, self.index, len, target)?;
+                    if let Some((_, at)) = near {
+                        (pos, self.next_seq, self.prev_crc) = (at.offset, at.seq, at.prev_crc);
+                    }
+                }
                 self.cur = Some(Cur::Hot {
                     file,
                     path: hot,
-                    pos: HEADER_LEN as u64,
+                    pos,
                     window: Vec::new(),
                     win_at: 0,
                 });
@@ -592,17 +601,25 @@ impl Tailer {
         }
     }
 
+    /// What a start at a sequence number or a time looks for, while the first segment is not
+    /// open yet.
+    fn start_target(&self) -> Option<super::jump::Target> {
+        match (self.chained, self.since) {
+            (true, _) => None,
+            (false, Some(t)) => Some(super::jump::Target::Time(t)),
+            (false, None) if self.skip_below > 0 => Some(super::jump::Target::Seq(self.skip_below)),
+            (false, None) => None,
+        }
+    }
+
     /// For the first segment of a start at a sequence number or a time: a reader from its
     /// sparse index's entry nearest before the start ([`super::jump`]), if it has a usable one.
     fn cold_start_inside(
         &self,
         file: &File,
     ) -> Result<Option<SegmentReader<Box<dyn Read + Send>>>> {
-        let target = match (self.chained, self.since) {
-            (true, _) => return Ok(None),
-            (false, Some(t)) => super::jump::Target::Time(t),
-            (false, None) if self.skip_below > 0 => super::jump::Target::Seq(self.skip_below),
-            (false, None) => return Ok(None),
+        let Some(target) = self.start_target() else {
+            return Ok(None);
         };
         let len = file
             .metadata()

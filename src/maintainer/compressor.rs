@@ -409,7 +409,7 @@ fn helper(
 }
 
 /// Lets the calling thread run on every online core.
-fn unpin() {
+pub(crate) fn unpin() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

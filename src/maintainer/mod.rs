@@ -24,6 +24,7 @@ mod drain;
 mod durability;
 mod free;
 mod freeze;
+mod indexer;
 mod job;
 pub(crate) mod link;
 mod persist;

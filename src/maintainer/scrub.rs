@@ -131,9 +131,7 @@ impl Scrub {
                 Ok(Ok(bytes)) => {
                     stats.scrubbed_segments.fetch_add(1, Ordering::Relaxed);
                     stats.scrubbed_bytes.fetch_add(bytes, Ordering::Relaxed);
-                    if entry.tier == Tier::Cold {
-                        self.index_if_missing(entry);
-                    }
+                    self.index_if_missing(entry);
                 }
                 Ok(Err(e)) => {
                     if self.reported.insert((entry.index, entry.stamp)) {
@@ -147,17 +145,29 @@ impl Scrub {
         }
     }
 
-    /// Writes the sparse index of a cold segment that just verified, if it has no usable one
-    /// (restored from an archive, or its index lost): seeks into it then decode one block.
+    /// Writes the sparse index of a sealed segment that just verified, if it has no usable
+    /// one (restored from an archive, persisted before the open, or its index lost): seeks into
+    /// it then read one interval.
     fn index_if_missing(&self, entry: &SegmentEntry) {
-        let usable = crate::segment::sparse_index::read_index(&self.dir, entry.index)
-            .is_some_and(|idx| idx.cold_len == entry.file_len);
+        use crate::segment::sparse_index::{index_hot, read_index, Content};
+        let content = match entry.tier {
+            Tier::Cold => Content::Compressed,
+            Tier::Hot => Content::Plain,
+        };
+        let usable = read_index(&self.dir, entry.index)
+            .is_some_and(|idx| idx.content == content && idx.cold_len == entry.file_len);
         if usable {
             return;
         }
-        match crate::codec::reindex_cold(&self.dir, entry.index) {
+        let built = match entry.tier {
+            Tier::Cold => crate::codec::reindex_cold(&self.dir, entry.index),
+            Tier::Hot => {
+                index_hot(&self.dir, entry.index).map_err(|e| Error::io("index", &entry.path, e))
+            }
+        };
+        match built {
             Ok(true) => log::info!("scrub: {}: sparse index rebuilt", entry.path.display()),
-            Ok(false) => {} // linked blocks (frozen before the index existed): none possible
+            Ok(false) => {} // linked blocks (frozen before the index existed), or frozen since
             Err(e) => log::warn!("scrub: {e}; its sparse index not rebuilt"),
         }
     }

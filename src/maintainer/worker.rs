@@ -136,6 +136,10 @@ pub(crate) struct Worker {
     archive: Option<ArchiveGate>,
     /// The maintainer's own histograms (compiled out without `fs1-metrics`).
     hists: LocalHists,
+    /// Writes persisted hot segments' sparse indexes (started with the first of them).
+    indexer: Option<super::indexer::Indexer>,
+    /// The indexer could not start: not tried again.
+    indexer_failed: bool,
 }
 
 impl Worker {
@@ -197,6 +201,8 @@ impl Worker {
             durability: None,
             archive: None,
             hists: LocalHists::new(hist_shared),
+            indexer: None,
+            indexer_failed: false,
         })
     }
 

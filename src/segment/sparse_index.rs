@@ -21,7 +21,7 @@ pub const INTERVAL: u64 = 64 * 1024;
 /// The directory of the index files, inside the log directory.
 pub const INDEX_DIR: &str = "index";
 const MAGIC: [u8; 8] = *b"WALRIDX\x01";
-/// magic, segment header, first time, cold len, 16 reserved, count, 4 reserved.
+/// magic, segment header, first time, file len, content, 8 reserved, count, 4 reserved.
 const FILE_HEADER: usize = 8 + HEADER_LEN + 8 + 8 + 8 + 8 + 4 + 4;
 const ENTRY_LEN: usize = 56;
 /// Entries beyond this are refused on load (a 4 GiB segment has 65 536).
@@ -46,15 +46,26 @@ pub struct IndexEntry {
     pub max_time: u64,
 }
 
+/// What the indexed file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// A cold segment: its blocks are compressed (entries name the block to decode from).
+    Compressed,
+    /// A hot segment, as it is (an entry's block is the record itself).
+    Plain,
+}
+
 /// A segment's sparse index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SparseIndex {
     /// The segment's header.
     pub header: SegmentHeader,
+    /// Which file it indexes: the `.wal.lz4` or the persisted `.wal`.
+    pub content: Content,
     /// The time of the segment's first record (0: none, or records without time).
     pub first_time: u64,
-    /// The size of the cold file it was built for (the index of a file replaced since, of
-    /// another size, is not used; one of the same size is checked by the records).
+    /// The size of the file it was built for (the index of a file replaced since, of another
+    /// size, is not used; one of the same size is checked by the records).
     pub cold_len: u64,
     /// In content order.
     pub entries: Vec<IndexEntry>,
@@ -80,7 +91,8 @@ impl SparseIndex {
         let mut b = Vec::with_capacity(FILE_HEADER + self.entries.len() * ENTRY_LEN + 8);
         b.extend_from_slice(&MAGIC);
         b.extend_from_slice(&self.header.encode());
-        for v in [self.first_time, self.cold_len, 0, 0] {
+        let plain = u64::from(self.content == Content::Plain);
+        for v in [self.first_time, self.cold_len, plain, 0] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
@@ -141,8 +153,14 @@ impl SparseIndex {
         let inside = entries
             .iter()
             .all(|e| e.block_start <= e.offset && e.seq >= header.first_seq);
+        let content = match u64_at(at + 16) {
+            0 => Content::Compressed,
+            1 => Content::Plain,
+            _ => return None,
+        };
         (ordered && inside).then_some(SparseIndex {
             header,
+            content,
             first_time: u64_at(at),
             cold_len: u64_at(at + 8),
             entries,
@@ -317,11 +335,62 @@ impl IndexBuilder {
         }
         Some(SparseIndex {
             header,
+            content: Content::Compressed,
             first_time: self.first_time,
             cold_len,
             entries,
         })
     }
+
+    /// The index of a hot segment file of `len` bytes, its content as it is: each entry's
+    /// block is the record itself.
+    pub fn finish_plain(self, len: u64) -> Option<SparseIndex> {
+        let mut idx = self.finish(&[(0, 0)], len)?;
+        for e in &mut idx.entries {
+            (e.block_start, e.block) = (e.offset, e.offset);
+        }
+        idx.content = Content::Plain;
+        Some(idx)
+    }
+}
+
+/// Builds and writes the sparse index of the persisted hot segment `index` of `dir` (sealed
+/// and truncated: nothing is written to it any more), reading its record headers. `Ok(false)`
+/// when there is nothing to index: no such file, or one whose index is already there for the
+/// file (the hot one, or the cold one a freeze made since, which must not be replaced).
+pub fn index_hot(dir: &Path, index: u64) -> std::io::Result<bool> {
+    use std::io::Read;
+    let path = dir.join(super::names::hot_name(index));
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if read_index(dir, index).is_some_and(|i| i.content == Content::Compressed || i.cold_len == len)
+    {
+        return Ok(false);
+    }
+    let mut builder = IndexBuilder::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        builder.feed(&buf[..n]);
+    }
+    let Some(idx) = builder.finish_plain(len) else {
+        return Ok(false);
+    };
+    let frozen = read_index(dir, index).is_some_and(|i| i.content == Content::Compressed);
+    if idx.header.index != index || frozen {
+        return Ok(false); // a freeze wrote the cold one meanwhile
+    }
+    write_index(dir, index, &idx)?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ impl Worker {
                 let pos = self.hot.partition_point(|&i| i < job.index);
                 self.hot.insert(pos, job.index);
                 self.shared.stats.persisted.fetch_add(1, Ordering::Relaxed);
+                self.index_persisted(job.index);
             }
             PersistOutcome::FsyncFailed(e) => self.fsync_failed(e),
             PersistOutcome::Retry(e) => {
@@ -135,6 +136,17 @@ impl Worker {
             }
         }
         self.update_gauges();
+    }
+
+    /// Has the indexer write the sparse index of persisted segment `index`.
+    fn index_persisted(&mut self, index: u64) {
+        if self.indexer.is_none() && !self.indexer_failed {
+            self.indexer = super::super::indexer::Indexer::start(self.config.dir.clone());
+            self.indexer_failed = self.indexer.is_none();
+        }
+        if let Some(ix) = self.indexer.as_mut() {
+            ix.offer(index);
+        }
     }
 
     /// Tells `durable_seq` about a persisted segment as soon as its records are durable
