@@ -385,11 +385,16 @@ pub fn index_hot(dir: &Path, index: u64) -> std::io::Result<bool> {
     let Some(idx) = builder.finish_plain(len) else {
         return Ok(false);
     };
-    let frozen = read_index(dir, index).is_some_and(|i| i.content == Content::Compressed);
-    if idx.header.index != index || frozen {
-        return Ok(false); // a freeze wrote the cold one meanwhile
+    let frozen = || read_index(dir, index).is_some_and(|i| i.content == Content::Compressed);
+    if idx.header.index != index || frozen() || !path.exists() {
+        return Ok(false); // frozen meanwhile: the freeze indexes the cold file
     }
     write_index(dir, index, &idx)?;
+    if !path.exists() && !frozen() {
+        // Frozen and deleted while this was written: leave no index of a deleted segment.
+        let _ = std::fs::remove_file(index_path(dir, index));
+        return Ok(false);
+    }
     Ok(true)
 }
 
