@@ -367,8 +367,17 @@ pub fn index_hot(dir: &Path, index: u64) -> std::io::Result<bool> {
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    if read_index(dir, index).is_some_and(|i| i.content == Content::Compressed || i.cold_len == len)
-    {
+    let mut head = [0u8; HEADER_LEN];
+    let header = match std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0) {
+        Ok(()) => SegmentHeader::decode(&head).ok(),
+        Err(_) => None,
+    };
+    // Already indexed: this very file (same size and header: not another segment
+    // written under the same index after a repair), or the cold file a freeze made since.
+    let done = |i: &SparseIndex| {
+        i.content == Content::Compressed || (i.cold_len == len && Some(i.header) == header)
+    };
+    if read_index(dir, index).is_some_and(|i| done(&i)) {
         return Ok(false);
     }
     let mut builder = IndexBuilder::new();
