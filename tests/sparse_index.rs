@@ -337,3 +337,43 @@ fn the_scrub_rebuilds_a_missing_index() {
         .collect();
     assert_eq!(after, before);
 }
+
+/// The maintainer's indexer follows the active segment as it is written: its index grows with
+/// it, and a seek into the live end of the log finds its records.
+#[test]
+fn the_active_segment_of_a_live_recorder_is_indexed_as_it_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::new(dir.path());
+    c.segment_size = 4 << 20;
+    c.max_segments = 4;
+    c.scrub_rate = None;
+    let mut rec = Recorder::open(dir.path(), c).unwrap();
+    // One segment and about half of the next (224-byte frames).
+    let per_segment = (4 << 20) / 224;
+    let total = per_segment + per_segment / 2;
+    for _ in 0..total {
+        rec.append(&[5u8; 200]).unwrap();
+    }
+    rec.sync().unwrap();
+    let active = dir.path().join(hot_name(1));
+    let len = std::fs::metadata(&active).unwrap().len();
+    assert!(
+        len >= 4 << 20,
+        "segment 1 is the active one, at its preallocated size"
+    );
+    common::wait_for("the active segment's index", || {
+        read_index(dir.path(), 1).is_some_and(|i| i.entries.len() as u64 >= 25)
+    });
+    let idx = read_index(dir.path(), 1).unwrap();
+    assert_eq!((idx.content, idx.cold_len), (Content::Plain, len));
+    for e in idx.entries.iter().step_by(6) {
+        for seq in [e.seq, e.seq + 7] {
+            let mut r = LogReader::open_at(dir.path(), seq).unwrap();
+            let mut buf = Vec::new();
+            let info = r.next_record(&mut buf).unwrap().unwrap();
+            assert_eq!(info.seq, seq);
+            assert_eq!(buf, [5u8; 200]);
+        }
+    }
+    rec.close().unwrap();
+}

@@ -2,7 +2,7 @@
 //! ([`LogReader`]), and the verification report `walctl verify` prints ([`verify`]).
 
 pub(crate) mod cursor;
-mod jump;
+pub(crate) mod jump;
 mod listing;
 mod log_reader;
 mod log_time;

@@ -217,6 +217,8 @@ pub struct IndexBuilder {
     first_time: u64,
     entries: Vec<IndexEntry>,
     done: bool,
+    /// Stopped at the seal: the segment's records are all walked.
+    sealed: bool,
 }
 
 impl IndexBuilder {
@@ -244,6 +246,7 @@ impl IndexBuilder {
             }
             let rh = RecordHeader::decode(&hb, framing);
             if rh.seq == 0 || rh.seq == SEAL_MARKER || rh.seq != self.next_seq {
+                self.sealed = rh.seq == SEAL_MARKER;
                 self.done = true;
                 return;
             }
@@ -274,6 +277,75 @@ impl IndexBuilder {
             self.next_seq += 1;
             self.next += framing.record_size(rh.len as usize) as u64;
         }
+    }
+
+    /// Where the next byte fed must come from: after a stop short of the seal (the end of what
+    /// an active segment holds so far), [`Self::continue_from_stop`] moves it back to the
+    /// record it stopped at.
+    pub(crate) fn position(&self) -> u64 {
+        self.fed
+    }
+
+    /// Stopped at something that is not a record (a zero header: the end of the records
+    /// written so far), not at the seal.
+    pub(crate) fn stopped(&self) -> bool {
+        self.done && !self.sealed
+    }
+
+    /// Offset of the record the walk is at (where it stopped, after a stop).
+    pub(crate) fn record_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// Stopped at the seal.
+    pub(crate) fn sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// After a stop short of the seal: feed again from the record it stopped at (an active
+    /// segment's next records, once they are there).
+    pub(crate) fn continue_from_stop(&mut self) {
+        assert!(self.stopped(), "only after a stop short of the seal");
+        self.carry.clear();
+        match self.header {
+            Some(_) => self.fed = self.next,
+            None => self.fed = 0,
+        }
+        self.done = false;
+    }
+
+    /// Walks again from the last entry (dropping it: it is found again), or from the start:
+    /// for a walk stuck on a header it read while it was being written.
+    pub(crate) fn rewind_to_last_entry(&mut self) {
+        match (self.header, self.entries.pop()) {
+            (Some(_), Some(e)) => {
+                (self.next, self.next_seq, self.prev_crc) = (e.offset, e.seq, e.prev_crc);
+                (self.prev_time, self.max_time) = (e.prev_time, e.max_time);
+                self.interval_end = e.offset; // the entry is found again there
+                self.carry.clear();
+                self.fed = e.offset;
+                self.done = false;
+                self.sealed = false;
+            }
+            _ => *self = Self::new(),
+        }
+    }
+
+    /// Entries found so far.
+    pub(crate) fn entries(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The index of what was walked so far of a hot segment file of `len` bytes (an active
+    /// segment: its later records are read from the last entry on).
+    pub(crate) fn snapshot_plain(&self, len: u64) -> Option<SparseIndex> {
+        let walked = IndexBuilder {
+            header: self.header,
+            first_time: self.first_time,
+            entries: self.entries.clone(),
+            ..Self::default()
+        };
+        walked.finish_plain(len)
     }
 
     /// Takes the segment header from the first bytes.
