@@ -348,10 +348,17 @@ fn the_active_segment_of_a_live_recorder_is_indexed_as_it_grows() {
     c.max_segments = 4;
     c.scrub_rate = None;
     let mut rec = Recorder::open(dir.path(), c).unwrap();
-    // One segment and about half of the next (224-byte frames).
+    // Half of the first segment: followed from the start of the run, before any persist.
     let per_segment = (4 << 20) / 224;
-    let total = per_segment + per_segment / 2;
-    for _ in 0..total {
+    for _ in 0..per_segment / 2 {
+        rec.append(&[5u8; 200]).unwrap();
+    }
+    rec.sync().unwrap();
+    common::wait_for("the first segment's index", || {
+        read_index(dir.path(), 0).is_some_and(|i| i.entries.len() as u64 >= 25)
+    });
+    // Then about half of the next (224-byte frames).
+    for _ in 0..per_segment {
         rec.append(&[5u8; 200]).unwrap();
     }
     rec.sync().unwrap();

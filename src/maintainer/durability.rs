@@ -77,6 +77,11 @@ pub(crate) struct Durability {
 }
 
 impl Durability {
+    /// The writer's active segment, when it is not switching.
+    pub(crate) fn active_index(&self) -> Option<u64> {
+        self.link.snapshot().map(|(index, _, _)| index)
+    }
+
     pub fn new(
         link: Arc<WriterLink>,
         prepared_tx: rtrb::Producer<PreparedSegment>,

@@ -6,7 +6,8 @@
 //! ring. A segment frozen before its turn comes is skipped (the freeze indexes the cold file);
 //! one whose index is never written is read from its header, as before.
 //!
-//! Between those, it follows the active segment (the one after the last persisted): every
+//! Between those, it follows the active segment (the writer's at the start of the run, then
+//! the one after the last persisted): every
 //! `PARK` it walks the record headers written to the file since its last look and, when it
 //! found a new interval, writes the index of what it walked so far, so that a seek into the
 //! live end of the log scans at most one interval plus what arrived since. What it reads
@@ -26,6 +27,8 @@ use crate::segment::sparse_index::{index_hot, write_index, IndexBuilder};
 
 /// Persisted segments that may wait; beyond, one is left to the scrub.
 const RING: usize = 64;
+/// Tags a message of the ring as "the active segment is this one" (not "persisted").
+const ACTIVE: u64 = 1 << 63;
 /// Low priority, as the compression helpers.
 const NICE: i32 = 10;
 /// How long an idle indexer sleeps before it looks at the active segment (and for a stop it
@@ -62,6 +65,12 @@ impl Indexer {
                 let mut active: Option<ActiveWalk> = None;
                 while !flag.load(Ordering::Acquire) {
                     match rx.pop() {
+                        Ok(tagged) if tagged & ACTIVE != 0 => {
+                            let index = tagged & !ACTIVE;
+                            if active.as_ref().map_or(true, |a| a.index < index) {
+                                active = Some(ActiveWalk::new(index));
+                            }
+                        }
                         Ok(index) => {
                             if let Err(e) = index_hot(&dir, index) {
                                 log::warn!("segment {index}: sparse index not written: {e}");
@@ -95,9 +104,21 @@ impl Indexer {
     }
 
     /// Hands over persisted segment `index` (dropped, for the scrub to index, if the ring is
-    /// full).
+    /// full); the one after it is then followed as the active segment.
     pub fn offer(&mut self, index: u64) {
-        if self.tx.push(index).is_ok() {
+        assert!(index & ACTIVE == 0, "segment indexes stay below 2^63");
+        self.send(index);
+    }
+
+    /// Has it follow segment `index` as the active one (at the start of a run: before its
+    /// first persist, the active segment is the one the open left the writer in).
+    pub fn follow(&mut self, index: u64) {
+        assert!(index & ACTIVE == 0, "segment indexes stay below 2^63");
+        self.send(index | ACTIVE);
+    }
+
+    fn send(&mut self, message: u64) {
+        if self.tx.push(message).is_ok() {
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }

@@ -253,6 +253,7 @@ impl Worker {
             }
         }
         self.start_compressors();
+        self.follow_active_segment();
         loop {
             let turn = telemetry::now();
             let stopping = self.shared.stop.load(Ordering::Acquire);

@@ -140,13 +140,29 @@ impl Worker {
 
     /// Has the indexer write the sparse index of persisted segment `index`.
     fn index_persisted(&mut self, index: u64) {
+        if let Some(ix) = self.indexer() {
+            ix.offer(index);
+        }
+    }
+
+    /// At the start of the loop: has the indexer follow the writer's active segment (a
+    /// recorder's; a maintainer without a writer has none).
+    pub(in crate::maintainer) fn follow_active_segment(&mut self) {
+        let Some(active) = self.durability.as_ref().and_then(|d| d.active_index()) else {
+            return;
+        };
+        if let Some(ix) = self.indexer() {
+            ix.follow(active);
+        }
+    }
+
+    /// The indexer, started on first use.
+    fn indexer(&mut self) -> Option<&mut super::super::indexer::Indexer> {
         if self.indexer.is_none() && !self.indexer_failed {
             self.indexer = super::super::indexer::Indexer::start(self.config.dir.clone());
             self.indexer_failed = self.indexer.is_none();
         }
-        if let Some(ix) = self.indexer.as_mut() {
-            ix.offer(index);
-        }
+        self.indexer.as_mut()
     }
 
     /// Tells `durable_seq` about a persisted segment as soon as its records are durable
