@@ -14,12 +14,11 @@ use wal_recorder::codec::compress_segment;
 use wal_recorder::config::{Compression, Config};
 use wal_recorder::logdir::{LogReader, StartAt, Tailer};
 use wal_recorder::recorder::Recorder;
-use wal_recorder::segment::format::Framing;
 use wal_recorder::segment::names::hot_name;
 use wal_recorder::segment::sparse_index::{
     index_hot, index_path, read_index, write_index, Content, INTERVAL,
 };
-use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
+use wal_recorder::segment::truncate_sealed;
 use wal_recorder::Error;
 
 const SEG: u64 = 256 * 1024;
@@ -43,27 +42,15 @@ enum IndexState {
 /// 256 KiB; every sealed segment persisted and indexed, the first `cold` frozen with their
 /// indexes in encoding `c` (the last one unsealed, without one). Returns the payloads.
 fn write(dir: &Path, times: &[u64], cold: usize, c: Compression) -> Vec<Vec<u8>> {
-    let mut index = 0;
-    let mut w =
-        SegmentWriter::create_framed(dir, 0, SEG, Framing::Timed, ChainPoint::START).unwrap();
-    let mut payloads = Vec::new();
-    for (i, &t) in times.iter().enumerate() {
-        let mut p = (i as u64).to_le_bytes().to_vec();
-        p.resize(8 + (i * 131) % 900, i as u8);
-        loop {
-            match w.append_at(t, &p) {
-                Ok(_) => break,
-                Err(AppendError::Full) => {
-                    w.seal();
-                    index += 1;
-                    let at = w.chain();
-                    w = SegmentWriter::create_framed(dir, index, SEG, Framing::Timed, at).unwrap();
-                }
-                Err(e) => panic!("{e:?}"),
-            }
-        }
-        payloads.push(p);
-    }
+    let payloads: Vec<Vec<u8>> = (0..times.len())
+        .map(|i| {
+            let mut p = (i as u64).to_le_bytes().to_vec();
+            p.resize(8 + (i * 131) % 900, i as u8);
+            p
+        })
+        .collect();
+    let records = times.iter().zip(&payloads).map(|(&t, p)| (t, &p[..]));
+    let (w, index) = common::append_timed(dir, SEG, records);
     drop(w);
     for i in 0..index {
         let path = dir.join(hot_name(i));

@@ -13,9 +13,8 @@ use wal_recorder::codec::lz4::compress_frame;
 use wal_recorder::config::{Config, WritePath};
 use wal_recorder::logdir::LogReader;
 use wal_recorder::recorder::Recorder;
-use wal_recorder::segment::format::Framing;
 use wal_recorder::segment::names::{cold_name, hot_name};
-use wal_recorder::segment::{truncate_sealed, AppendError, ChainPoint, SegmentWriter};
+use wal_recorder::segment::truncate_sealed;
 use wal_recorder::Error;
 
 const SEG: u64 = 4096;
@@ -24,24 +23,9 @@ const SEG: u64 = 4096;
 /// sealed ones as persist does, except the last `untruncated`, and compresses the first
 /// `cold` (without `cold.summary`: their seals are decoded). Returns the segment count.
 fn write(dir: &Path, times: &[u64], seal_last: bool, untruncated: usize, cold: usize) -> usize {
-    let mut index = 0;
-    let mut w =
-        SegmentWriter::create_framed(dir, 0, SEG, Framing::Timed, ChainPoint::START).unwrap();
-    for (i, &t) in times.iter().enumerate() {
-        let payload = (i as u64).to_le_bytes();
-        loop {
-            match w.append_at(t, &payload) {
-                Ok(_) => break,
-                Err(AppendError::Full) => {
-                    w.seal();
-                    index += 1;
-                    let at = w.chain();
-                    w = SegmentWriter::create_framed(dir, index, SEG, Framing::Timed, at).unwrap();
-                }
-                Err(e) => panic!("{e:?}"),
-            }
-        }
-    }
+    let payloads: Vec<[u8; 8]> = (0..times.len() as u64).map(u64::to_le_bytes).collect();
+    let records = times.iter().zip(&payloads).map(|(&t, p)| (t, &p[..]));
+    let (mut w, index) = common::append_timed(dir, SEG, records);
     if seal_last {
         w.seal();
     }

@@ -340,3 +340,33 @@ pub fn clock(len: std::ops::Range<usize>) -> impl proptest::strategy::Strategy<V
             .collect()
     })
 }
+
+/// Appends one record per `(time, payload)` into segments of `seg` bytes with time, from
+/// segment 0, sealing each full one and going on in the next; returns the writer of the last
+/// segment (unsealed) and its index.
+pub fn append_timed<'a>(
+    dir: &Path,
+    seg: u64,
+    records: impl IntoIterator<Item = (u64, &'a [u8])>,
+) -> (SegmentWriter, u64) {
+    use wal_recorder::segment::format::Framing;
+    use wal_recorder::segment::ChainPoint;
+    let mut index = 0;
+    let mut w =
+        SegmentWriter::create_framed(dir, 0, seg, Framing::Timed, ChainPoint::START).unwrap();
+    for (t, payload) in records {
+        loop {
+            match w.append_at(t, payload) {
+                Ok(_) => break,
+                Err(AppendError::Full) => {
+                    w.seal();
+                    index += 1;
+                    let at = w.chain();
+                    w = SegmentWriter::create_framed(dir, index, seg, Framing::Timed, at).unwrap();
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    (w, index)
+}
