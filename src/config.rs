@@ -231,6 +231,9 @@ pub struct Config {
     /// `archive`). Default none.
     #[cfg(feature = "archive")]
     pub archive: Option<archive::ArchiveConfig>,
+    /// Ship records to followers (feature `replication`; docs/REPLICATION.md). Default none.
+    #[cfg(feature = "replication")]
+    pub replication: Option<crate::replication::ReplicationConfig>,
 }
 
 impl Config {
@@ -280,6 +283,8 @@ impl Config {
             max_io_bytes: crate::constants::MAX_IO_BYTES,
             #[cfg(feature = "archive")]
             archive: None,
+            #[cfg(feature = "replication")]
+            replication: None,
         }
     }
 
@@ -302,6 +307,13 @@ impl Config {
                 "segment_size {} outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}",
                 self.segment_size
             )));
+        }
+        #[cfg(feature = "replication")]
+        if let Some(rc) = &self.replication {
+            rc.check()?;
+            // Retention keeps what a follower behind still needs, within the budget.
+            let hold = self.hold_for_readers.unwrap_or(0).max(rc.hold_segments);
+            self.hold_for_readers = Some(hold);
         }
         if self.scrub_rate == Some(0) {
             return Err(Error::Config(

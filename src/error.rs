@@ -255,6 +255,26 @@ pub enum Error {
         /// Bytes by which the next segment would exceed it.
         excess: u64,
     },
+    /// The directory is a follower's log: it takes records from its leader only
+    /// (contract 11). `walctl promote` makes it a leader.
+    #[error("{}: a follower's log takes records from its leader only (promote it with `walctl promote` to append)", .0.display())]
+    NotLeader(PathBuf),
+    /// The replication state file (`epochs`) is damaged or foreign.
+    #[error("{}: {message}", path.display())]
+    ReplicaState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Replication with a peer failed or was refused.
+    #[error("replication with {peer}: {message}")]
+    Replication {
+        /// The peer's address.
+        peer: String,
+        /// What happened.
+        message: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -45,6 +45,7 @@ pub mod logdir;
 pub mod maintainer;
 pub mod recorder;
 pub mod recovery;
+pub mod replication;
 pub mod segment;
 #[doc(hidden)] // the staged write path's buffers: used by walctl and the tests, not API
 pub mod staging;

@@ -71,6 +71,22 @@ pub struct Recorder {
     archiver: Option<crate::archive::Archiver>,
     /// Staged mode: the staging buffers (removed at a clean close).
     staging: Option<Arc<StagingRing>>,
+    /// Ships records to followers (`config.replication`).
+    #[cfg(feature = "replication")]
+    leader: Option<crate::replication::Leader>,
+}
+
+/// How a recorder opens its directory.
+pub(crate) enum OpenAs {
+    /// Takes appends (the default; refused on a follower's directory).
+    Leader,
+    /// A follower's recorder: the directory's lock is already held, and an empty log starts
+    /// at the leader's chain point in the leader's framing.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    Follower {
+        lock: File,
+        start: Option<(ChainPoint, Framing)>,
+    },
 }
 
 impl Recorder {
@@ -78,11 +94,25 @@ impl Recorder {
     /// process left in its staging buffers, recovers it (docs/RECOVERY.md), creates the
     /// staging ring (Staged mode) and the active segment, and starts the maintainer.
     /// `config.dir` is replaced by `dir`.
-    pub fn open(dir: impl AsRef<Path>, mut config: Config) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        Self::open_as(dir.as_ref(), config, OpenAs::Leader)
+    }
+
+    pub(crate) fn open_as(dir: &Path, mut config: Config, role: OpenAs) -> Result<Self> {
+        let dir = dir.to_path_buf();
         config.dir = dir.clone();
         let config = config.validated()?;
-        let lock = crate::io::lock_dir(&dir)?;
+        let (lock, start) = match role {
+            OpenAs::Leader => {
+                let lock = crate::io::lock_dir(&dir)?;
+                // A follower's log takes records from its leader only (contract 11).
+                if crate::replication::is_follower(&dir)? {
+                    return Err(Error::NotLeader(dir));
+                }
+                (lock, None)
+            }
+            OpenAs::Follower { lock, start } => (lock, start),
+        };
         telemetry::init();
         let (staging_dir, replayed) = crate::staging::open_for(&dir, &config)?;
         // From here a failed open removes the staging it made (declared first, dropped last).
@@ -130,10 +160,22 @@ impl Recorder {
             true => Framing::Timed,
             false => Framing::Plain,
         });
-        let at = ChainPoint {
+        let mut at = ChainPoint {
             next_seq: recovered.next_seq,
             crc: recovered.prev_crc,
             max_time: recovered.max_time,
+        };
+        let empty = recovered.hot.is_empty() && recovered.cold.is_empty();
+        let framing = match start {
+            // An empty follower continues the leader's chain where its shipping starts.
+            Some((leader_at, leader_framing)) if empty => {
+                at = leader_at;
+                recovered.next_seq = leader_at.next_seq;
+                recovered.prev_crc = leader_at.crc;
+                recovered.max_time = leader_at.max_time;
+                leader_framing
+            }
+            _ => framing,
         };
         let active = match drain.as_mut() {
             Some(d) => SegmentWriter::activate(d.prepare(recovered.next_index)?, framing, at),
@@ -178,6 +220,16 @@ impl Recorder {
             .take_persist_queue()
             .expect("a new maintainer has its persist queue");
         maintainer.start()?;
+        #[cfg(feature = "replication")]
+        let leader = match &config.replication {
+            Some(rc) => Some(crate::replication::Leader::start(
+                &dir,
+                rc,
+                link.clone(),
+                &config.staging_dir,
+            )?),
+            None => None,
+        };
         Ok(Recorder {
             dir,
             overflow: VecDeque::with_capacity(config.persist_overflow),
@@ -197,6 +249,8 @@ impl Recorder {
             #[cfg(feature = "archive")]
             archiver,
             staging: staging.succeeded(),
+            #[cfg(feature = "replication")]
+            leader,
         })
     }
 
@@ -584,11 +638,62 @@ impl Recorder {
         {
             return Health::Degraded;
         }
+        #[cfg(feature = "replication")]
+        let h = match &self.leader {
+            Some(l) => h.max(l.health()),
+            None => h,
+        };
         #[cfg(feature = "archive")]
         if let Some(a) = &self.archiver {
             return h.max(a.health());
         }
         h
+    }
+
+    /// The chain after the last record appended: where a follower's next record must
+    /// continue.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub(crate) fn chain(&self) -> Option<ChainPoint> {
+        self.active.as_ref().map(|w| w.chain())
+    }
+
+    /// How the records are framed (with time or without).
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub(crate) fn framing(&self) -> Framing {
+        self.active.as_ref().map_or(Framing::Plain, |w| w.framing())
+    }
+
+    /// Every record up to this sequence number is durable on `min_replicas` followers
+    /// (contract 11); 0 while none is. Never goes back. Without `config.replication`, 0.
+    #[cfg(feature = "replication")]
+    pub fn replicated_seq(&self) -> u64 {
+        self.leader.as_ref().map_or(0, |l| l.replicated_seq())
+    }
+
+    /// Waits until record `seq` is replicated ([`Self::replicated_seq`]), at most `timeout`
+    /// ([`Error::Timeout`]); [`Error::Config`] without `config.replication`.
+    #[cfg(feature = "replication")]
+    pub fn wait_replicated(&self, seq: u64, timeout: Duration) -> Result<()> {
+        let Some(l) = self.leader.as_ref() else {
+            return Err(Error::Config(
+                "the recorder has no replication configured".into(),
+            ));
+        };
+        if seq > self.last_seq() {
+            return Err(Error::SeqNotFound {
+                dir: self.dir.clone(),
+                seq,
+                first: None,
+                last: Some(self.last_seq()),
+            });
+        }
+        l.wait_replicated(seq, timeout, &self.dir)
+    }
+
+    /// The followers and how far each holds the log; `None` without `config.replication`.
+    #[cfg(feature = "replication")]
+    pub fn replication(&self) -> Option<crate::replication::ReplicationStatus> {
+        self.leader.as_ref().map(|l| l.status())
     }
 
     /// The archiver, when `config.archive` is set.
@@ -687,6 +792,11 @@ impl Recorder {
         }
         self.closed = true;
         let mut result = Ok(());
+        // Followers keep what was shipped; the rest they fetch from the next leader.
+        #[cfg(feature = "replication")]
+        if let Some(l) = self.leader.as_mut() {
+            l.stop();
+        }
         if let Some(w) = self.active.take() {
             self.closed_last_seq = w.next_seq() - 1;
             self.link.retire_mapping(); // before the hand-over, as at a rollover

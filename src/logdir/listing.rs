@@ -74,6 +74,10 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
         if meta.is_dir() && name == crate::segment::sparse_index::INDEX_DIR {
             continue; // the cold segments' sparse indexes, a cache (docs/FORMAT.md)
         }
+        if meta.is_file() && crate::replication::epochs::is_epochs_file(name.to_str().unwrap_or(""))
+        {
+            continue; // the replication state (docs/REPLICATION.md), not a segment
+        }
         if meta.is_file() && name == SUMMARY_FILE {
             out.summary = Some(path);
             continue;

@@ -429,6 +429,17 @@ impl Tailer {
         self.next_seq
     }
 
+    /// The chain before the next record (its sequence number and the checksum it chains
+    /// from), opening the first segment if none is open yet; `None` while no segment header
+    /// is readable.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub(crate) fn chain_ahead(&mut self) -> Result<Option<(u64, u32)>> {
+        if self.cur.is_none() && !self.open_segment()? {
+            return Ok(None);
+        }
+        Ok(self.chained.then_some((self.next_seq, self.prev_crc)))
+    }
+
     /// The next record if one is complete now (its payload in `payload`), without waiting.
     pub fn poll(&mut self, payload: &mut Vec<u8>) -> Result<Option<RecordInfo>> {
         loop {

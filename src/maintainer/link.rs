@@ -179,6 +179,12 @@ impl WriterLink {
     }
 
     /// Durable sequence number.
+    /// The last sequence number appended (committed), as the writer last published it.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub(crate) fn appended_seq(&self) -> u64 {
+        self.appended_seq.load(Ordering::Acquire)
+    }
+
     pub fn durable(&self) -> u64 {
         self.durable_seq.load(Ordering::Acquire)
     }
