@@ -37,6 +37,8 @@ pub struct FollowerInfo {
 /// What [`crate::Recorder::replication`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationStatus {
+    /// The address followers connect to (the port chosen when `listen` asked for port 0).
+    pub listen: SocketAddr,
     /// This leader's epoch.
     pub epoch: u64,
     /// See [`crate::Recorder::replicated_seq`].
@@ -55,6 +57,7 @@ pub(crate) struct LeaderShared {
     pub link: Arc<WriterLink>,
     pub staging_dir: PathBuf,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub listen: SocketAddr,
     pub stop: AtomicBool,
     replicated: AtomicU64,
     followers: Mutex<Vec<FollowerInfo>>,
@@ -156,11 +159,11 @@ impl Leader {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("listen", dir, e))?;
+        let listen = listener.local_addr().map_or(config.listen, |a| a);
         log::info!(
-            "{}: leading epoch {} on {}",
+            "{}: leading epoch {} on {listen}",
             dir.display(),
-            state.epoch(),
-            listener.local_addr().map_or(config.listen, |a| a)
+            state.epoch()
         );
         let shared = Arc::new(LeaderShared {
             dir: dir.to_path_buf(),
@@ -169,6 +172,7 @@ impl Leader {
             link,
             staging_dir: staging_dir.to_path_buf(),
             tls,
+            listen,
             stop: AtomicBool::new(false),
             replicated: AtomicU64::new(0),
             followers: Mutex::new(Vec::new()),
@@ -209,6 +213,7 @@ impl Leader {
 
     pub(crate) fn status(&self) -> ReplicationStatus {
         ReplicationStatus {
+            listen: self.shared.listen,
             epoch: self.shared.epoch(),
             replicated_seq: self.replicated_seq(),
             min_replicas: self.shared.config.min_replicas,

@@ -83,7 +83,11 @@ impl RefuseCode {
 
     /// Whether a follower refused this way should stop rather than connect again.
     pub(crate) fn is_permanent(self) -> bool {
-        !matches!(self, RefuseCode::ShuttingDown | RefuseCode::Protocol)
+        // A stale leader may be replaced at the same address by the new one.
+        !matches!(
+            self,
+            RefuseCode::ShuttingDown | RefuseCode::Protocol | RefuseCode::StaleEpoch
+        )
     }
 }
 

@@ -6,6 +6,8 @@ mod archive;
 mod lag;
 mod latency;
 mod record;
+mod replicate;
+mod stop_signal;
 mod tail;
 mod units;
 
@@ -121,6 +123,34 @@ enum Cmd {
     /// Download the archived segments covering a sequence range into an empty directory
     #[cfg(feature = "archive")]
     Restore(archive::RestoreArgs),
+    /// Follow a leader (`walctl record --serve`): receive its records into DIR, check their
+    /// chain, persist them, acknowledge them; until stopped (SIGINT, SIGTERM) or --until
+    #[cfg(feature = "replication")]
+    Follow(replicate::FollowArgs),
+    /// Make a follower's log the leader of a new epoch (stop its follower first): the old
+    /// leader is fenced off, and a recorder on DIR appends and ships from there
+    #[cfg(feature = "replication")]
+    Promote {
+        /// The follower's log directory
+        dir: PathBuf,
+        /// Where its follower kept its staging buffers (applied first)
+        #[arg(long, default_value = wal_recorder::constants::DEFAULT_STAGING_DIR)]
+        staging_dir: PathBuf,
+    },
+    /// Write a private CA and a certificate and key per name, for replication with mutual
+    /// TLS on trial setups (production uses the site's own CA)
+    #[cfg(feature = "replication")]
+    Certs {
+        /// Output directory
+        out: PathBuf,
+        /// A name to certify (repeat; default: leader, follower)
+        #[arg(long = "name", default_values_t = ["leader".to_string(), "follower".to_string()])]
+        names: Vec<String>,
+        /// A host name or IP address the certificates are valid for, beyond localhost,
+        /// 127.0.0.1 and ::1 (repeat)
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -159,6 +189,12 @@ fn main() -> ExitCode {
         Cmd::Archive(a) => archive::cmd_archive(a),
         #[cfg(feature = "archive")]
         Cmd::Restore(a) => archive::cmd_restore(a),
+        #[cfg(feature = "replication")]
+        Cmd::Follow(a) => replicate::run_follow(a),
+        #[cfg(feature = "replication")]
+        Cmd::Promote { dir, staging_dir } => replicate::run_promote(&dir, &staging_dir),
+        #[cfg(feature = "replication")]
+        Cmd::Certs { out, names, hosts } => replicate::run_certs(&out, &names, &hosts),
     };
     match result {
         Ok(code) => code,

@@ -99,6 +99,50 @@ pub struct RecordArgs {
     /// (needs the `archive` feature)
     #[arg(long, hide = !cfg!(feature = "archive"))]
     archive: Option<String>,
+    /// Ship the records to followers (`walctl follow`) connecting to HOST:PORT (port 0: any;
+    /// the address is printed); needs the `replication` feature
+    #[arg(long, value_name = "HOST:PORT", hide = !cfg!(feature = "replication"))]
+    serve: Option<String>,
+    #[command(flatten)]
+    security: super::replicate::SecurityArgs,
+    /// Followers that must hold a record durably before it counts as replicated
+    #[arg(long, default_value_t = 1, hide = !cfg!(feature = "replication"))]
+    min_replicas: usize,
+    /// With --serve: before the first append, wait at most this many seconds for
+    /// --min-replicas followers to connect (default: start at once)
+    #[arg(long, value_name = "SECS", hide = !cfg!(feature = "replication"))]
+    await_followers: Option<f64>,
+    /// With --serve: at the end, wait at most this many seconds for the connected followers
+    /// to hold every record durably
+    #[arg(long, default_value_t = 10.0, hide = !cfg!(feature = "replication"))]
+    replicate_timeout: f64,
+}
+
+/// ` replicated <seq>` for the progress lines of a recorder that serves followers.
+fn replicated_part(rec: &Recorder) -> String {
+    #[cfg(feature = "replication")]
+    if rec.replication().is_some() {
+        return format!(" replicated {}", rec.replicated_seq());
+    }
+    let _ = rec;
+    String::new()
+}
+
+/// With followers connected, waits (at most `timeout_s`) for them to hold `last_seq`.
+fn wait_replicated(rec: &Recorder, last_seq: u64, timeout_s: f64) {
+    #[cfg(feature = "replication")]
+    if let Some(st) = rec.replication() {
+        if st.followers.iter().any(|f| f.connected) {
+            let timeout = Duration::from_secs_f64(timeout_s.max(0.0));
+            if let Err(e) = rec.wait_replicated(last_seq, timeout) {
+                eprintln!(
+                    "walctl: replicated up to {} of {last_seq}: {e}",
+                    rec.replicated_seq()
+                );
+            }
+        }
+    }
+    let _ = (rec, last_seq, timeout_s);
 }
 
 /// Why health is Degraded, in words.
@@ -169,6 +213,9 @@ fn config(a: &RecordArgs) -> Result<Config, String> {
     if a.archive.is_some() && !cfg!(feature = "archive") {
         return Err("--archive needs a build with --features archive".into());
     }
+    if a.serve.is_some() && !cfg!(feature = "replication") {
+        return Err("--serve needs a build with --features replication".into());
+    }
     if a.sync_interval_ms.is_zero() {
         return Err("--sync-interval-ms must be at least 1us".into());
     }
@@ -201,6 +248,14 @@ fn config(a: &RecordArgs) -> Result<Config, String> {
     #[cfg(feature = "archive")]
     if let Some(url) = &a.archive {
         cfg.archive = Some(wal_recorder::archive::ArchiveConfig::new(url));
+    }
+    #[cfg(feature = "replication")]
+    if let Some(serve) = &a.serve {
+        let listen = super::replicate::parse_addr(serve)?;
+        let mut rc =
+            wal_recorder::replication::ReplicationConfig::new(listen, a.security.security()?);
+        rc.min_replicas = a.min_replicas;
+        cfg.replication = Some(rc);
     }
     let checked = cfg.clone().validated().map_err(|e| match e {
         wal_recorder::Error::Config(why) => why,
@@ -259,7 +314,27 @@ pub fn run(a: RecordArgs) -> CmdResult {
         cfg.core = Some(1);
         core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     }
+    #[cfg(feature = "replication")]
+    if cfg.replication.is_some() {
+        super::replicate::log_to_stderr();
+    }
     let mut rec = Recorder::open(&a.dir, cfg)?;
+    #[cfg(feature = "replication")]
+    if let Some(s) = rec.replication() {
+        eprintln!("walctl: serving {} epoch {}", s.listen, s.epoch);
+        if let Some(secs) = a.await_followers {
+            let until = std::time::Instant::now() + Duration::from_secs_f64(secs.max(0.0));
+            let connected = || {
+                let st = rec.replication().expect("serving");
+                st.followers.iter().filter(|f| f.connected).count()
+            };
+            while connected() < s.min_replicas && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let connected = connected();
+            eprintln!("walctl: {connected} followers connected");
+        }
+    }
     let first_seq = rec.last_seq() + 1;
     let clock = quanta::Clock::new();
     let mut hist = Histogram::new();
@@ -319,9 +394,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
             if a.progress && clock.delta_as_nanos(last_progress, t1) >= progress_every {
                 let m = rec.maintainer_stats();
                 eprintln!(
-                    "appended {} durable {} health {:?} stalls {} (drained-buffer {} preparing {} prepare-retry {} maintainer-late {} budget {})",
+                    "appended {} durable {}{} health {:?} stalls {} (drained-buffer {} preparing {} prepare-retry {} maintainer-late {} budget {})",
                     seq - 1,
                     rec.durable_seq(),
+                    replicated_part(&rec),
                     rec.health(),
                     rec.writer_stats().stalls,
                     m.stall_no_free_buffer.get(),
@@ -343,8 +419,14 @@ pub fn run(a: RecordArgs) -> CmdResult {
         lag.durable(rec.durable_seq(), clock.delta_as_nanos(start, clock.raw()));
         std::hint::spin_loop();
     }
+    wait_replicated(&rec, last_seq, a.replicate_timeout);
     if a.progress {
-        eprintln!("appended {} durable {}", last_seq, rec.durable_seq());
+        eprintln!(
+            "appended {} durable {}{}",
+            last_seq,
+            rec.durable_seq(),
+            replicated_part(&rec)
+        );
     }
     let writer = rec.writer_stats();
     let recovered = rec.recovered().clone();
@@ -384,7 +466,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
         write_metrics(dir, &snapshot)?;
     }
     if a.progress {
-        eprintln!("appended {last_seq} durable {durable_at_end}");
+        eprintln!(
+            "appended {last_seq} durable {durable_at_end}{}",
+            replicated_part(&rec)
+        );
     }
     let m = &maintainer_json;
     let bytes_in = m["bytes_in"].as_u64().unwrap_or(0);
@@ -394,7 +479,8 @@ pub fn run(a: RecordArgs) -> CmdResult {
     let rate = appended as f64 / secs;
     let q = |p: f64| hist.quantile(p);
     if a.json {
-        let v = json!({
+        #[allow(unused_mut)] // extended with the replication feature
+        let mut v = json!({
             "dir": a.dir, "records": appended, "record_size": a.record_size, "error": error,
             "first_seq": first_seq, "last_seq": last_seq, "durable_seq": durable_at_end,
             "retained_first_seq": retained_from,
@@ -411,6 +497,11 @@ pub fn run(a: RecordArgs) -> CmdResult {
             "histograms": histograms_json(&snapshot),
             "archive": archive_json(&snapshot.counters.archive, a.archive.as_deref()),
         });
+        #[cfg(feature = "replication")]
+        if let Some(st) = rec.replication() {
+            v["replicated_seq"] = json!(st.replicated_seq);
+            v["replication"] = super::replicate::status_json(&st);
+        }
         println!("{v}");
     } else {
         if open.summarized + open.read > 0 {
@@ -479,6 +570,24 @@ pub fn run(a: RecordArgs) -> CmdResult {
             println!(
                 "archive {url}: uploaded {} ({} bytes), already there {}, failures {}, corrupt uploads {}, backlog {}",
                 c.uploaded, c.bytes, c.already_archived, c.failures, c.corrupt_uploads, c.backlog
+            );
+        }
+        #[cfg(feature = "replication")]
+        if let Some(st) = rec.replication() {
+            let followers: Vec<String> = st
+                .followers
+                .iter()
+                .map(|f| format!("{} at {} durable {}", f.name, f.addr, f.durable_seq))
+                .collect();
+            println!(
+                "replication epoch {}: replicated_seq {} (min_replicas {}); followers: {}",
+                st.epoch,
+                st.replicated_seq,
+                st.min_replicas,
+                match followers.is_empty() {
+                    true => "none".to_string(),
+                    false => followers.join(", "),
+                }
             );
         }
     }

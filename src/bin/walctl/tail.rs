@@ -4,7 +4,6 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Args;
@@ -57,23 +56,12 @@ pub(crate) struct TailArgs {
     durable: bool,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
 pub(crate) fn run(a: TailArgs) -> CmdResult {
     if !a.dir.is_dir() {
         return Err(format!("{}: not a directory", a.dir.display()).into());
     }
-    // SAFETY: the handler only stores to an atomic (async-signal-safe); SIGPIPE ignored makes
-    // a closed pipe an EPIPE write error, which ends the command with 0 below.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+    // A closed pipe is an EPIPE write error, which ends the command with 0 below.
+    crate::stop_signal::install();
     let start = match (a.from, a.from_end, a.since) {
         (Some(seq), _, _) => Some(StartAt::Seq(seq)),
         (None, true, _) => Some(StartAt::End),
@@ -120,7 +108,7 @@ fn follow(a: &TailArgs, t: Tailer) -> CmdResult {
     let mut buf = Vec::new();
     let mut told = false;
     let mut printed = 0u64;
-    while !STOP.load(Ordering::Relaxed) {
+    while !crate::stop_signal::stopped() {
         let got = match a.follow {
             true => t.next_timeout(&mut buf, Duration::from_millis(50))?,
             false => t.poll(&mut buf)?,
