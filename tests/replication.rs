@@ -120,3 +120,226 @@ fn a_follower_holds_every_record_up_to_replicated_seq_with_the_leaders_chain() {
     verify_ok(fd.path());
     assert_eq!(records(fd.path()), records(ld.path()));
 }
+
+fn append_n(rec: &mut Recorder, n: u64) -> u64 {
+    for _ in 0..n {
+        let seq = rec.last_seq() + 1;
+        rec.append_with(64, |b| event::fill(seq, b)).unwrap();
+    }
+    rec.last_seq()
+}
+
+/// Segment files (hot or cold) in `dir`.
+fn segment_files(dir: &Path) -> usize {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".wal") || n.ends_with(".wal.lz4")
+            })
+            .count(),
+        Err(_) => 0,
+    }
+}
+
+#[test]
+fn a_follower_killed_and_restarted_catches_up() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let staging = common::staging_root();
+    let mut rec = Recorder::open(ld.path(), leader_config(ld.path(), staging.path())).unwrap();
+    let addr = listen_addr(&rec);
+    let opts = || follower_options(fd.path(), staging.path(), "standby");
+    let f = Follower::open(fd.path(), addr, opts()).unwrap();
+    let first = append_n(&mut rec, 2500);
+    rec.wait_replicated(first, WAIT).unwrap();
+    f.close().unwrap();
+    // The leader goes on without it: not replicated, never blocked.
+    let last = append_n(&mut rec, 4000);
+    assert!(rec.replicated_seq() < last);
+    let f = Follower::open(fd.path(), addr, opts()).unwrap();
+    rec.wait_replicated(last, WAIT).unwrap();
+    assert!(f.durable_seq() >= last);
+    f.close().unwrap();
+    rec.close().unwrap();
+    verify_ok(fd.path());
+    assert_eq!(records(fd.path()), records(ld.path()));
+}
+
+#[test]
+fn mutual_tls_admits_the_sites_certificates_and_refuses_others_with_nothing_written() {
+    let (ld, certs, other) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let staging = common::staging_root();
+    wal_recorder::replication::generate_certs(certs.path(), &["leader", "follower"], &[]).unwrap();
+    // Another site's CA: its follower certificate is well formed but not ours.
+    wal_recorder::replication::generate_certs(other.path(), &["follower"], &[]).unwrap();
+    let files = |dir: &Path, name: &str, ca: &Path| {
+        Security::Tls(wal_recorder::replication::TlsFiles {
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+            ca: ca.join("ca.pem"),
+            server_name: None,
+        })
+    };
+    let mut c = config(ld.path(), staging.path());
+    c.replication = Some(ReplicationConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        files(certs.path(), "leader", certs.path()),
+    ));
+    let mut rec = Recorder::open(ld.path(), c).unwrap();
+    let addr = listen_addr(&rec);
+    let last = append_n(&mut rec, 1500);
+    let follow = |name: &str, security: Security| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = follower_options(dir.path(), staging.path(), name);
+        o.security = security;
+        let f = Follower::open(dir.path(), addr, o).unwrap();
+        (dir, f)
+    };
+    let (good_dir, good) = follow("good", files(certs.path(), "follower", certs.path()));
+    let (foreign_dir, foreign) = follow("foreign", files(other.path(), "follower", other.path()));
+    let (plain_dir, plain) = follow("plain", Security::Insecure);
+    rec.wait_replicated(last, WAIT).unwrap();
+    assert!(good.durable_seq() >= last);
+    for (f, what) in [(&foreign, "another CA"), (&plain, "no TLS")] {
+        wait_for(what, || f.last_problem().is_some());
+        assert_eq!(f.received_seq(), 0, "{what}: nothing received");
+        assert_ne!(f.state(), FollowerState::Following, "{what}");
+    }
+    let names: Vec<String> = rec
+        .replication()
+        .unwrap()
+        .followers
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    assert_eq!(names, ["good"], "only the certified follower is admitted");
+    drop((good, foreign, plain));
+    assert_eq!(segment_files(foreign_dir.path()), 0);
+    assert_eq!(segment_files(plain_dir.path()), 0);
+    rec.close().unwrap();
+    assert_eq!(records(good_dir.path()), records(ld.path()));
+    // Plain TCP to an address that is not loopback is refused before anything starts.
+    let mut c = config(ld.path(), staging.path());
+    c.replication = Some(ReplicationConfig::new(
+        "0.0.0.0:0".parse().unwrap(),
+        Security::Insecure,
+    ));
+    assert!(matches!(
+        Recorder::open(ld.path(), c),
+        Err(Error::Config(_))
+    ));
+    let d = tempfile::tempdir().unwrap();
+    let o = follower_options(d.path(), staging.path(), "f");
+    assert!(matches!(
+        Follower::open(d.path(), "192.0.2.1:7000".parse().unwrap(), o),
+        Err(Error::Config(_))
+    ));
+}
+
+/// A fake leader that accepts one connection and answers with `bytes`.
+fn fake_leader(bytes: Vec<u8>) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = l.accept() {
+            let mut hello = [0u8; 64];
+            let _ = s.read(&mut hello);
+            let _ = s.write_all(&bytes);
+            let _ = s.read(&mut hello); // until the follower hangs up
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_follower_disconnects_from_garbage_and_oversized_frames_with_nothing_written() {
+    let staging = common::staging_root();
+    let oversized = {
+        let mut b = (64u32 << 20).to_le_bytes().to_vec();
+        b.push(5); // records
+        b.extend_from_slice(&[0xab; 4096]);
+        b
+    };
+    for (what, bytes) in [
+        ("garbage", b"HTTP/1.1 200 OK\r\n\r\nhello".to_vec()),
+        ("oversized", oversized),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let f = Follower::open(
+            d.path(),
+            fake_leader(bytes),
+            follower_options(d.path(), staging.path(), "f"),
+        )
+        .unwrap();
+        wait_for(what, || f.last_problem().is_some());
+        let problem = f.last_problem().unwrap();
+        assert!(problem.contains("frame"), "{what}: {problem}");
+        assert_eq!(f.received_seq(), 0);
+        drop(f);
+        assert_eq!(segment_files(d.path()), 0, "{what}: nothing written");
+    }
+}
+
+#[test]
+fn a_leader_refuses_garbage_and_keeps_serving_its_followers() {
+    use std::io::{Read, Write};
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let staging = common::staging_root();
+    let mut rec = Recorder::open(ld.path(), leader_config(ld.path(), staging.path())).unwrap();
+    let addr = listen_addr(&rec);
+    for bytes in [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        (u32::MAX).to_le_bytes().to_vec(),
+    ] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&bytes).unwrap();
+        // The leader hangs up (after a refusal frame, at most).
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let f = Follower::open(
+        fd.path(),
+        addr,
+        follower_options(fd.path(), staging.path(), "real"),
+    )
+    .unwrap();
+    let last = append_n(&mut rec, 1000);
+    rec.wait_replicated(last, WAIT).unwrap();
+    assert_eq!(rec.replication().unwrap().followers.len(), 1);
+    f.close().unwrap();
+    rec.close().unwrap();
+}
+
+#[test]
+fn a_follower_of_another_log_is_refused_and_writes_nothing() {
+    let (a, b, fd) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let staging = common::staging_root();
+    let mut log_a = Recorder::open(a.path(), leader_config(a.path(), staging.path())).unwrap();
+    let mut log_b = Recorder::open(b.path(), leader_config(b.path(), staging.path())).unwrap();
+    let last_a = append_n(&mut log_a, 500);
+    append_n(&mut log_b, 800);
+    let opts = || follower_options(fd.path(), staging.path(), "f");
+    let f = Follower::open(fd.path(), listen_addr(&log_a), opts()).unwrap();
+    log_a.wait_replicated(last_a, WAIT).unwrap();
+    f.close().unwrap();
+    let before = records(fd.path());
+    let f = Follower::open(fd.path(), listen_addr(&log_b), opts()).unwrap();
+    wait_for("the refusal", || f.state() == FollowerState::Stopped);
+    let why = f.error().unwrap();
+    assert!(why.contains("log"), "{why}");
+    drop(f);
+    assert_eq!(records(fd.path()), before, "nothing of log B written");
+    log_a.close().unwrap();
+    log_b.close().unwrap();
+}

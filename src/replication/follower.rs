@@ -27,6 +27,9 @@ use crate::segment::ChainPoint;
 const POLL: Duration = Duration::from_micros(200);
 /// An acknowledgement goes out at least this often (the leader's liveness check).
 const ACK_EVERY: Duration = Duration::from_millis(100);
+/// A record that breaks the chain this many times in a row at the same place is not damage
+/// on the way but another log: the follower stops.
+const MISMATCHES_FATAL: u32 = 3;
 
 /// See the module docs and [`Follower::open`].
 #[derive(Debug, Clone)]
@@ -163,6 +166,7 @@ impl Follower {
             state,
             recorder,
             shared: shared.clone(),
+            mismatches: (0, 0),
         };
         let thread = std::thread::Builder::new()
             .name("wal-follower".into())
@@ -340,6 +344,8 @@ struct Worker {
     state: ReplicaState,
     recorder: Option<Recorder>,
     shared: Arc<Shared>,
+    /// The last record that broke the chain, and how many times in a row.
+    mismatches: (u64, u32),
 }
 
 impl Worker {
@@ -580,18 +586,28 @@ impl Worker {
                             }
                             let crc = record_crc(at.crc, r.seq, timed.then_some(r.time), r.payload);
                             if crc != r.crc {
-                                // Same epoch, other records: the leader lost and rewrote
-                                // what this log holds. Nothing is written; an operator decides.
+                                // Nothing is written. Damaged on the way: fetched again; the
+                                // same mismatch each time: the leader's log differs from
+                                // this one, and an operator decides.
                                 let why = format!(
-                                    "record {} does not continue this log's chain (the leader's log differs from this one at {}): nothing written; promote this log or restore the leader",
-                                    r.seq, r.seq
+                                    "record {} does not continue this log's chain: nothing written",
+                                    r.seq
                                 );
                                 ch.send(&Frame::Refuse {
                                     code: RefuseCode::ChainMismatch,
                                     message: why.clone(),
                                 });
                                 let _ = ch.flush_timeout(Duration::from_millis(200));
-                                return Ended::Fatal(why);
+                                self.mismatches = match self.mismatches {
+                                    (seq, n) if seq == r.seq => (seq, n + 1),
+                                    _ => (r.seq, 1),
+                                };
+                                return match self.mismatches.1 >= MISMATCHES_FATAL {
+                                    true => Ended::Fatal(format!(
+                                        "{why} ({MISMATCHES_FATAL} times: the leader's log differs from this one there; promote this log or restore the leader's)"
+                                    )),
+                                    false => Ended::Retry(why),
+                                };
                             }
                             let appended = match timed {
                                 true => rec.append_at(r.time, r.payload),

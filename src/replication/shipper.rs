@@ -21,6 +21,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_QUEUED: usize = 4 * BATCH_BYTES;
 /// A heartbeat goes out after this long without records.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
+/// How often the follower's position is saved for retention (`readers/replica-<name>.pos`).
+const SAVE_POSITION_EVERY: Duration = Duration::from_millis(100);
 
 /// Serves one follower until it leaves, fails or the leader stops.
 pub(crate) fn serve(sock: TcpStream, addr: SocketAddr, shared: Arc<LeaderShared>) {
@@ -64,6 +66,14 @@ pub(crate) fn serve(sock: TcpStream, addr: SocketAddr, shared: Arc<LeaderShared>
         Ok(Some(start)) => start,
         Ok(None) => return, // told to diverge, or refused
         Err((code, why)) => return refuse(ch, code, &why),
+    };
+    // The follower's place in the log, for retention to hold within `hold_segments`.
+    let start = match start
+        .tailer
+        .with_position(&format!("replica-{}", hello.name))
+    {
+        Ok(tailer) => Start { tailer, ..start },
+        Err(e) => return refuse(ch, RefuseCode::Protocol, &format!("follower name: {e}")),
     };
     let slot = shared.connected(&hello.name, addr);
     log::info!(
@@ -177,6 +187,20 @@ fn admit(
             ),
         ));
     }
+    // Same epoch, same place, other records: the logs differ (the leader lost and rewrote
+    // what the follower holds, as after a power cut); nothing is shipped over them.
+    let here = crc_before(shared, hello.next_seq)?;
+    if here != hello.prev_crc {
+        return Err((
+            RefuseCode::ChainMismatch,
+            format!(
+                "the follower's record {} has checksum {:#010x}, this leader's {here:#010x}: the logs differ within epoch {}; promote the follower or restore this log from it",
+                hello.next_seq - 1,
+                hello.prev_crc,
+                state.epoch()
+            ),
+        ));
+    }
     let t = tailer(StartAt::Seq(hello.next_seq))?;
     welcome(shared, ch, hello.next_seq, hello.prev_crc);
     Ok(Some(Start {
@@ -203,13 +227,13 @@ fn log_timed(shared: &LeaderShared) -> bool {
 
 /// The leader's chained checksum before record `seq`.
 fn crc_before(shared: &LeaderShared, seq: u64) -> Result<u32, (RefuseCode, String)> {
+    if seq <= 1 {
+        return Ok(0); // the first record chains from 0
+    }
     let err = |e: Error| (RefuseCode::SeqNotFound, e.to_string());
-    let mut t = Tailer::open(&shared.dir, StartAt::Seq(seq.saturating_sub(1).max(1)))
+    let mut t = Tailer::open(&shared.dir, StartAt::Seq(seq - 1))
         .map_err(err)?
         .with_staging_dir(Some(&shared.staging_dir));
-    if seq == 1 {
-        return Ok(0);
-    }
     let mut payload = Vec::new();
     match t
         .next_timeout(&mut payload, Duration::from_secs(1))
@@ -242,6 +266,7 @@ fn ship(shared: &LeaderShared, ch: &mut Channel, slot: usize, start: Start) -> R
     let mut payload = Vec::with_capacity(4096);
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();
+    let mut last_saved = Instant::now();
     let mut idle = Backoff::new(shared.config.idle_max);
     let epoch = shared.epoch();
     while !shared.stop.load(Ordering::Acquire) {
@@ -279,6 +304,15 @@ fn ship(shared: &LeaderShared, ch: &mut Channel, slot: usize, start: Start) -> R
                     last_sent = Instant::now();
                 }
             }
+        }
+        if last_saved.elapsed() >= SAVE_POSITION_EVERY {
+            if let Err(e) = tailer.commit() {
+                log::warn!(
+                    "replication: {}: saving the follower's position: {e}",
+                    ch.peer()
+                );
+            }
+            last_saved = Instant::now();
         }
         if shipped == 0 && last_sent.elapsed() >= HEARTBEAT_EVERY {
             ch.send(&Frame::Heartbeat {
