@@ -343,3 +343,124 @@ fn a_follower_of_another_log_is_refused_and_writes_nothing() {
     log_a.close().unwrap();
     log_b.close().unwrap();
 }
+
+/// The sequence numbers from `from` on held by the segment files under `dir/quarantine/`
+/// (a segment cut at the point is copied there whole, with the records before it).
+fn quarantined_from(dir: &Path, from: u64) -> Vec<u64> {
+    let q = dir.join("quarantine");
+    let mut seqs = Vec::new();
+    for sub in std::fs::read_dir(&q).unwrap() {
+        let sub = sub.unwrap().path();
+        for f in std::fs::read_dir(&sub).unwrap() {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".wal") || name.ends_with(".wal.lz4") {
+                let mut r = LogReader::open_file(&p).unwrap();
+                let mut payload = Vec::new();
+                while let Some(info) = r.next_record(&mut payload).unwrap() {
+                    if info.seq >= from {
+                        seqs.push(info.seq);
+                    }
+                }
+            }
+        }
+    }
+    seqs.sort_unstable();
+    seqs
+}
+
+#[test]
+fn promotion_fences_the_old_leader_which_rejoins_with_its_unreplicated_tail_quarantined() {
+    let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let staging = common::staging_root();
+    let mut old = Recorder::open(
+        old_dir.path(),
+        leader_config(old_dir.path(), staging.path()),
+    )
+    .unwrap();
+    let f = Follower::open(
+        new_dir.path(),
+        listen_addr(&old),
+        follower_options(new_dir.path(), staging.path(), "standby"),
+    )
+    .unwrap();
+    let replicated = append_n(&mut old, 2200);
+    old.wait_replicated(replicated, WAIT).unwrap();
+    // The standby is cut off; the old leader writes 1300 records nobody else holds.
+    f.close().unwrap();
+    let unreplicated = 1300;
+    let old_last = append_n(&mut old, unreplicated);
+    old.close().unwrap();
+
+    // An operator promotes the standby: epoch 2 from the record after its last one.
+    let epoch = wal_recorder::replication::promote_with(
+        new_dir.path(),
+        config(new_dir.path(), staging.path()),
+    )
+    .unwrap();
+    assert_eq!(epoch, 2);
+    let mut new = Recorder::open(
+        new_dir.path(),
+        leader_config(new_dir.path(), staging.path()),
+    )
+    .unwrap();
+    assert_eq!(new.last_seq(), replicated);
+    let new_last = append_n(&mut new, 900);
+    assert!(
+        new_last < old_last,
+        "the two logs now disagree from {replicated} on"
+    );
+
+    // The old leader, restarted as a leader of epoch 1: a follower of epoch 2 refuses it.
+    let stale = Recorder::open(
+        old_dir.path(),
+        leader_config(old_dir.path(), staging.path()),
+    )
+    .unwrap();
+    let third = tempfile::tempdir().unwrap();
+    let f3 = Follower::open(
+        third.path(),
+        listen_addr(&new),
+        follower_options(third.path(), staging.path(), "third"),
+    )
+    .unwrap();
+    new.wait_replicated(new_last, WAIT).unwrap();
+    f3.close().unwrap();
+    let third_before = records(third.path());
+    let f3 = Follower::open(
+        third.path(),
+        listen_addr(&stale),
+        follower_options(third.path(), staging.path(), "third"),
+    )
+    .unwrap();
+    wait_for("the stale leader refused", || {
+        f3.last_problem().is_some_and(|p| p.contains("epoch"))
+    });
+    drop(f3);
+    assert_eq!(
+        records(third.path()),
+        third_before,
+        "nothing of epoch 1 written"
+    );
+    stale.close().unwrap();
+
+    // The old leader rejoins as a follower: its records after the point where the logs part
+    // go to quarantine/ (counted, kept), and it converges on the new leader's log.
+    let rejoined = Follower::open(
+        old_dir.path(),
+        listen_addr(&new),
+        follower_options(old_dir.path(), staging.path(), "old"),
+    )
+    .unwrap();
+    let more = append_n(&mut new, 500);
+    new.wait_replicated(more, WAIT).unwrap();
+    wait_for("the rejoined follower", || rejoined.durable_seq() >= more);
+    assert_eq!(rejoined.set_aside(), unreplicated);
+    assert_eq!(rejoined.epoch(), 2);
+    rejoined.close().unwrap();
+    new.close().unwrap();
+    verify_ok(old_dir.path());
+    assert_eq!(records(old_dir.path()), records(new_dir.path()));
+    let kept: Vec<u64> = (replicated + 1..=old_last).collect();
+    assert_eq!(quarantined_from(old_dir.path(), replicated + 1), kept);
+}
