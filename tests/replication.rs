@@ -118,7 +118,7 @@ fn a_follower_holds_every_record_up_to_replicated_seq_with_the_leaders_chain() {
     }
     rec.close().unwrap();
     verify_ok(fd.path());
-    assert_eq!(records(fd.path()), records(ld.path()));
+    assert!(records(fd.path()) == records(ld.path()));
 }
 
 fn append_n(rec: &mut Recorder, n: u64) -> u64 {
@@ -163,7 +163,7 @@ fn a_follower_killed_and_restarted_catches_up() {
     f.close().unwrap();
     rec.close().unwrap();
     verify_ok(fd.path());
-    assert_eq!(records(fd.path()), records(ld.path()));
+    assert!(records(fd.path()) == records(ld.path()));
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn mutual_tls_admits_the_sites_certificates_and_refuses_others_with_nothing_writ
     assert_eq!(segment_files(foreign_dir.path()), 0);
     assert_eq!(segment_files(plain_dir.path()), 0);
     rec.close().unwrap();
-    assert_eq!(records(good_dir.path()), records(ld.path()));
+    assert!(records(good_dir.path()) == records(ld.path()));
     // Plain TCP to an address that is not loopback is refused before anything starts.
     let mut c = config(ld.path(), staging.path());
     c.replication = Some(ReplicationConfig::new(
@@ -339,7 +339,7 @@ fn a_follower_of_another_log_is_refused_and_writes_nothing() {
     let why = f.error().unwrap();
     assert!(why.contains("log"), "{why}");
     drop(f);
-    assert_eq!(records(fd.path()), before, "nothing of log B written");
+    assert!(records(fd.path()) == before, "nothing of log B written");
     log_a.close().unwrap();
     log_b.close().unwrap();
 }
@@ -460,7 +460,65 @@ fn promotion_fences_the_old_leader_which_rejoins_with_its_unreplicated_tail_quar
     rejoined.close().unwrap();
     new.close().unwrap();
     verify_ok(old_dir.path());
-    assert_eq!(records(old_dir.path()), records(new_dir.path()));
+    assert!(records(old_dir.path()) == records(new_dir.path()));
     let kept: Vec<u64> = (replicated + 1..=old_last).collect();
     assert_eq!(quarantined_from(old_dir.path(), replicated + 1), kept);
+}
+
+/// A recorder whose retention keeps 2 hot and 2 cold segments, and `hold` more for a
+/// follower that is behind.
+fn small_retention_leader(dir: &Path, staging: &Path, hold: usize) -> Recorder {
+    let mut c = leader_config(dir, staging);
+    c.max_segments = 2;
+    c.max_compressed_segments = 2;
+    c.replication.as_mut().unwrap().hold_segments = hold;
+    Recorder::open(dir, c).unwrap()
+}
+
+#[test]
+fn retention_holds_segments_for_a_follower_within_its_budget_and_beyond_it_the_follower_is_told() {
+    let staging = common::staging_root();
+    for (hold, caught_up) in [(200, true), (3, false)] {
+        let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut rec = small_retention_leader(ld.path(), staging.path(), hold);
+        let addr = listen_addr(&rec);
+        let opts = || follower_options(fd.path(), staging.path(), "slow");
+        let f = Follower::open(fd.path(), addr, opts()).unwrap();
+        let first = append_n(&mut rec, 500);
+        rec.wait_replicated(first, WAIT).unwrap();
+        f.close().unwrap();
+        // 30 segments while the follower is away.
+        let last = append_n(&mut rec, 30 * 900);
+        rec.sync().unwrap();
+        // Retention is due for the segments the follower lacks: held, or deleted.
+        match caught_up {
+            true => wait_for("the hold", || {
+                rec.maintainer_stats().held_for_readers.get() > 0
+            }),
+            false => wait_for("retention", || rec.maintainer_stats().freed.get() > 0),
+        }
+        let before = records(fd.path());
+        let f = Follower::open(fd.path(), addr, opts()).unwrap();
+        match caught_up {
+            true => {
+                rec.wait_replicated(last, WAIT).unwrap();
+                f.close().unwrap();
+                // The follower holds everything; the leader may delete what it has read now.
+                let (mine, theirs) = (records(fd.path()), records(ld.path()));
+                assert_eq!((mine[0].0, mine.len() as u64), (1, last));
+                assert!(
+                    mine.ends_with(&theirs),
+                    "the follower's log ends as the leader's"
+                );
+            }
+            false => {
+                wait_for("the refusal", || f.state() == FollowerState::Stopped);
+                let why = f.error().unwrap();
+                assert!(why.contains("not in the log"), "{why}");
+                drop(f);
+                assert!(records(fd.path()) == before, "nothing written");
+            }
+        }
+        rec.close().unwrap();
+    }
 }
