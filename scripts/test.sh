@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need and is missing on this machine,
-# then runs the tests with the default features and with the histograms and the archive tier.
+# then runs the tests with the default features and with the histograms, the archive tier and
+# replication (tests/replication*.rs: leader and followers on loopback).
 #
 #   lz4 (contract 2: `lz4 -d` restores a cold segment), e2fsprogs and xfsprogs (power cuts on
 #   loop-mounted ext4 and xfs), mount/util-linux (tmpfs, loop and bind mounts), and moto's S3
@@ -39,4 +40,4 @@ WAL_TEST_PYTHON="$(pwd)/$venv/bin/python"
 export WAL_TEST_PYTHON
 
 cargo test "$@"
-cargo test --features fs1-metrics,archive "$@"
+cargo test --features fs1-metrics,archive,replication "$@"

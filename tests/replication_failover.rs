@@ -228,14 +228,22 @@ fn sigkilled_leader_promoted_follower_holds_every_replicated_record_and_the_old_
     let lines = stderr_lines(&mut lead);
     let proxy = Proxy::start(served_addr(&lines), rng.next());
     let mut follow = follower(new_dir.path(), staging, proxy.addr, &["--name", "standby"]);
+    let follow_lines = stderr_lines(&mut follow);
 
     // 2. SIGKILL the leader once its followers hold a random number of records.
     let kill_after = 20_000 + rng.below(200_000);
     let (mut replicated, mut appended) = (0, 0);
+    let (start, mut leader_said) = (Instant::now(), Vec::new());
     let until = Instant::now() + WAIT;
     while replicated < kill_after {
-        assert!(Instant::now() < until, "replicated only {replicated}");
+        if Instant::now() > until || follow.try_wait().unwrap().is_some() {
+            let said: Vec<String> = follow_lines.try_iter().collect();
+            panic!("replicated only {replicated}; the follower said {said:?}; the leader said {leader_said:?}");
+        }
         let line = lines.recv_timeout(WAIT).expect("progress lines");
+        if !line.starts_with("appended") {
+            leader_said.push(format!("{:?} {line}", start.elapsed()));
+        }
         if let Some(r) = field(&line, "replicated") {
             assert!(r >= replicated, "replicated_seq went back: {line}");
             replicated = r;

@@ -16,15 +16,23 @@ use crate::segment::format::{SegmentHeader, HEADER_LEN};
 pub(crate) const RELIST_TRIES: u32 = 8;
 
 /// Runs `attempt` again (up to [`RELIST_TRIES`] times) while it fails on a file that a live
-/// log's maintainer froze or deleted after it was listed.
+/// log's maintainer froze or deleted after it was listed, or finds the log starting after
+/// the sequence number asked for: a directory read while a freeze renames a segment's
+/// `.wal.lz4.tmp` and unlinks its `.wal` can see neither name (found by a follower catching
+/// up on a recorder that froze its first segment meanwhile).
 pub(crate) fn relisting<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     let mut tries = 0;
     loop {
         match attempt() {
-            Err(e) if vanished(&e) && tries < RELIST_TRIES => tries += 1,
+            Err(e) if (vanished(&e) || before_first(&e)) && tries < RELIST_TRIES => tries += 1,
             done => return done,
         }
     }
+}
+
+/// Whether `e` says the log starts after the sequence number asked for.
+fn before_first(e: &Error) -> bool {
+    matches!(e, Error::SeqNotFound { seq, first: Some(first), .. } if seq < first)
 }
 
 /// Whether `e` is a file that a live log's maintainer removed after it was listed (a freeze

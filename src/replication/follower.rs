@@ -356,7 +356,10 @@ impl Worker {
                 break Ok(());
             }
             let ended = self.session();
-            self.shared.following.store(false, Ordering::Release);
+            // A connection that got as far as records starts the back-off again.
+            if self.shared.following.swap(false, Ordering::AcqRel) {
+                pause = self.options.reconnect_min;
+            }
             match ended {
                 Ended::Stopped => break Ok(()),
                 Ended::Diverged { from, crc_before } => {

@@ -68,11 +68,11 @@ pub(crate) fn serve(sock: TcpStream, addr: SocketAddr, shared: Arc<LeaderShared>
         Err((code, why)) => return refuse(ch, code, &why),
     };
     // The follower's place in the log, for retention to hold within `hold_segments`.
-    let start = match start
-        .tailer
-        .with_position(&format!("replica-{}", hello.name))
-    {
-        Ok(tailer) => Start { tailer, ..start },
+    let start = match follower_position(&shared, &hello.name, &start) {
+        Ok(()) => match start.tailer.with_position(&format!("replica-{}", hello.name)) {
+            Ok(tailer) => Start { tailer, ..start },
+            Err(e) => return refuse(ch, RefuseCode::Protocol, &format!("follower position: {e}")),
+        },
         Err(e) => return refuse(ch, RefuseCode::Protocol, &format!("follower name: {e}")),
     };
     let slot = shared.connected(&hello.name, addr);
@@ -97,10 +97,20 @@ fn refuse(ch: Channel, code: RefuseCode, why: &str) {
     ch.refuse(code, why);
 }
 
-/// Where shipping starts and the tailer that reads from there.
+/// Where shipping starts (the record and the chain before it) and the tailer that reads
+/// from there.
 struct Start {
     seq: u64,
+    crc: u32,
     tailer: Tailer,
+}
+
+/// Saves where the follower starts as its position, even behind the one saved before: what
+/// was shipped on a lost connection may not have reached it.
+fn follower_position(shared: &LeaderShared, name: &str, start: &Start) -> crate::Result<()> {
+    let mut p =
+        crate::logdir::reader_position::ReaderPosition::open(&shared.dir, &format!("replica-{name}"))?;
+    p.restart_at(start.seq, start.crc)
 }
 
 /// Checks the follower and answers its hello: `Ok(Some)` to ship, `Ok(None)` when the
@@ -161,7 +171,11 @@ fn admit(
                 "the leader's log has no segment yet".to_string(),
             ))?;
         welcome(shared, ch, seq, crc);
-        return Ok(Some(Start { seq, tailer: t }));
+        return Ok(Some(Start {
+            seq,
+            crc,
+            tailer: t,
+        }));
     }
     let from = state.divergence(hello.epoch, hello.next_seq);
     if from < hello.next_seq {
@@ -205,6 +219,7 @@ fn admit(
     welcome(shared, ch, hello.next_seq, hello.prev_crc);
     Ok(Some(Start {
         seq: hello.next_seq,
+        crc: hello.prev_crc,
         tailer: t,
     }))
 }
