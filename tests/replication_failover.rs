@@ -306,7 +306,19 @@ fn sigkilled_leader_promoted_follower_holds_every_replicated_record_and_the_old_
     );
     assert!(new_lead.wait().unwrap().success());
     verify(old_dir.path(), staging);
-    assert!(records(old_dir.path()) == records(new_dir.path()));
+    let (old_log, new_log) = (records(old_dir.path()), records(new_dir.path()));
+    if old_log != new_log {
+        let at = old_log.iter().zip(&new_log).position(|(a, b)| a != b);
+        let show =
+            |r: &[(u64, u32, Vec<u8>)]| (r.len(), r.first().map(|x| x.0), r.last().map(|x| x.0));
+        panic!(
+            "the rejoined log differs: old {:?} new {:?}, first difference at {at:?}: {:?} vs {:?}; it said {said:?}",
+            show(&old_log),
+            show(&new_log),
+            at.map(|i| (old_log[i].0, old_log[i].1)),
+            at.map(|i| (new_log[i].0, new_log[i].1)),
+        );
+    }
     // What the old leader held past the point where the logs part is in quarantine/,
     // counted; it held at least what it last printed as appended.
     let set_aside = said

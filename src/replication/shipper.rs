@@ -69,7 +69,10 @@ pub(crate) fn serve(sock: TcpStream, addr: SocketAddr, shared: Arc<LeaderShared>
     };
     // The follower's place in the log, for retention to hold within `hold_segments`.
     let start = match follower_position(&shared, &hello.name, &start) {
-        Ok(()) => match start.tailer.with_position(&format!("replica-{}", hello.name)) {
+        Ok(()) => match start
+            .tailer
+            .with_position(&format!("replica-{}", hello.name))
+        {
             Ok(tailer) => Start { tailer, ..start },
             Err(e) => return refuse(ch, RefuseCode::Protocol, &format!("follower position: {e}")),
         },
@@ -108,8 +111,10 @@ struct Start {
 /// Saves where the follower starts as its position, even behind the one saved before: what
 /// was shipped on a lost connection may not have reached it.
 fn follower_position(shared: &LeaderShared, name: &str, start: &Start) -> crate::Result<()> {
-    let mut p =
-        crate::logdir::reader_position::ReaderPosition::open(&shared.dir, &format!("replica-{name}"))?;
+    let mut p = crate::logdir::reader_position::ReaderPosition::open(
+        &shared.dir,
+        &format!("replica-{name}"),
+    )?;
     p.restart_at(start.seq, start.crc)
 }
 
