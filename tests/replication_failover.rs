@@ -298,7 +298,22 @@ fn sigkilled_leader_promoted_follower_holds_every_replicated_record_and_the_old_
         &["--name", "old", "--until", &target.to_string()],
     );
     let rejoin_lines = stderr_lines(&mut rejoin);
-    let status = rejoin.wait().unwrap();
+    let until = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = rejoin.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            rejoin.kill().unwrap();
+            let said: Vec<String> = rejoin_lines.try_iter().collect();
+            let leader_said: Vec<String> = new_lines.try_iter().collect();
+            panic!(
+                "the rejoined follower did not reach {target}: the new leader said {leader_said:?}; the follower said {:?}",
+                &said[..said.len().min(14)]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let said: Vec<String> = rejoin_lines.try_iter().collect();
     assert!(
         status.success(),
@@ -365,4 +380,72 @@ fn quarantined_from(dir: &Path, from: u64) -> Vec<u64> {
     }
     seqs.sort_unstable();
     seqs
+}
+
+/// The README's mutual-TLS commands: `walctl certs`, `record --serve` with the leader's
+/// certificate, `follow --until` with the follower's, then `verify`.
+#[test]
+fn walctl_leader_and_follower_over_mutual_tls() {
+    let d = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let pki = d.path().join("pki");
+    assert!(common::walctl()
+        .arg("certs")
+        .arg(&pki)
+        .status()
+        .unwrap()
+        .success());
+    let tls = |name: &str| {
+        vec![
+            "--tls-cert".to_string(),
+            pki.join(format!("{name}.pem")).display().to_string(),
+            "--tls-key".to_string(),
+            pki.join(format!("{name}.key")).display().to_string(),
+            "--tls-ca".to_string(),
+            pki.join("ca.pem").display().to_string(),
+        ]
+    };
+    let mut lead = common::walctl()
+        .arg("record")
+        .arg(d.path().join("leader"))
+        .args([
+            "--serve",
+            "127.0.0.1:0",
+            "--records",
+            "200000",
+            "--rate",
+            "200000",
+        ])
+        .args(["--await-followers", "30", "--staging-dir"])
+        .arg(staging.path())
+        .args(tls("leader"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut lead);
+    let addr = served_addr(&lines);
+    let follow = common::walctl()
+        .arg("follow")
+        .arg(d.path().join("follower"))
+        .args([
+            "--leader",
+            &addr.to_string(),
+            "--until",
+            "200000",
+            "--staging-dir",
+        ])
+        .arg(staging.path())
+        .args(tls("follower"))
+        .output()
+        .unwrap();
+    assert!(
+        follow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&follow.stderr)
+    );
+    assert!(lead.wait().unwrap().success());
+    let v = verify(&d.path().join("follower"), staging.path());
+    assert_eq!(v["last_seq"], 200000);
+    assert!(records(&d.path().join("follower")) == records(&d.path().join("leader")));
 }

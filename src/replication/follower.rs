@@ -190,7 +190,8 @@ impl Follower {
         self.shared.durable.load(Ordering::Acquire)
     }
 
-    /// The leader's last committed record, as its last heartbeat said.
+    /// The leader's last committed record as far as this follower knows (its heartbeats and
+    /// the records received).
     pub fn leader_seq(&self) -> u64 {
         self.shared.leader_seq.load(Ordering::Relaxed)
     }
@@ -633,9 +634,14 @@ impl Worker {
                         self.shared
                             .received
                             .store(at.next_seq - 1, Ordering::Release);
+                        self.shared
+                            .leader_seq
+                            .fetch_max(at.next_seq - 1, Ordering::Relaxed);
                     }
                     Frame::Heartbeat { last_seq } => {
-                        self.shared.leader_seq.store(last_seq, Ordering::Relaxed)
+                        self.shared
+                            .leader_seq
+                            .fetch_max(last_seq, Ordering::Relaxed);
                     }
                     Frame::Refuse { code, message } if code.is_permanent() => {
                         return Ended::Fatal(format!("the leader refused: {message}"))

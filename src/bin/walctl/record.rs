@@ -128,6 +128,28 @@ fn replicated_part(rec: &Recorder) -> String {
     String::new()
 }
 
+/// The recorder's `replicated_seq` (one atomic load: called on the writer's loop).
+fn replicated_seq(rec: &Recorder) -> u64 {
+    #[cfg(feature = "replication")]
+    return rec.replicated_seq();
+    #[cfg(not(feature = "replication"))]
+    {
+        let _ = rec;
+        0
+    }
+}
+
+/// Whether the recorder serves followers.
+fn serving(rec: &Recorder) -> bool {
+    #[cfg(feature = "replication")]
+    return rec.replication().is_some();
+    #[cfg(not(feature = "replication"))]
+    {
+        let _ = rec;
+        false
+    }
+}
+
 /// With followers connected, waits (at most `timeout_s`) for them to hold `last_seq`.
 fn wait_replicated(rec: &Recorder, last_seq: u64, timeout_s: f64) {
     #[cfg(feature = "replication")]
@@ -344,6 +366,14 @@ pub fn run(a: RecordArgs) -> CmdResult {
     } else {
         64
     });
+    // Append → durable on the required followers, sampled as the durability lag is.
+    let mut rlag = serving(&rec).then(|| {
+        LagTracker::new(if a.rate > 0 && a.rate <= 100_000 {
+            1
+        } else {
+            64
+        })
+    });
     let progress_every = Duration::from_millis(50).as_nanos() as u64;
     let period_ns = if a.rate > 0 { 1e9 / a.rate as f64 } else { 0.0 };
     let faults_before = thread_faults();
@@ -367,6 +397,9 @@ pub fn run(a: RecordArgs) -> CmdResult {
         let mut waited = clock.delta_as_nanos(start, t0);
         while waited < due {
             lag.durable(rec.durable_seq(), waited);
+            if let Some(r) = rlag.as_mut() {
+                r.durable(replicated_seq(&rec), waited);
+            }
             waited = clock.delta_as_nanos(start, clock.raw());
         }
         let s = seq;
@@ -386,6 +419,10 @@ pub fn run(a: RecordArgs) -> CmdResult {
         });
         lag.appended(s, now);
         lag.durable(rec.durable_seq(), now);
+        if let Some(r) = rlag.as_mut() {
+            r.appended(s, now);
+            r.durable(replicated_seq(&rec), now);
+        }
         seq += 1;
         if i % 1024 == 0 {
             if stop_after.is_some_and(|limit| now >= limit) {
@@ -420,6 +457,12 @@ pub fn run(a: RecordArgs) -> CmdResult {
         std::hint::spin_loop();
     }
     wait_replicated(&rec, last_seq, a.replicate_timeout);
+    if let Some(r) = rlag.as_mut() {
+        r.durable(
+            replicated_seq(&rec),
+            clock.delta_as_nanos(start, clock.raw()),
+        );
+    }
     if a.progress {
         eprintln!(
             "appended {} durable {}{}",
@@ -493,6 +536,9 @@ pub fn run(a: RecordArgs) -> CmdResult {
             "rate": a.rate, "write_path": a.write_path,
             "durability_lag_ns": { "p50": lag.hist.quantile(0.5), "p99": lag.hist.quantile(0.99),
                                    "max": lag.hist.max(), "samples_dropped": lag.dropped },
+            "replication_lag_ns": rlag.as_ref().map(|r| json!({
+                "p50": r.hist.quantile(0.5), "p99": r.hist.quantile(0.99), "max": r.hist.max(),
+                "samples_dropped": r.dropped, "unreplicated": r.outstanding() })),
             "pinned": two_cores, "recovery": recovery, "open": open_json, "health": health,
             "histograms": histograms_json(&snapshot),
             "archive": archive_json(&snapshot.counters.archive, a.archive.as_deref()),

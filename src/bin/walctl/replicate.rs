@@ -130,7 +130,7 @@ mod enabled {
         /// Compressed segments kept before the oldest is deleted
         #[arg(long, default_value_t = 64)]
         max_compressed: usize,
-        /// Stop (exit 0) once every record up to this one is durable here
+        /// Stop (exit 0) once every record up to this one from the leader is durable here
         #[arg(long, value_name = "SEQ")]
         until: Option<u64>,
         /// Print `received <seq> durable <seq> leader <seq> epoch <e> <state>` to stderr
@@ -179,7 +179,11 @@ mod enabled {
             if f.state() == FollowerState::Stopped {
                 break Some(f.error().unwrap_or_else(|| "the follower stopped".into()));
             }
-            if a.until.is_some_and(|u| f.durable_seq() >= u) {
+            // Records the leader sent or announced: a rejoining former leader may hold more of
+            // its own before it sets them aside.
+            if a.until
+                .is_some_and(|u| f.durable_seq() >= u && f.leader_seq() >= u)
+            {
                 break None;
             }
             if a.progress && last_progress.elapsed() >= Duration::from_millis(100) {
