@@ -637,6 +637,9 @@ impl Worker {
                         self.shared
                             .leader_seq
                             .fetch_max(at.next_seq - 1, Ordering::Relaxed);
+                        // Acknowledge between frames: a leader that keeps sending must still
+                        // hear how far this log is durable.
+                        break;
                     }
                     Frame::Heartbeat { last_seq } => {
                         self.shared
