@@ -731,6 +731,11 @@ impl Recorder {
         counters.persist_ring_full = self.stats.persist_ring_full;
         counters.last_seq = self.last_seq();
         counters.durable_seq = self.durable_seq();
+        #[cfg(feature = "replication")]
+        if let Some(l) = &self.leader {
+            counters.replicated_seq = l.replicated_seq();
+            counters.followers_connected = l.connected() as u64;
+        }
         counters.archive = archive;
         MetricsSnapshot {
             counters,

@@ -522,3 +522,56 @@ fn retention_holds_segments_for_a_follower_within_its_budget_and_beyond_it_the_f
         rec.close().unwrap();
     }
 }
+
+/// A follower's hello, encoded by hand as docs/REPLICATION.md describes it: an empty log
+/// (next seq 0) that has never seen a leader.
+fn raw_hello(name: &str) -> Vec<u8> {
+    let mut body = vec![1u8]; // Hello
+    body.extend_from_slice(b"WALREPL1");
+    body.extend_from_slice(&0u128.to_le_bytes()); // log id: none yet
+    body.extend_from_slice(&0u64.to_le_bytes()); // epoch
+    body.extend_from_slice(&0u64.to_le_bytes()); // next seq: empty
+    body.extend_from_slice(&0u32.to_le_bytes()); // checksum before it
+    body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    body.extend_from_slice(name.as_bytes());
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+#[test]
+fn health_says_when_a_required_follower_is_missing_or_behind() {
+    use std::io::{Read, Write};
+    let ld = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let mut rec = Recorder::open(ld.path(), leader_config(ld.path(), staging.path())).unwrap();
+    append_n(&mut rec, 100);
+    assert_eq!(rec.health(), wal_recorder::Health::Degraded);
+    let problem = rec.replication().unwrap().problem.unwrap();
+    assert!(problem.contains("0 of 1 required followers"), "{problem}");
+    // A peer that is welcomed and takes the records, but never acknowledges one.
+    let mut s = std::net::TcpStream::connect(listen_addr(&rec)).unwrap();
+    s.write_all(&raw_hello("mute")).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut sink = [0u8; 4096];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    wait_for("the mute follower to count as connected", || {
+        rec.replication()
+            .unwrap()
+            .followers
+            .iter()
+            .any(|f| f.connected)
+    });
+    append_n(&mut rec, 100);
+    wait_for("behind", || {
+        rec.replication()
+            .unwrap()
+            .problem
+            .is_some_and(|p| p.contains("followers behind"))
+    });
+    assert_eq!(rec.health(), wal_recorder::Health::Degraded);
+    assert_eq!(rec.replicated_seq(), 0);
+    rec.close().unwrap();
+    reader.join().unwrap();
+}

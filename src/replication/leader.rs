@@ -18,6 +18,9 @@ use crate::maintainer::Health;
 
 /// How often the acceptor looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// Followers connected but holding less than the writer appended, with `replicated_seq`
+/// standing still this long, make the recorder's health `Degraded`.
+pub(crate) const BEHIND_AFTER: Duration = Duration::from_secs(1);
 
 /// One follower as the leader sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,9 @@ pub struct ReplicationStatus {
     pub min_replicas: usize,
     /// The followers seen since the recorder opened.
     pub followers: Vec<FollowerInfo>,
+    /// Why replication holds the recorder's health at `Degraded` (required followers missing,
+    /// or connected but not keeping up); `None` when it does not.
+    pub problem: Option<String>,
 }
 
 /// State the shippers share with the recorder.
@@ -60,6 +66,9 @@ pub(crate) struct LeaderShared {
     pub listen: SocketAddr,
     pub stop: AtomicBool,
     replicated: AtomicU64,
+    /// When `replicated` last moved, in nanoseconds since `started`.
+    replicated_at: AtomicU64,
+    started: Instant,
     followers: Mutex<Vec<FollowerInfo>>,
 }
 
@@ -114,7 +123,10 @@ impl LeaderShared {
             .collect();
         held.sort_unstable_by(|a, b| b.cmp(a));
         if let Some(&seq) = held.get(self.config.min_replicas - 1) {
-            self.replicated.fetch_max(seq, Ordering::AcqRel);
+            if self.replicated.fetch_max(seq, Ordering::AcqRel) < seq {
+                let now = self.started.elapsed().as_nanos() as u64;
+                self.replicated_at.store(now, Ordering::Release);
+            }
         }
     }
 }
@@ -175,6 +187,8 @@ impl Leader {
             listen,
             stop: AtomicBool::new(false),
             replicated: AtomicU64::new(0),
+            replicated_at: AtomicU64::new(0),
+            started: Instant::now(),
             followers: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -212,26 +226,58 @@ impl Leader {
     }
 
     pub(crate) fn status(&self) -> ReplicationStatus {
+        // Before the followers' lock is taken: it takes it too.
+        let problem = self.missing_or_behind();
+        let followers = self
+            .shared
+            .followers
+            .lock()
+            .expect("no panic under this lock")
+            .clone();
         ReplicationStatus {
             listen: self.shared.listen,
             epoch: self.shared.epoch(),
             replicated_seq: self.replicated_seq(),
             min_replicas: self.shared.config.min_replicas,
-            followers: self
-                .shared
-                .followers
-                .lock()
-                .expect("no panic under this lock")
-                .clone(),
+            followers,
+            problem,
         }
     }
 
-    /// Degraded while fewer than `min_replicas` followers are connected.
+    /// Followers connected now.
+    pub(crate) fn connected(&self) -> usize {
+        self.shared.connected_count()
+    }
+
+    /// Degraded while fewer than `min_replicas` followers are connected, or while they hold
+    /// less than the writer appended and `replicated_seq` has not moved for
+    /// [`BEHIND_AFTER`] (connected, but not keeping up).
     pub(crate) fn health(&self) -> Health {
-        match self.shared.connected_count() < self.shared.config.min_replicas {
-            true => Health::Degraded,
-            false => Health::Ok,
+        match self.missing_or_behind() {
+            Some(_) => Health::Degraded,
+            None => Health::Ok,
         }
+    }
+
+    /// Why the followers hold the health back, in words; `None` when they do not.
+    pub(crate) fn missing_or_behind(&self) -> Option<String> {
+        let s = &self.shared;
+        let connected = s.connected_count();
+        if connected < s.config.min_replicas {
+            return Some(format!(
+                "{connected} of {} required followers connected",
+                s.config.min_replicas
+            ));
+        }
+        let replicated = self.replicated_seq();
+        let appended = s.link.appended_seq();
+        let still = s.started.elapsed().as_nanos() as u64 - s.replicated_at.load(Ordering::Acquire);
+        (appended > replicated && still > BEHIND_AFTER.as_nanos() as u64).then(|| {
+            format!(
+                "followers behind: replicated_seq {replicated} of {appended}, unchanged for {} ms",
+                still / 1_000_000
+            )
+        })
     }
 
     /// Stops accepting and shipping; the shippers end their connections.

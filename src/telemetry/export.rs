@@ -65,6 +65,10 @@ pub struct Counters {
     pub last_seq: u64,
     /// Durable sequence number.
     pub durable_seq: u64,
+    /// Every record up to here is durable on the required followers (0 without replication).
+    pub replicated_seq: u64,
+    /// Followers connected now (0 without replication).
+    pub followers_connected: u64,
     /// The archive tier's counters (all zero without an archive).
     pub archive: ArchiveCounters,
 }
@@ -258,6 +262,18 @@ fn counter_rows(c: &Counters) -> Vec<(&'static str, &'static str, bool, u64)> {
             c.durable_seq,
         ),
         (
+            "wal_replication_replicated_seq",
+            "every record up to here is durable on the required followers",
+            false,
+            c.replicated_seq,
+        ),
+        (
+            "wal_replication_followers_connected",
+            "followers connected to this leader",
+            false,
+            c.followers_connected,
+        ),
+        (
             "wal_archive_uploaded_total",
             "segments uploaded to the archive and checked",
             true,
@@ -321,6 +337,8 @@ impl MetricsSnapshot {
         // The archive tier's metrics exist only in builds that have it.
         let rows = counter_rows(&self.counters).into_iter();
         let rows = rows.filter(|r| cfg!(feature = "archive") || !r.0.starts_with("wal_archive_"));
+        let rows =
+            rows.filter(|r| cfg!(feature = "replication") || !r.0.starts_with("wal_replication_"));
         for (name, help, counter, v) in rows {
             let kind = if counter { "counter" } else { "gauge" };
             let _ = writeln!(

@@ -493,7 +493,13 @@ pub fn run(a: RecordArgs) -> CmdResult {
     }
     let health = match rec.health() {
         wal_recorder::Health::Degraded => {
-            format!("Degraded ({})", degraded_why(rec.maintainer_stats()))
+            #[allow(unused_mut)] // extended with the replication feature
+            let mut why = degraded_why(rec.maintainer_stats());
+            #[cfg(feature = "replication")]
+            if let Some(p) = rec.replication().and_then(|s| s.problem) {
+                why = format!("{why}; replication: {p}");
+            }
+            format!("Degraded ({why})")
         }
         h => format!("{h:?}"),
     };

@@ -256,6 +256,7 @@ mod enabled {
         json!({
             "listen": s.listen.to_string(), "epoch": s.epoch,
             "replicated_seq": s.replicated_seq, "min_replicas": s.min_replicas,
+            "problem": s.problem,
             "followers": s.followers.iter().map(|f| json!({
                 "name": f.name, "addr": f.addr.to_string(), "durable_seq": f.durable_seq,
                 "received_seq": f.received_seq, "connected": f.connected,
