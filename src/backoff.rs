@@ -1,5 +1,5 @@
-//! The one backoff rule every retry uses: the delay doubles from `min` with each failed
-//! attempt, up to `max`.
+//! The one backoff rule every retry uses (the delay doubles from `min` with each failed
+//! attempt, up to `max`), and the one idle rule every poller uses.
 
 use std::time::Duration;
 
@@ -7,6 +7,19 @@ use std::time::Duration;
 /// `max`.
 pub(crate) fn backoff(min: Duration, max: Duration, attempts: u32) -> Duration {
     min.saturating_mul(1u32 << attempts.min(16)).min(max)
+}
+
+/// One pause of a poller that found nothing `round` times in a row (Aeron's back-off idle
+/// strategy): spin, then yield, then sleep doubling from 1 µs up to `max`.
+pub(crate) fn idle_pause(round: u32, max: Duration) {
+    match round {
+        0..=100 => std::hint::spin_loop(),
+        101..=200 => std::thread::yield_now(),
+        n => {
+            let us = 1u64 << (n - 200).min(20);
+            std::thread::sleep(Duration::from_micros(us).min(max));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -106,6 +106,16 @@ fn a_follower_holds_every_record_up_to_replicated_seq_with_the_leaders_chain() {
         "replicated means durable on the follower"
     );
     assert_eq!(f.state(), FollowerState::Following);
+    // Readers work on a follower's log while it follows, as on any log.
+    let mut t = wal_recorder::Tailer::open(fd.path(), wal_recorder::logdir::StartAt::First)
+        .unwrap()
+        .with_staging_dir(Some(staging.path()));
+    let mut payload = Vec::new();
+    for seq in 1..=last {
+        let info = t.next_timeout(&mut payload, WAIT).unwrap().unwrap();
+        assert_eq!(info.seq, seq);
+        assert_eq!(event::TradeEvent::decode(&payload).unwrap().seq, seq);
+    }
     let status = rec.replication().unwrap();
     assert_eq!(status.followers.len(), 1);
     assert_eq!(status.followers[0].name, "standby");
@@ -344,31 +354,6 @@ fn a_follower_of_another_log_is_refused_and_writes_nothing() {
     log_b.close().unwrap();
 }
 
-/// The sequence numbers from `from` on held by the segment files under `dir/quarantine/`
-/// (a segment cut at the point is copied there whole, with the records before it).
-fn quarantined_from(dir: &Path, from: u64) -> Vec<u64> {
-    let q = dir.join("quarantine");
-    let mut seqs = Vec::new();
-    for sub in std::fs::read_dir(&q).unwrap() {
-        let sub = sub.unwrap().path();
-        for f in std::fs::read_dir(&sub).unwrap() {
-            let p = f.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if name.ends_with(".wal") || name.ends_with(".wal.lz4") {
-                let mut r = LogReader::open_file(&p).unwrap();
-                let mut payload = Vec::new();
-                while let Some(info) = r.next_record(&mut payload).unwrap() {
-                    if info.seq >= from {
-                        seqs.push(info.seq);
-                    }
-                }
-            }
-        }
-    }
-    seqs.sort_unstable();
-    seqs
-}
-
 #[test]
 fn promotion_fences_the_old_leader_which_rejoins_with_its_unreplicated_tail_quarantined() {
     let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -462,7 +447,10 @@ fn promotion_fences_the_old_leader_which_rejoins_with_its_unreplicated_tail_quar
     verify_ok(old_dir.path());
     assert!(records(old_dir.path()) == records(new_dir.path()));
     let kept: Vec<u64> = (replicated + 1..=old_last).collect();
-    assert_eq!(quarantined_from(old_dir.path(), replicated + 1), kept);
+    assert_eq!(
+        common::quarantined_from(old_dir.path(), replicated + 1),
+        kept
+    );
 }
 
 /// A recorder whose retention keeps 2 hot and 2 cold segments, and `hold` more for a

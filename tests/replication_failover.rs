@@ -346,7 +346,7 @@ fn sigkilled_leader_promoted_follower_holds_every_replicated_record_and_the_old_
                 .ok()
         })
         .unwrap_or(0);
-    let quarantined = quarantined_from(old_dir.path(), promoted_last + 1);
+    let quarantined = common::quarantined_from(old_dir.path(), promoted_last + 1);
     assert_eq!(quarantined.len() as u64, set_aside, "{said:?}");
     assert_eq!(
         quarantined,
@@ -355,31 +355,6 @@ fn sigkilled_leader_promoted_follower_holds_every_replicated_record_and_the_old_
     if appended > promoted_last {
         assert!(set_aside >= appended - promoted_last, "{said:?}");
     }
-}
-
-/// The sequence numbers from `from` on in the segment files under `dir/quarantine/`.
-fn quarantined_from(dir: &Path, from: u64) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    let Ok(subs) = std::fs::read_dir(dir.join("quarantine")) else {
-        return seqs;
-    };
-    for sub in subs {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            let p = f.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if name.ends_with(".wal") || name.ends_with(".wal.lz4") {
-                let mut r = wal_recorder::LogReader::open_file(&p).unwrap();
-                let mut payload = Vec::new();
-                while let Some(info) = r.next_record(&mut payload).unwrap() {
-                    if info.seq >= from {
-                        seqs.push(info.seq);
-                    }
-                }
-            }
-        }
-    }
-    seqs.sort_unstable();
-    seqs
 }
 
 /// The README's mutual-TLS commands: `walctl certs`, `record --serve` with the leader's
@@ -444,7 +419,9 @@ fn walctl_leader_and_follower_over_mutual_tls() {
         "{}",
         String::from_utf8_lossy(&follow.stderr)
     );
-    assert!(lead.wait().unwrap().success());
+    let status = lead.wait().unwrap();
+    let said: Vec<String> = lines.try_iter().collect();
+    assert!(status.success(), "the leader: {status}: {said:?}");
     let v = verify(&d.path().join("follower"), staging.path());
     assert_eq!(v["last_seq"], 200000);
     assert!(records(&d.path().join("follower")) == records(&d.path().join("leader")));

@@ -530,14 +530,7 @@ impl Tailer {
             Idle::Sleep(d) => std::thread::sleep(d),
             Idle::Backoff { max } => {
                 self.idle_round = self.idle_round.saturating_add(1);
-                match self.idle_round {
-                    0..=100 => std::hint::spin_loop(),
-                    101..=200 => std::thread::yield_now(),
-                    n => {
-                        let us = 1u64 << (n - 200).min(20);
-                        std::thread::sleep(Duration::from_micros(us).min(max));
-                    }
-                }
+                crate::backoff::idle_pause(self.idle_round, max);
             }
         }
     }

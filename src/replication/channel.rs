@@ -39,9 +39,43 @@ impl From<io::Error> for ChannelError {
 
 pub(crate) type ChannelResult<T> = Result<T, ChannelError>;
 
+/// A socket whose writes never raise SIGPIPE: a peer that went away is an `EPIPE` error
+/// here, not the death of a process that keeps SIGPIPE's default action (`walctl`, C and
+/// C++ programs). `write_vectored` (what rustls uses) would be `writev`, which raises it.
+struct NoSigPipe(TcpStream);
+
+impl Read for NoSigPipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for NoSigPipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call,
+        // and the descriptor is this socket's own.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        match n {
+            n if n >= 0 => Ok(n as usize),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// See the module docs.
 pub(crate) struct Channel {
-    sock: TcpStream,
+    sock: NoSigPipe,
     peer: SocketAddr,
     tls: Option<rustls::Connection>,
     /// Plain TCP: encoded bytes not yet written.
@@ -62,7 +96,7 @@ impl Channel {
         sock.set_nodelay(true)?;
         let peer = sock.peer_addr()?;
         Ok(Channel {
-            sock,
+            sock: NoSigPipe(sock),
             peer,
             tls,
             out: Vec::with_capacity(2 * super::wire::BATCH_BYTES),
@@ -210,7 +244,7 @@ impl Channel {
                 let at = self.inbuf.len();
                 self.inbuf.resize(at + READ_CHUNK, 0);
                 let got = loop {
-                    match self.sock.read(&mut self.inbuf[at..]) {
+                    match self.sock.0.read(&mut self.inbuf[at..]) {
                         Ok(n) => break n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
@@ -236,7 +270,7 @@ impl Channel {
     /// After a read of 0 bytes: EOF, or only "nothing now" (the read returned WouldBlock)?
     fn sock_closed(&self) -> io::Result<bool> {
         let mut b = [0u8; 1];
-        match self.sock.peek(&mut b) {
+        match self.sock.0.peek(&mut b) {
             Ok(0) => Ok(true),
             Ok(_) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
@@ -251,7 +285,7 @@ impl Channel {
             events |= libc::POLLOUT;
         }
         let mut fd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
+            fd: self.sock.0.as_raw_fd(),
             events,
             revents: 0,
         };

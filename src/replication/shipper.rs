@@ -287,7 +287,7 @@ fn ship(shared: &LeaderShared, ch: &mut Channel, slot: usize, start: Start) -> R
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();
     let mut last_saved = Instant::now();
-    let mut idle = Backoff::new(shared.config.idle_max);
+    let mut idle_round = 0u32;
     let epoch = shared.epoch();
     while !shared.stop.load(Ordering::Acquire) {
         let mut shipped = 0usize;
@@ -385,35 +385,12 @@ fn ship(shared: &LeaderShared, ch: &mut Channel, slot: usize, start: Start) -> R
             ))));
         }
         match shipped > 0 || heard {
-            true => idle.reset(),
-            false => idle.pause(),
-        }
-    }
-    Ok(())
-}
-
-/// Spin, then yield, then sleep doubling up to `max` (Aeron's back-off idle strategy).
-struct Backoff {
-    max: Duration,
-    round: u32,
-}
-
-impl Backoff {
-    fn new(max: Duration) -> Self {
-        Backoff { max, round: 0 }
-    }
-    fn reset(&mut self) {
-        self.round = 0;
-    }
-    fn pause(&mut self) {
-        self.round = self.round.saturating_add(1);
-        match self.round {
-            0..=64 => std::hint::spin_loop(),
-            65..=128 => std::thread::yield_now(),
-            r => {
-                let us = 1u64 << (r - 128).min(20);
-                std::thread::sleep(Duration::from_micros(us).min(self.max));
+            true => idle_round = 0,
+            false => {
+                idle_round = idle_round.saturating_add(1);
+                crate::backoff::idle_pause(idle_round, shared.config.idle_max);
             }
         }
     }
+    Ok(())
 }

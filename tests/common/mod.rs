@@ -370,3 +370,29 @@ pub fn append_timed<'a>(
     }
     (w, index)
 }
+
+/// The sequence numbers from `from` on in the segment files under `dir/quarantine/` (a
+/// segment cut at that point is copied there whole, with the records before it).
+pub fn quarantined_from(dir: &Path, from: u64) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let Ok(subs) = std::fs::read_dir(dir.join("quarantine")) else {
+        return seqs;
+    };
+    for sub in subs {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".wal") || name.ends_with(".wal.lz4") {
+                let mut r = wal_recorder::LogReader::open_file(&p).unwrap();
+                let mut payload = Vec::new();
+                while let Some(info) = r.next_record(&mut payload).unwrap() {
+                    if info.seq >= from {
+                        seqs.push(info.seq);
+                    }
+                }
+            }
+        }
+    }
+    seqs.sort_unstable();
+    seqs
+}
