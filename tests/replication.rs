@@ -563,3 +563,98 @@ fn health_says_when_a_required_follower_is_missing_or_behind() {
     rec.close().unwrap();
     reader.join().unwrap();
 }
+
+/// An acknowledgement frame, encoded by hand.
+fn raw_ack(epoch: u64, durable: u64) -> Vec<u8> {
+    let mut frame = 25u32.to_le_bytes().to_vec();
+    frame.push(6); // Ack
+    for v in [epoch, durable, durable] {
+        frame.extend_from_slice(&v.to_le_bytes());
+    }
+    frame
+}
+
+#[test]
+fn a_leader_refuses_acknowledgements_of_another_epoch_and_counts_none_of_them() {
+    use std::io::{Read, Write};
+    let ld = tempfile::tempdir().unwrap();
+    let staging = common::staging_root();
+    let mut rec = Recorder::open(ld.path(), leader_config(ld.path(), staging.path())).unwrap();
+    let last = append_n(&mut rec, 100);
+    let mut s = std::net::TcpStream::connect(listen_addr(&rec)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&raw_hello("stale")).unwrap();
+    wait_for("the peer to count as connected", || {
+        rec.replication()
+            .unwrap()
+            .followers
+            .iter()
+            .any(|f| f.connected)
+    });
+    // Epoch 7 claims everything durable; this leader's epoch is 1.
+    s.write_all(&raw_ack(7, last)).unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink); // the leader hangs up
+    wait_for("the disconnection", || {
+        rec.replication()
+            .unwrap()
+            .followers
+            .iter()
+            .all(|f| !f.connected)
+    });
+    assert_eq!(
+        rec.replicated_seq(),
+        0,
+        "nothing counted from a stale epoch"
+    );
+    rec.close().unwrap();
+}
+
+#[test]
+fn a_tls_peer_without_a_client_certificate_is_refused() {
+    use std::io::{Read, Write};
+    let (ld, certs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let staging = common::staging_root();
+    wal_recorder::replication::generate_certs(certs.path(), &["leader"], &[]).unwrap();
+    let mut c = config(ld.path(), staging.path());
+    c.replication = Some(ReplicationConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Security::Tls(wal_recorder::replication::TlsFiles {
+            cert: certs.path().join("leader.pem"),
+            key: certs.path().join("leader.key"),
+            ca: certs.path().join("ca.pem"),
+            server_name: None,
+        }),
+    ));
+    let mut rec = Recorder::open(ld.path(), c).unwrap();
+    append_n(&mut rec, 100);
+    // A client that trusts the leader's CA but presents no certificate of its own.
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read_to_string(certs.path().join("ca.pem")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut sock = std::net::TcpStream::connect(listen_addr(&rec)).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    let wrote = tls
+        .write_all(&raw_hello("anonymous"))
+        .and_then(|_| tls.flush());
+    let mut buf = [0u8; 64];
+    let read = tls.read(&mut buf);
+    assert!(
+        wrote.is_err() || !matches!(read, Ok(n) if n > 0),
+        "the leader answered a peer without a certificate"
+    );
+    assert!(rec.replication().unwrap().followers.is_empty());
+    rec.close().unwrap();
+}
