@@ -498,6 +498,10 @@ impl Worker {
             );
             return Err(Ended::Retry(refuse(ch, RefuseCode::StaleEpoch, why)));
         }
+        if w.start_seq == 0 {
+            let why = "the leader's welcome starts at sequence number 0".to_string();
+            return Err(Ended::Retry(refuse(ch, RefuseCode::Protocol, why)));
+        }
         if next_seq != 0 && w.start_seq != next_seq {
             return Err(Ended::Retry(format!(
                 "the leader starts at {} where this log continues at {next_seq}",
