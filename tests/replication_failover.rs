@@ -156,34 +156,30 @@ fn field(line: &str, word: &str) -> Option<u64> {
     None
 }
 
-fn leader(dir: &Path, staging: &Path, extra: &[&str]) -> Child {
+/// `walctl CMD DIR ARGS` with the segment settings both sides share, stderr piped.
+fn spawn(cmd: &str, dir: &Path, staging: &Path, args: &[&str]) -> Child {
     common::walctl()
-        .arg("record")
+        .arg(cmd)
         .arg(dir)
-        .args(["--serve", "127.0.0.1:0", "--insecure", "--progress"])
-        .args(["--segment-size", "1M", "--max-segments", "4"])
+        .args(["--insecure", "--segment-size", "1M", "--max-segments", "4"])
         .arg("--staging-dir")
         .arg(staging)
-        .args(extra)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
+fn leader(dir: &Path, staging: &Path, extra: &[&str]) -> Child {
+    let args = [&["--serve", "127.0.0.1:0", "--progress"], extra].concat();
+    spawn("record", dir, staging, &args)
+}
+
 fn follower(dir: &Path, staging: &Path, leader: SocketAddr, extra: &[&str]) -> Child {
-    common::walctl()
-        .arg("follow")
-        .arg(dir)
-        .args(["--leader", &leader.to_string(), "--insecure"])
-        .args(["--segment-size", "1M", "--max-segments", "4"])
-        .arg("--staging-dir")
-        .arg(staging)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let leader = leader.to_string();
+    let args = [&["--leader", leader.as_str()], extra].concat();
+    spawn("follow", dir, staging, &args)
 }
 
 fn verify(dir: &Path, staging: &Path) -> serde_json::Value {
