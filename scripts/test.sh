@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need and is missing on this machine,
 # then runs the tests with the default features and with the histograms, the archive tier and
-# replication (tests/replication*.rs: leader and followers on loopback).
+# replication (tests/replication*.rs: leader and followers on loopback), then the C ABI's.
 #
 #   lz4 (contract 2: `lz4 -d` restores a cold segment), e2fsprogs and xfsprogs (power cuts on
 #   loop-mounted ext4 and xfs), mount/util-linux (tmpfs, loop and bind mounts), and moto's S3
@@ -41,3 +41,8 @@ export WAL_TEST_PYTHON
 
 cargo test "$@"
 cargo test --features fs1-metrics,archive,replication "$@"
+# The C ABI (ffi/): the checked-in header is fresh, a C program appends and reads back (with
+# no arguments: `--test NAME` names a test of the main crate).
+if [ $# -eq 0 ]; then
+    cargo test -p wal-recorder-ffi
+fi
