@@ -18,6 +18,7 @@ command -v mkfs.ext4 >/dev/null || need="$need e2fsprogs"
 command -v mkfs.xfs >/dev/null || need="$need xfsprogs"
 command -v losetup >/dev/null || need="$need mount util-linux"
 command -v cc >/dev/null || need="$need gcc"
+command -v c++ >/dev/null || need="$need g++"  # ffi/tests: the C++ example
 python3 -c 'import venv, ensurepip' 2>/dev/null || need="$need python3-venv"
 if [ -n "$need" ]; then
     echo "installing:$need" >&2

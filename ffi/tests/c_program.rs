@@ -1,6 +1,6 @@
-//! A C program built against `include/wal_recorder.h` and the static library appends, syncs,
-//! closes and reads back a log that the Rust reader verifies; bad arguments are refused with
-//! codes and messages (examples/c/record_and_read.c).
+//! A C program and a C++ program built against `include/` and the static library append,
+//! sync, close and read back a log that the Rust reader verifies; bad arguments are refused
+//! with codes and messages (examples/c/record_and_read.c, examples/cpp/record_and_read.cpp).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,33 +14,33 @@ fn static_lib() -> PathBuf {
     lib
 }
 
-fn build_c(source: &Path, out: &Path) {
+fn build(compiler: &str, std: &str, source: &Path, out: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cc")
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+    let status = Command::new(compiler)
+        .args([std, "-Wall", "-Wextra", "-Werror", "-I"])
         .arg(root.join("include"))
         .arg(source)
         .arg(static_lib())
         .args(["-lpthread", "-ldl", "-lm", "-o"])
         .arg(out)
         .status()
-        .expect("this test needs a C compiler (cc)");
+        .unwrap_or_else(|e| panic!("this test needs {compiler} (a C/C++ compiler): {e}"));
     assert!(status.success(), "compiling {}", source.display());
 }
 
-#[test]
-fn a_c_program_appends_syncs_closes_and_reads_back_a_log_that_verifies() {
+/// Builds `source`, runs it twice on one log (the second run recovers it and continues
+/// its sequence), and checks the log with the Rust reader; returns the log's directory.
+fn two_runs(compiler: &str, std: &str, source: &str, suffix: &str) -> tempfile::TempDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let work = tempfile::tempdir().unwrap();
     let staging = tempfile::Builder::new()
         .prefix("walrec-ffi-")
         .tempdir_in("/dev/shm")
         .expect("this test needs a tmpfs at /dev/shm");
-    let prog = work.path().join("record_and_read");
-    build_c(&root.join("examples/c/record_and_read.c"), &prog);
+    let prog = work.path().join("prog");
+    build(compiler, std, &root.join(source), &prog);
     let log = work.path().join("log");
     for run in 0..2 {
-        // The second run recovers the log and continues its sequence.
         let out = Command::new(&prog)
             .arg(&log)
             .arg(staging.path())
@@ -63,10 +63,25 @@ fn a_c_program_appends_syncs_closes_and_reads_back_a_log_that_verifies() {
     let report = wal_recorder::logdir::verify(&log).unwrap();
     assert!(report.ok, "{:?}", report.errors);
     assert_eq!((report.first_seq, report.last_seq), (Some(1), Some(60000)));
-    // The records are the C program's.
     let mut r = wal_recorder::LogReader::open_at(&log, 45678).unwrap();
     let mut payload = Vec::new();
     let info = r.next_record(&mut payload).unwrap().unwrap();
     assert_eq!(info.seq, 45678);
-    assert_eq!(payload, b"event 45678 from C");
+    assert_eq!(payload, format!("event 45678 from {suffix}").as_bytes());
+    work
+}
+
+#[test]
+fn a_c_program_appends_syncs_closes_and_reads_back_a_log_that_verifies() {
+    two_runs("cc", "-std=c11", "examples/c/record_and_read.c", "C");
+}
+
+#[test]
+fn a_cpp_program_does_the_same_through_the_raii_header() {
+    two_runs(
+        "c++",
+        "-std=c++17",
+        "examples/cpp/record_and_read.cpp",
+        "C++",
+    );
 }
