@@ -60,6 +60,22 @@ int main(int argc, char **argv) {
             std::cerr << "read up to " << expect - 1 << ", appended up to " << last << "\n";
             return 1;
         }
+        // The same records through a tailer, delivered to a callback in order.
+        const char *staging = argc > 2 ? argv[2] : "/dev/shm";
+        auto tail = wal::Tailer::open(dir, wal::TailerOptions().start_seq(first).staging_dir(staging));
+        uint64_t next = first;
+        bool in_order = true;
+        while (next <= last) {
+            tail.poll_each([&](const wal::Record &r) {
+                in_order = in_order && r.seq == next;
+                next++;
+                return true;
+            });
+        }
+        if (!in_order || tail.next(std::chrono::milliseconds(1))) {
+            std::cerr << "the tailer delivered other records\n";
+            return 1;
+        }
         std::cout << "ok: appended and read back " << records << " records (" << first
                   << "..=" << last << ")\n";
     } catch (const wal::Error &e) {

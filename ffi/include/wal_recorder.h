@@ -95,6 +95,53 @@
 #define WAL_HEALTH_FAILED 2
 
 /**
+ * `wal_tailer_options_t.start`: the first retained record (or, with a `name`, where that
+ * reader stopped: see `WAL_START_RESUME`).
+ */
+#define WAL_START_FIRST 0
+
+/**
+ * Only records appended after the tailer opens.
+ */
+#define WAL_START_END 1
+
+/**
+ * The record `seq`.
+ */
+#define WAL_START_SEQ 2
+
+/**
+ * The first record whose log time is at or after `time_ns`.
+ */
+#define WAL_START_TIME 3
+
+/**
+ * Where the reader `name` stopped (its saved position), or the first record if it has none.
+ */
+#define WAL_START_RESUME 4
+
+/**
+ * `wal_tailer_options_t.idle`: spin a little, then yield, then sleep doubling up to
+ * `idle_max_ns` (the default).
+ */
+#define WAL_IDLE_BACKOFF 0
+
+/**
+ * Poll again at once (a whole core, the lowest latency).
+ */
+#define WAL_IDLE_BUSY_SPIN 1
+
+/**
+ * Yield between polls.
+ */
+#define WAL_IDLE_YIELD 2
+
+/**
+ * Sleep `idle_max_ns` between polls.
+ */
+#define WAL_IDLE_SLEEP 3
+
+/**
  * An open reader (opaque).
  */
 typedef struct wal_reader_t wal_reader_t;
@@ -103,6 +150,11 @@ typedef struct wal_reader_t wal_reader_t;
  * An open recorder (opaque).
  */
 typedef struct wal_recorder_t wal_recorder_t;
+
+/**
+ * A live tailer (opaque).
+ */
+typedef struct wal_tailer_t wal_tailer_t;
 
 /**
  * Options of `wal_open`; fill with `wal_options_init`, then change what you need.
@@ -159,6 +211,50 @@ typedef struct {
    */
   uint64_t log_time_ns;
 } wal_record_t;
+
+/**
+ * Options of `wal_tailer_open`; fill with `wal_tailer_options_init`.
+ */
+typedef struct {
+  /**
+   * `WAL_START_*`. Default `WAL_START_FIRST`.
+   */
+  int32_t start;
+  /**
+   * The record to start at with `WAL_START_SEQ`.
+   */
+  uint64_t seq;
+  /**
+   * The time to start at with `WAL_START_TIME` (nanoseconds since the Unix epoch).
+   */
+  uint64_t time_ns;
+  /**
+   * The reader's name (1-64 letters, digits, '-' or '_'), or NULL: with a name the
+   * position is saved at `wal_tailer_commit` (in `DIR/readers/NAME.pos`).
+   */
+  const char *name;
+  /**
+   * tmpfs directory of the recorder's staging buffers, or NULL for `/dev/shm`.
+   */
+  const char *staging_dir;
+  /**
+   * `WAL_IDLE_*` for `wal_tailer_next`. Default `WAL_IDLE_BACKOFF`.
+   */
+  int32_t idle;
+  /**
+   * The longest sleep of `WAL_IDLE_BACKOFF`, the sleep of `WAL_IDLE_SLEEP`. Default 1 ms.
+   */
+  uint64_t idle_max_ns;
+  /**
+   * 1: only records that are durable; 0: every committed record (default).
+   */
+  int32_t durable_only;
+} wal_tailer_options_t;
+
+/**
+ * Called by `wal_tailer_poll_each` for each record; a non-zero return stops the poll.
+ */
+typedef int (*wal_record_fn)(void *ctx, const wal_record_t *rec);
 
 #ifdef __cplusplus
 extern "C" {
@@ -276,6 +372,72 @@ void wal_reader_close(wal_reader_t *r);
  * into the library on this thread.
  */
 const char *wal_last_error(void);
+
+/**
+ * Fills `opts` with the defaults. Returns 0, or `WAL_EINVAL` for a NULL pointer.
+ *
+ * # Safety
+ * `opts` is NULL or points to writable memory for one `wal_tailer_options_t`.
+ */
+int wal_tailer_options_init(wal_tailer_options_t *opts);
+
+/**
+ * Opens a tailer of the log in `dir` (written by a recorder in this or another process):
+ * it delivers the records from its start point on, then follows new ones as they are
+ * committed. `opts` may be NULL for the defaults. `*out` is the tailer, or NULL on failure.
+ *
+ * # Safety
+ * `dir` is a NUL-terminated string; `opts` is NULL or a `wal_tailer_options_t` whose
+ * strings are NULL or NUL-terminated; `out` points to writable memory for a pointer.
+ */
+int wal_tailer_open(const char *dir, const wal_tailer_options_t *opts, wal_tailer_t **out);
+
+/**
+ * The next record if one is there now, without waiting: 1 and `*rec` filled (its payload
+ * valid until the next call on the tailer), 0 if none yet, or a negative code.
+ *
+ * # Safety
+ * `t` is a handle from `wal_tailer_open`; `rec` points to writable memory for one record.
+ */
+int wal_tailer_poll(wal_tailer_t *t, wal_record_t *rec);
+
+/**
+ * As `wal_tailer_poll`, waiting up to `timeout_ns` (with the tailer's idle strategy) for a
+ * record: 1, 0 when the time ran out, or a negative code.
+ *
+ * # Safety
+ * As `wal_tailer_poll`.
+ */
+int wal_tailer_next(wal_tailer_t *t, wal_record_t *rec, uint64_t timeout_ns);
+
+/**
+ * Calls `f(ctx, record)` for each record there now, at most `max` of them, without
+ * waiting; stops early when `f` returns non-zero. Returns how many were delivered, or a
+ * negative code.
+ *
+ * # Safety
+ * `t` is a handle from `wal_tailer_open`; `f` is a valid function that does not call into
+ * this tailer; `ctx` is whatever `f` expects.
+ */
+int64_t wal_tailer_poll_each(wal_tailer_t *t, wal_record_fn f, void *ctx, uint64_t max);
+
+/**
+ * Saves a named tailer's position (everything delivered so far is read). 0, or a
+ * negative code; a tailer without a name has nothing to save (0).
+ *
+ * # Safety
+ * `t` is a handle from `wal_tailer_open`.
+ */
+int wal_tailer_commit(wal_tailer_t *t);
+
+/**
+ * Frees a tailer (without saving its position: call `wal_tailer_commit` first); NULL is
+ * a no-op.
+ *
+ * # Safety
+ * `t` is NULL or a handle from `wal_tailer_open`, not used again after this call.
+ */
+void wal_tailer_close(wal_tailer_t *t);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -11,8 +11,10 @@
 #ifndef WAL_RECORDER_HPP
 #define WAL_RECORDER_HPP
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -162,6 +164,105 @@ public:
 private:
     explicit Reader(wal_reader_t *r) : r_(r) {}
     wal_reader_t *r_;
+};
+
+/// Options of Tailer::open: where to start, a name to save the position under, how to wait.
+class TailerOptions {
+public:
+    TailerOptions() { wal_tailer_options_init(&raw_); }
+    TailerOptions &start_first() { raw_.start = WAL_START_FIRST; return *this; }
+    TailerOptions &start_end() { raw_.start = WAL_START_END; return *this; }
+    TailerOptions &start_seq(uint64_t seq) { raw_.start = WAL_START_SEQ; raw_.seq = seq; return *this; }
+    TailerOptions &start_time(uint64_t time_ns) { raw_.start = WAL_START_TIME; raw_.time_ns = time_ns; return *this; }
+    /// Where the reader `name` last committed (needs name()).
+    TailerOptions &resume() { raw_.start = WAL_START_RESUME; return *this; }
+    /// The string must outlive Tailer::open.
+    TailerOptions &name(const char *reader) { raw_.name = reader; return *this; }
+    /// The string must outlive Tailer::open.
+    TailerOptions &staging_dir(const char *dir) { raw_.staging_dir = dir; return *this; }
+    TailerOptions &idle(int strategy, std::chrono::nanoseconds max) {
+        raw_.idle = strategy;
+        raw_.idle_max_ns = static_cast<uint64_t>(max.count());
+        return *this;
+    }
+    TailerOptions &durable_only(bool on) { raw_.durable_only = on ? 1 : 0; return *this; }
+    const wal_tailer_options_t *raw() const noexcept { return &raw_; }
+
+private:
+    wal_tailer_options_t raw_;
+};
+
+/// Follows a live log (written by a recorder in this or another process).
+class Tailer {
+public:
+    static Tailer open(const std::string &dir, const TailerOptions &options = TailerOptions()) {
+        wal_tailer_t *t = nullptr;
+        detail::check(wal_tailer_open(dir.c_str(), options.raw(), &t));
+        return Tailer(t);
+    }
+    Tailer(Tailer &&o) noexcept : t_(std::exchange(o.t_, nullptr)) {}
+    Tailer &operator=(Tailer &&o) noexcept {
+        if (this != &o) {
+            wal_tailer_close(t_);
+            t_ = std::exchange(o.t_, nullptr);
+        }
+        return *this;
+    }
+    Tailer(const Tailer &) = delete;
+    Tailer &operator=(const Tailer &) = delete;
+    ~Tailer() { wal_tailer_close(t_); }
+
+    /// The next record if one is there now.
+    std::optional<Record> poll() {
+        wal_record_t r;
+        return take(wal_tailer_poll(t_, &r), r);
+    }
+    /// The next record, waiting at most `timeout`.
+    std::optional<Record> next(std::chrono::nanoseconds timeout) {
+        wal_record_t r;
+        return take(wal_tailer_next(t_, &r, static_cast<uint64_t>(timeout.count())), r);
+    }
+    /// Calls `f(const Record&)` for each record there now (at most `max`); `f` returns true to
+    /// go on. Returns how many were delivered; an exception from `f` is rethrown here.
+    template <class F>
+    uint64_t poll_each(F &&f, uint64_t max = UINT64_MAX) {
+        struct Ctx {
+            F *f;
+            std::exception_ptr error;
+        } ctx{&f, nullptr};
+        auto call = [](void *c, const wal_record_t *r) -> int {
+            auto *x = static_cast<Ctx *>(c);
+            try {
+                return (*x->f)(to_record(*r)) ? 0 : 1;
+            } catch (...) {
+                x->error = std::current_exception();  // never across the C boundary
+                return 1;
+            }
+        };
+        int64_t n = wal_tailer_poll_each(t_, call, &ctx, max);
+        if (ctx.error) std::rethrow_exception(ctx.error);
+        if (n < 0) detail::raise(static_cast<int>(n));
+        return static_cast<uint64_t>(n);
+    }
+    /// Saves a named tailer's position: everything delivered so far is read.
+    void commit() { detail::check(wal_tailer_commit(t_)); }
+
+private:
+    explicit Tailer(wal_tailer_t *t) : t_(t) {}
+    static Record to_record(const wal_record_t &r) {
+        Record out{r.seq,
+                   std::string_view(reinterpret_cast<const char *>(r.payload),
+                                    static_cast<size_t>(r.len)),
+                   std::nullopt};
+        if (r.has_time) out.log_time_ns = r.log_time_ns;
+        return out;
+    }
+    static std::optional<Record> take(int got, const wal_record_t &r) {
+        detail::check(got);
+        if (got == 0) return std::nullopt;
+        return to_record(r);
+    }
+    wal_tailer_t *t_;
 };
 
 }  // namespace wal
