@@ -46,4 +46,6 @@ cargo test --features fs1-metrics,archive,replication "$@"
 # no arguments: `--test NAME` names a test of the main crate).
 if [ $# -eq 0 ]; then
     cargo test -p wal-recorder-ffi
+    # The Python package (pip install ./python in a fresh venv, pytest).
+    bash scripts/test-python.sh
 fi
