@@ -498,19 +498,11 @@ pub unsafe extern "C" fn wal_reader_next(r: *mut wal_reader_t, rec: *mut wal_rec
         }
         // SAFETY: a live handle from `wal_reader_open` (the contract).
         let h = unsafe { &mut *r };
-        match h.reader.next_record(&mut h.payload).map_err(err)? {
-            None => Ok(0),
-            Some(info) => {
-                // SAFETY: `rec` is non-null and writable (the contract).
-                unsafe { rec.write(record_of(&info, &h.payload)) };
-                Ok(1)
-            }
-        }
+        let info = h.reader.next_record(&mut h.payload).map_err(err)?;
+        // SAFETY: `rec` is non-null and writable (the contract).
+        Ok(unsafe { deliver(rec, info, &h.payload) })
     });
-    match code {
-        WAL_OK => got,
-        c => c,
-    }
+    or_code(got, code)
 }
 
 /// Frees a reader; NULL is a no-op.
@@ -530,6 +522,33 @@ pub unsafe extern "C" fn wal_reader_close(r: *mut wal_reader_t) {
 #[no_mangle]
 pub extern "C" fn wal_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// Writes the record (if any) into `*rec`: 1, or 0 when there is none.
+///
+/// # Safety
+/// `rec` is non-null and writable for one `wal_record_t`.
+unsafe fn deliver(
+    rec: *mut wal_record_t,
+    info: Option<wal_recorder::segment::RecordInfo>,
+    payload: &[u8],
+) -> c_int {
+    match info {
+        None => 0,
+        Some(info) => {
+            // SAFETY: forwarded contract.
+            unsafe { rec.write(record_of(&info, payload)) };
+            1
+        }
+    }
+}
+
+/// What a call that delivers a count returns: the count, or the error's code.
+fn or_code(got: c_int, code: c_int) -> c_int {
+    match code {
+        WAL_OK => got,
+        c => c,
+    }
 }
 
 fn record_of(info: &wal_recorder::segment::RecordInfo, payload: &[u8]) -> wal_record_t {
@@ -707,19 +726,10 @@ unsafe fn tailer_next(
             Some(d) => h.tailer.next_timeout(&mut h.payload, d),
         }
         .map_err(err)?;
-        match info {
-            None => Ok(0),
-            Some(info) => {
-                // SAFETY: `rec` is non-null and writable (the contract).
-                unsafe { rec.write(record_of(&info, &h.payload)) };
-                Ok(1)
-            }
-        }
+        // SAFETY: `rec` is non-null and writable (the contract).
+        Ok(unsafe { deliver(rec, info, &h.payload) })
     });
-    match code {
-        WAL_OK => got,
-        c => c,
-    }
+    or_code(got, code)
 }
 
 /// Calls `f(ctx, record)` for each record there now, at most `max` of them, without
