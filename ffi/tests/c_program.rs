@@ -4,14 +4,31 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-/// The static library cargo built for these tests (beside this test's own binary).
+/// The release static library a C or C++ project links (`target/release/libwal_recorder_ffi.a`),
+/// built here: `cargo test` builds only the rlib the Rust tests link.
 fn static_lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps/..
-    let lib = profile_dir.join("libwal_recorder_ffi.a");
-    assert!(lib.exists(), "{} was not built", lib.display());
-    lib
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "wal-recorder-ffi"])
+            .current_dir(root)
+            .status()
+            .expect("running cargo build for the static library");
+        assert!(
+            status.success(),
+            "cargo build --release -p wal-recorder-ffi failed"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let lib = target.join("release/libwal_recorder_ffi.a");
+        assert!(lib.exists(), "{} was not built", lib.display());
+        lib
+    })
+    .clone()
 }
 
 fn build(compiler: &str, std: &str, source: &Path, out: &Path) {
