@@ -259,6 +259,10 @@ pub enum Error {
     /// (contract 11). `walctl promote` makes it a leader.
     #[error("{}: a follower's log takes records from its leader only (promote it with `walctl promote` to append)", .0.display())]
     NotLeader(PathBuf),
+    /// [`crate::Recorder::commit`] without a claim: nothing was reserved by
+    /// [`crate::Recorder::try_claim`], or an append, an abort or a close since has abandoned it.
+    #[error("{}: commit without a claim (try_claim reserves the record; an append, abort_claim or close abandons it)", .0.display())]
+    NoClaim(PathBuf),
     /// The replication state file (`epochs`) is damaged or foreign.
     #[error("{}: {message}", path.display())]
     ReplicaState {

@@ -33,6 +33,8 @@ use crate::segment::{AppendError, ChainPoint, PreparedSegment, SealedSegment, Se
 use crate::staging::StagingRing;
 use crate::telemetry::{self, Hist, LocalHists, MetricsSnapshot};
 
+mod claim;
+
 /// Counters of the writer side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
@@ -74,6 +76,8 @@ pub struct Recorder {
     /// Ships records to followers (`config.replication`).
     #[cfg(feature = "replication")]
     leader: Option<crate::replication::Leader>,
+    /// The record [`Self::try_claim`] reserved and [`Self::commit`] has not yet committed.
+    claim: Option<claim::Claimed>,
 }
 
 /// How a recorder opens its directory.
@@ -246,6 +250,7 @@ impl Recorder {
             closed: false,
             hists: LocalHists::new(telemetry::shared()),
             closed_last_seq: 0,
+            claim: None,
             #[cfg(feature = "archive")]
             archiver,
             staging: staging.succeeded(),
@@ -298,6 +303,9 @@ impl Recorder {
         len: usize,
         fill: F,
     ) -> Result<u64> {
+        if self.claim.is_some() {
+            self.abandon_claim();
+        }
         if self.maintainer.stats().is_failed() {
             return Err(self.failed_error());
         }
@@ -317,16 +325,9 @@ impl Recorder {
             (None, Some(clock)) => clock.now_ns(),
             (None, None) => 0,
         };
-        let seq = w.append_with_at(time, len, fill).map_err(|e| match e {
-            AppendError::TooLarge | AppendError::Full => Error::RecordTooLarge {
-                len,
-                max: w.max_payload(),
-            },
-            AppendError::Sealed => Error::Sealed {
-                path: w.path().to_path_buf(),
-            },
-            AppendError::SeqExhausted => Error::SequenceExhausted(w.path().to_path_buf()),
-        })?;
+        let seq = w
+            .append_with_at(time, len, fill)
+            .map_err(|e| append_error(w, e, len))?;
         let after = w.used_len();
         self.link.appended(after, seq);
         if before / PAGE_SIZE != after / PAGE_SIZE {
@@ -796,6 +797,9 @@ impl Recorder {
             return Ok(());
         }
         self.closed = true;
+        if self.claim.is_some() {
+            self.abandon_claim();
+        }
         let mut result = Ok(());
         // Followers keep what was shipped; the rest they fetch from the next leader.
         #[cfg(feature = "replication")]
@@ -935,5 +939,19 @@ impl Drop for Recorder {
         if let Err(e) = self.close_inner() {
             log::error!("closing the recorder on {}: {e}", self.dir.display());
         }
+    }
+}
+
+/// The error an append reports for what the segment writer refused.
+fn append_error(w: &SegmentWriter, e: AppendError, len: usize) -> Error {
+    match e {
+        AppendError::TooLarge | AppendError::Full => Error::RecordTooLarge {
+            len,
+            max: w.max_payload(),
+        },
+        AppendError::Sealed => Error::Sealed {
+            path: w.path().to_path_buf(),
+        },
+        AppendError::SeqExhausted => Error::SequenceExhausted(w.path().to_path_buf()),
     }
 }

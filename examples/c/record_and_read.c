@@ -48,13 +48,34 @@ int main(int argc, char **argv) {
     char payload[64];
     for (uint64_t i = 0; i < records; i++) {
         int n = snprintf(payload, sizeof payload, "event %" PRIu64 " from C", first + i);
-        int64_t seq = wal_append(rec, (const uint8_t *)payload, (size_t)n);
-        if (seq < 0) return fail("wal_append", seq);
+        int64_t seq;
+        if (i % 2 == 0) {
+            seq = wal_append(rec, (const uint8_t *)payload, (size_t)n);
+            if (seq < 0) return fail("wal_append", seq);
+        } else {
+            /* Zero copy: the payload is written in the log's memory, then committed. */
+            wal_claim_t claim;
+            rc = wal_try_claim(rec, (size_t)n, &claim);
+            if (rc != WAL_OK) return fail("wal_try_claim", rc);
+            memcpy(claim.data, payload, (size_t)n);
+            seq = wal_commit(rec, &claim);
+            if (seq < 0) return fail("wal_commit", seq);
+            if (wal_commit(rec, &claim) != WAL_EINVAL) {
+                fprintf(stderr, "a claim was committed twice\n");
+                return 1;
+            }
+        }
         if ((uint64_t)seq != first + i) {
             fprintf(stderr, "seq %" PRId64 ", expected %" PRIu64 "\n", seq, first + i);
             return 1;
         }
     }
+    /* An abandoned claim writes nothing. */
+    wal_claim_t dropped;
+    rc = wal_try_claim(rec, 32, &dropped);
+    if (rc != WAL_OK) return fail("wal_try_claim", rc);
+    memset(dropped.data, 0x5a, 32);
+    wal_abort_claim(rec, &dropped);
     if (wal_append(rec, NULL, 5) != WAL_EINVAL) {
         fprintf(stderr, "a NULL payload was not refused\n");
         return 1;

@@ -5,6 +5,7 @@
 // Run: ./record_and_read_cpp DIR [STAGING_DIR] [RECORDS]
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
 
@@ -33,7 +34,19 @@ int main(int argc, char **argv) {
         const uint64_t first = rec.last_seq() + 1;
         for (uint64_t i = 0; i < records; i++) {
             std::string payload = "event " + std::to_string(first + i) + " from C++";
-            if (rec.append(payload) != first + i) {
+            uint64_t seq;
+            if (i % 2 == 0) {
+                seq = rec.append(payload);
+            } else {  // zero copy: written in the log's memory, then committed
+                wal::Claim claim = rec.try_claim(payload.size());
+                std::memcpy(claim.data(), payload.data(), claim.size());
+                seq = claim.commit();
+            }
+            if (i == 0) {  // a claim destroyed without commit writes nothing
+                wal::Claim dropped = rec.try_claim(16);
+                std::memset(dropped.data(), 0x5a, dropped.size());
+            }
+            if (seq != first + i) {
                 std::cerr << "unexpected sequence number\n";
                 return 1;
             }

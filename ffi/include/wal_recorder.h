@@ -157,6 +157,48 @@ typedef struct wal_recorder_t wal_recorder_t;
 typedef struct wal_tailer_t wal_tailer_t;
 
 /**
+ * A claimed record: write exactly `len` bytes at `data`, then `wal_commit` (or
+ * `wal_abort_claim`). `data` is valid until that call, or until any other call on the
+ * recorder (an append, a second claim, a close), which abandons the claim.
+ */
+typedef struct {
+  /**
+   * Where the payload goes (in the log's own memory).
+   */
+  uint8_t *data;
+  /**
+   * The payload length claimed.
+   */
+  size_t len;
+} wal_claim_t;
+
+/**
+ * A record read by `wal_reader_next`: `payload` is valid until the next call on the reader.
+ */
+typedef struct {
+  /**
+   * Sequence number.
+   */
+  uint64_t seq;
+  /**
+   * Payload length in bytes.
+   */
+  uint64_t len;
+  /**
+   * The payload (owned by the reader).
+   */
+  const uint8_t *payload;
+  /**
+   * Whether the log records time (1) or not (0).
+   */
+  int32_t has_time;
+  /**
+   * The record's time, nanoseconds since the Unix epoch (0 without time).
+   */
+  uint64_t log_time_ns;
+} wal_record_t;
+
+/**
  * Options of `wal_open`; fill with `wal_options_init`, then change what you need.
  */
 typedef struct {
@@ -185,32 +227,6 @@ typedef struct {
    */
   int32_t record_time;
 } wal_options_t;
-
-/**
- * A record read by `wal_reader_next`: `payload` is valid until the next call on the reader.
- */
-typedef struct {
-  /**
-   * Sequence number.
-   */
-  uint64_t seq;
-  /**
-   * Payload length in bytes.
-   */
-  uint64_t len;
-  /**
-   * The payload (owned by the reader).
-   */
-  const uint8_t *payload;
-  /**
-   * Whether the log records time (1) or not (0).
-   */
-  int32_t has_time;
-  /**
-   * The record's time, nanoseconds since the Unix epoch (0 without time).
-   */
-  uint64_t log_time_ns;
-} wal_record_t;
 
 /**
  * Options of `wal_tailer_open`; fill with `wal_tailer_options_init`.
@@ -259,6 +275,79 @@ typedef int (*wal_record_fn)(void *ctx, const wal_record_t *rec);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Reserves the next record, of `len` payload bytes, and fills `*claim` with where to write
+ * it. 0, or a negative code (`WAL_ETOOBIG`, `WAL_EFAILED`, ...; `claim->data` is NULL then).
+ * No system call in steady state, as `wal_append`.
+ *
+ * # Safety
+ * `r` is a handle from `wal_open`, used by one thread at a time; `claim` points to writable
+ * memory for one `wal_claim_t`.
+ */
+int wal_try_claim(wal_recorder_t *r, size_t len, wal_claim_t *claim);
+
+/**
+ * Publishes the claimed record with the bytes written at `claim->data`; returns its
+ * sequence number (≥ 1) or a negative code (`WAL_EINVAL` for a claim that is not the open
+ * one: committed already, abandoned by another call, or never made). `*claim` is emptied.
+ *
+ * # Safety
+ * `r` is a handle from `wal_open`; `claim` points to a `wal_claim_t` filled by
+ * `wal_try_claim`.
+ */
+int64_t wal_commit(wal_recorder_t *r, wal_claim_t *claim);
+
+/**
+ * `wal_commit` with the record's time given by the caller (nanoseconds since the Unix
+ * epoch), as `wal_append_at`.
+ *
+ * # Safety
+ * As `wal_commit`.
+ */
+int64_t wal_commit_at(wal_recorder_t *r, wal_claim_t *claim, uint64_t time_ns);
+
+/**
+ * Abandons the open claim: no record is written and its bytes are cleared. NULL arguments
+ * and a claim that is no longer open are ignored.
+ *
+ * # Safety
+ * `r` is NULL or a handle from `wal_open`; `claim` is NULL or points to a `wal_claim_t`.
+ */
+void wal_abort_claim(wal_recorder_t *r, wal_claim_t *claim);
+
+/**
+ * The message of the last failure on this thread ("" if none): valid until the next call
+ * into the library on this thread.
+ */
+const char *wal_last_error(void);
+
+/**
+ * Opens a reader of the log in `dir` at sequence number `from_seq` (0: the first record
+ * retained). `*out` is the reader, or NULL on failure.
+ *
+ * # Safety
+ * `dir` is a NUL-terminated string; `out` points to writable memory for a pointer.
+ */
+int wal_reader_open(const char *dir, uint64_t from_seq, wal_reader_t **out);
+
+/**
+ * The next record: 1 and `*rec` filled (its payload valid until the next call), 0 at the
+ * end of the log, or a negative code (a damaged segment: the message names it).
+ *
+ * # Safety
+ * `r` is a handle from `wal_reader_open`; `rec` points to writable memory for one
+ * `wal_record_t`.
+ */
+int wal_reader_next(wal_reader_t *r, wal_record_t *rec);
+
+/**
+ * Frees a reader; NULL is a no-op.
+ *
+ * # Safety
+ * `r` is NULL or a handle from `wal_reader_open`, not used again after this call.
+ */
+void wal_reader_close(wal_reader_t *r);
 
 /**
  * Fills `opts` with the defaults. Returns 0, or `WAL_EINVAL` for a NULL pointer.
@@ -339,39 +428,6 @@ int wal_health(const wal_recorder_t *r);
  * `r` is NULL or a handle from `wal_open`, not used again after this call.
  */
 int wal_close(wal_recorder_t *r);
-
-/**
- * Opens a reader of the log in `dir` at sequence number `from_seq` (0: the first record
- * retained). `*out` is the reader, or NULL on failure.
- *
- * # Safety
- * `dir` is a NUL-terminated string; `out` points to writable memory for a pointer.
- */
-int wal_reader_open(const char *dir, uint64_t from_seq, wal_reader_t **out);
-
-/**
- * The next record: 1 and `*rec` filled (its payload valid until the next call), 0 at the
- * end of the log, or a negative code (a damaged segment: the message names it).
- *
- * # Safety
- * `r` is a handle from `wal_reader_open`; `rec` points to writable memory for one
- * `wal_record_t`.
- */
-int wal_reader_next(wal_reader_t *r, wal_record_t *rec);
-
-/**
- * Frees a reader; NULL is a no-op.
- *
- * # Safety
- * `r` is NULL or a handle from `wal_reader_open`, not used again after this call.
- */
-void wal_reader_close(wal_reader_t *r);
-
-/**
- * The message of the last failure on this thread ("" if none): valid until the next call
- * into the library on this thread.
- */
-const char *wal_last_error(void);
 
 /**
  * Fills `opts` with the defaults. Returns 0, or `WAL_EINVAL` for a NULL pointer.

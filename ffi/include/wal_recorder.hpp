@@ -60,6 +60,42 @@ private:
 };
 
 /// The writer's handle: one thread appends at a time.
+class Recorder;
+
+/// A record claimed in the log's own memory (Recorder::try_claim): write `size()` bytes at
+/// `data()`, then commit(). Destroyed without commit, it is abandoned (nothing is written).
+/// Any other call on the recorder abandons it too.
+class Claim {
+public:
+    Claim(Claim &&o) noexcept : r_(std::exchange(o.r_, nullptr)), c_(o.c_) { o.c_ = {}; }
+    Claim &operator=(Claim &&) = delete;
+    Claim(const Claim &) = delete;
+    Claim &operator=(const Claim &) = delete;
+    ~Claim() {
+        if (r_ != nullptr) wal_abort_claim(r_, &c_);
+    }
+    uint8_t *data() noexcept { return c_.data; }
+    size_t size() const noexcept { return c_.len; }
+    /// Publishes the record; returns its sequence number.
+    uint64_t commit() {
+        int64_t seq = wal_commit(std::exchange(r_, nullptr), &c_);
+        if (seq < 0) detail::raise(static_cast<int>(seq));
+        return static_cast<uint64_t>(seq);
+    }
+    /// Publishes the record with its time (nanoseconds since the Unix epoch).
+    uint64_t commit_at(uint64_t time_ns) {
+        int64_t seq = wal_commit_at(std::exchange(r_, nullptr), &c_, time_ns);
+        if (seq < 0) detail::raise(static_cast<int>(seq));
+        return static_cast<uint64_t>(seq);
+    }
+
+private:
+    friend class Recorder;
+    Claim(wal_recorder_t *r, wal_claim_t c) : r_(r), c_(c) {}
+    wal_recorder_t *r_;
+    wal_claim_t c_;
+};
+
 class Recorder {
 public:
     static Recorder open(const std::string &dir, const Options &options = Options()) {
@@ -92,6 +128,12 @@ public:
         int64_t seq = wal_append_at(r_, static_cast<const uint8_t *>(data), len, time_ns);
         if (seq < 0) detail::raise(static_cast<int>(seq));
         return static_cast<uint64_t>(seq);
+    }
+    /// Reserves the next record, of `len` bytes, in the log's own memory (zero copy).
+    Claim try_claim(size_t len) {
+        wal_claim_t c{};
+        detail::check(wal_try_claim(r_, len, &c));
+        return Claim(r_, c);
     }
     /// Returns once every record appended so far is durable.
     void sync() { detail::check(wal_sync(r_)); }

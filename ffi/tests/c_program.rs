@@ -13,7 +13,7 @@ fn static_lib() -> PathBuf {
     LIB.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "wal-recorder-ffi"])
+            .args(["build", "-q", "--release", "-p", "wal-recorder-ffi"])
             .current_dir(root)
             .status()
             .expect("running cargo build for the static library");

@@ -471,26 +471,10 @@ impl SegmentWriter {
         len: usize,
         fill: F,
     ) -> Result<u64, AppendError> {
-        if len > MAX_RECORD_LEN {
-            return Err(AppendError::TooLarge);
-        }
-        if self.next_seq > MAX_SEQ {
-            return Err(AppendError::SeqExhausted);
-        }
-        let size = self.frame_len + ((len + ALIGN - 1) & !(ALIGN - 1));
-        if self.write_off + size > self.limit {
-            return Err(if self.sealed.is_some() {
-                AppendError::Sealed
-            } else {
-                AppendError::Full
-            });
-        }
+        let (rec, size) = self.reserve(len)?;
         let seq = self.next_seq;
-        // SAFETY: write_off + size <= limit <= map.len() - seal_len was checked above, the record lies
-        // wholly inside the mapping, and no one else writes to it. The range was zero (fresh
-        // fallocated file) and is not yet committed, so readers ignore it.
-        let rec = unsafe { self.seg.base.as_ptr().add(self.write_off) };
-        // SAFETY: `payload` covers exactly the len bytes after the frame header, in bounds.
+        // SAFETY: `reserve` checked that the frame header and `len` payload bytes lie wholly
+        // inside the mapping (before the seal's room); only this writer writes there.
         let payload = unsafe { std::slice::from_raw_parts_mut(rec.add(self.frame_len), len) };
         fill(payload);
         let timed = self.header.framing.timed();
@@ -524,6 +508,50 @@ impl SegmentWriter {
         self.last_crc = crc;
         self.count += 1;
         Ok(seq)
+    }
+
+    /// Checks that a record of `len` payload bytes may be written next and returns where
+    /// its frame starts and its padded size. The range is zero (a fresh fallocated file, or
+    /// zeroed by [`Self::clear_claim`]) and uncommitted, so readers ignore it.
+    #[inline]
+    fn reserve(&self, len: usize) -> Result<(*mut u8, usize), AppendError> {
+        if len > MAX_RECORD_LEN {
+            return Err(AppendError::TooLarge);
+        }
+        if self.next_seq > MAX_SEQ {
+            return Err(AppendError::SeqExhausted);
+        }
+        let size = self.frame_len + ((len + ALIGN - 1) & !(ALIGN - 1));
+        if self.write_off + size > self.limit {
+            return Err(if self.sealed.is_some() {
+                AppendError::Sealed
+            } else {
+                AppendError::Full
+            });
+        }
+        // SAFETY: write_off + size <= limit <= map.len() - seal_len was checked above, so the
+        // pointer stays inside the mapping.
+        Ok((unsafe { self.seg.base.as_ptr().add(self.write_off) }, size))
+    }
+
+    /// The payload bytes of the next record, for a caller that fills them before a later
+    /// [`Self::append_with_at`] with the same `len` and a fill that leaves them as they are
+    /// (a claim: zero copy across a call boundary, as from C). Nothing is committed.
+    #[inline]
+    pub fn claim(&mut self, len: usize) -> Result<&mut [u8], AppendError> {
+        let (rec, _) = self.reserve(len)?;
+        // SAFETY: as in append_with_at: in bounds, written only by this writer, and the
+        // returned borrow of `self` ends before any other append.
+        Ok(unsafe { std::slice::from_raw_parts_mut(rec.add(self.frame_len), len) })
+    }
+
+    /// Zeroes the payload bytes of an abandoned claim of `len` bytes: a shorter record
+    /// written next must find zero, never stale bytes, where the record after it starts
+    /// (recovery and tailers read a sequence number there).
+    pub fn clear_claim(&mut self, len: usize) {
+        if let Ok(payload) = self.claim(len) {
+            payload.fill(0);
+        }
     }
 
     /// Writes the seal after the last record; no system call. Appends fail afterwards.
