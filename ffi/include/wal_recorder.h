@@ -229,6 +229,33 @@ typedef struct {
 } wal_options_t;
 
 /**
+ * The writer's counters (`wal_stats`).
+ */
+typedef struct {
+  /**
+   * The last sequence number appended.
+   */
+  uint64_t last_seq;
+  /**
+   * Every record up to this one is durable.
+   */
+  uint64_t durable_seq;
+  /**
+   * Rollovers to a new segment.
+   */
+  uint64_t rollovers;
+  /**
+   * Rollovers that found no prepared segment and waited for the maintainer (the writer
+   * made system calls then; more `prepared` segments or a faster disk avoid them).
+   */
+  uint64_t stalls;
+  /**
+   * Segments the maintainer has prepared for the next rollovers.
+   */
+  uint64_t prepared_ready;
+} wal_stats_t;
+
+/**
  * Options of `wal_tailer_open`; fill with `wal_tailer_options_init`.
  */
 typedef struct {
@@ -411,6 +438,16 @@ uint64_t wal_durable_seq(const wal_recorder_t *r);
  * `r` is NULL or a handle from `wal_open`.
  */
 uint64_t wal_last_seq(const wal_recorder_t *r);
+
+/**
+ * Fills `*stats` with the writer's counters (no system call). 0, or `WAL_EINVAL` /
+ * `WAL_ECLOSED`.
+ *
+ * # Safety
+ * `r` is a handle from `wal_open`, used by one thread at a time (the writer's: the counters
+ * are its own); `stats` points to writable memory for one `wal_stats_t`.
+ */
+int wal_stats(wal_recorder_t *r, wal_stats_t *stats);
 
 /**
  * `WAL_HEALTH_OK`, `WAL_HEALTH_DEGRADED` or `WAL_HEALTH_FAILED`; `WAL_EINVAL` for NULL.

@@ -231,6 +231,51 @@ pub unsafe extern "C" fn wal_last_seq(r: *const wal_recorder_t) -> u64 {
         .map_or(0, |rec| rec.last_seq())
 }
 
+/// The writer's counters (`wal_stats`).
+#[repr(C)]
+pub struct wal_stats_t {
+    /// The last sequence number appended.
+    pub last_seq: u64,
+    /// Every record up to this one is durable.
+    pub durable_seq: u64,
+    /// Rollovers to a new segment.
+    pub rollovers: u64,
+    /// Rollovers that found no prepared segment and waited for the maintainer (the writer
+    /// made system calls then; more `prepared` segments or a faster disk avoid them).
+    pub stalls: u64,
+    /// Segments the maintainer has prepared for the next rollovers.
+    pub prepared_ready: u64,
+}
+
+/// Fills `*stats` with the writer's counters (no system call). 0, or `WAL_EINVAL` /
+/// `WAL_ECLOSED`.
+///
+/// # Safety
+/// `r` is a handle from `wal_open`, used by one thread at a time (the writer's: the counters
+/// are its own); `stats` points to writable memory for one `wal_stats_t`.
+#[no_mangle]
+pub unsafe extern "C" fn wal_stats(r: *mut wal_recorder_t, stats: *mut wal_stats_t) -> c_int {
+    guard((), || {
+        if stats.is_null() {
+            return Err(invalid("wal_stats: stats is NULL"));
+        }
+        // SAFETY: forwarded contract.
+        let rec = unsafe { recorder(r, "wal_stats") }?;
+        let w = rec.writer_stats();
+        let s = wal_stats_t {
+            last_seq: rec.last_seq(),
+            durable_seq: rec.durable_seq(),
+            rollovers: w.rollovers,
+            stalls: w.stalls,
+            prepared_ready: rec.prepared_ready() as u64,
+        };
+        // SAFETY: `stats` is non-null and writable (the contract).
+        unsafe { stats.write(s) };
+        Ok(())
+    })
+    .1
+}
+
 /// `WAL_HEALTH_OK`, `WAL_HEALTH_DEGRADED` or `WAL_HEALTH_FAILED`; `WAL_EINVAL` for NULL.
 ///
 /// # Safety
