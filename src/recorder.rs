@@ -303,6 +303,14 @@ impl Recorder {
         len: usize,
         fill: F,
     ) -> Result<u64> {
+        self.make_room(len)?;
+        self.write_frame(time_ns, len, fill)
+    }
+
+    /// Makes the active segment ready for a record of `len` payload bytes: abandons an open
+    /// claim, refuses a failed or closed log, rolls over when the record does not fit.
+    #[inline]
+    fn make_room(&mut self, len: usize) -> Result<()> {
         if self.claim.is_some() {
             self.abandon_claim();
         }
@@ -318,6 +326,18 @@ impl Recorder {
         if !active.fits(len) {
             self.roll_over(len)?;
         }
+        Ok(())
+    }
+
+    /// Writes and commits the record in the active segment, which [`Self::make_room`] made
+    /// ready, and tells the maintainer how far the segment is written.
+    #[inline]
+    fn write_frame<F: FnOnce(&mut [u8])>(
+        &mut self,
+        time_ns: Option<u64>,
+        len: usize,
+        fill: F,
+    ) -> Result<u64> {
         let w = self.active.as_mut().expect("an active segment while open");
         let before = w.used_len();
         let time = match (time_ns, &self.clock) {

@@ -41,6 +41,7 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+#[cold]
 pub(crate) fn set_error(message: String) {
     let c = CString::new(message.replace('\0', " ")).expect("no NUL left in the message");
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
@@ -71,6 +72,8 @@ const fn libc_enospc() -> i32 {
 }
 
 /// Runs `f`, turning an error or a panic into a negative code and the thread's last error.
+/// Inlined: on the append path the success case is a compare, the rest is cold.
+#[inline(always)]
 pub(crate) fn guard<T>(fail: T, f: impl FnOnce() -> Result<T, (c_int, String)>) -> (T, c_int) {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => (v, WAL_OK),
@@ -78,16 +81,19 @@ pub(crate) fn guard<T>(fail: T, f: impl FnOnce() -> Result<T, (c_int, String)>) 
             set_error(message);
             (fail, code)
         }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            set_error(format!("wal-recorder panicked (a bug): {what}"));
-            (fail, WAL_EPANIC)
-        }
+        Err(panic) => (fail, report_panic(panic)),
     }
+}
+
+#[cold]
+fn report_panic(panic: Box<dyn std::any::Any + Send>) -> c_int {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    set_error(format!("wal-recorder panicked (a bug): {what}"));
+    WAL_EPANIC
 }
 
 pub(crate) fn err(e: Error) -> (c_int, String) {

@@ -23,45 +23,39 @@ impl Recorder {
     ///
     /// One claim at a time: a second `try_claim`, an append, [`Self::abort_claim`] or a close
     /// abandons the open claim, and its bytes are zeroed.
+    #[inline]
     pub fn try_claim(&mut self, len: usize) -> Result<&mut [u8]> {
-        if self.claim.is_some() {
-            self.abandon_claim();
-        }
-        if self.maintainer.stats().is_failed() {
-            return Err(self.failed_error());
-        }
-        if !self.overflow.is_empty() {
-            self.flush_overflow();
-        }
-        let Some(active) = self.active.as_ref() else {
-            return Err(Error::Closed(self.dir.clone()));
-        };
-        if !active.fits(len) {
-            self.roll_over(len)?;
-        }
-        let w = self.active.as_mut().expect("an active segment while open");
+        self.make_room(len)?;
+        let w = self
+            .active
+            .as_mut()
+            .expect("make_room leaves an active segment");
         let claimed = Claimed {
             len,
             segment: w.header().index,
             offset: w.used_len(),
         };
-        // Checked, then recorded, then handed out: the returned slice borrows `self` until
-        // the caller is done with it (reserving twice costs a few compares).
-        if let Err(e) = w.claim(len) {
-            return Err(append_error(w, e, len));
-        }
+        let payload = match w.claim(len) {
+            Ok(p) => p.as_mut_ptr(),
+            Err(e) => return Err(append_error(w, e, len)),
+        };
         self.claim = Some(claimed);
-        let w = self.active.as_mut().expect("checked above");
-        Ok(w.claim(len).expect("reserved just above"))
+        // SAFETY: `payload` is the `len` bytes `claim` just returned, inside the active
+        // segment's mapping, which stays mapped while it is active; the returned slice
+        // borrows `self` mutably, so no call that could roll over, close or write there
+        // runs while it lives.
+        Ok(unsafe { std::slice::from_raw_parts_mut(payload, len) })
     }
 
     /// Publishes the claimed record with the bytes written into it since
     /// [`Self::try_claim`]; returns its sequence number. A log with time stamps it now.
+    #[inline]
     pub fn commit(&mut self) -> Result<u64> {
         self.commit_with_time(None)
     }
 
     /// [`Self::commit`] with the caller's own time (see [`Self::append_at`]).
+    #[inline]
     pub fn commit_at(&mut self, time_ns: u64) -> Result<u64> {
         self.commit_with_time(Some(time_ns))
     }
@@ -73,29 +67,29 @@ impl Recorder {
         }
     }
 
+    #[inline]
     fn commit_with_time(&mut self, time_ns: Option<u64>) -> Result<u64> {
         let Some(c) = self.claim.take() else {
             return Err(Error::NoClaim(self.dir.clone()));
         };
-        if let Some(w) = self.active.as_ref() {
-            // Every path that moves the write position abandons the claim first; committing
-            // at another place would publish zeros in place of the caller's bytes.
-            assert!(
-                w.header().index == c.segment && w.used_len() == c.offset,
-                "a claim moved: segment {} offset {} claimed, now segment {} offset {}",
-                c.segment,
-                c.offset,
-                w.header().index,
-                w.used_len()
-            );
-        }
-        // The payload is in place: the append's fill leaves it as the caller wrote it.
-        let result = self.append_frame(time_ns, c.len, |_| {});
-        if result.is_err() {
+        if self.maintainer.stats().is_failed() {
             self.claim = Some(c);
             self.abandon_claim();
+            return Err(self.failed_error());
         }
-        result
+        let w = self.active.as_ref().expect("a claim is abandoned at close");
+        // Every path that moves the write position abandons the claim first; committing
+        // at another place would publish zeros in place of the caller's bytes.
+        assert!(
+            w.header().index == c.segment && w.used_len() == c.offset,
+            "a claim moved: segment {} offset {} claimed, now segment {} offset {}",
+            c.segment,
+            c.offset,
+            w.header().index,
+            w.used_len()
+        );
+        // The payload is in place: the fill leaves it as the caller wrote it.
+        self.write_frame(time_ns, c.len, |_| {})
     }
 
     /// Zeroes an abandoned claim's bytes (a shorter record written next must not leave the
