@@ -63,6 +63,8 @@ fi
   scripts/bench-sustained.sh 60
   echo; echo "replication: writer p99.9 with one follower against alone, and the replication lag (1 M/s)"
   scripts/bench-replication.sh 3 3000000 1000000
+  echo; echo "the C ABI: wal_append and claims, from Rust and from C, against Recorder::append"
+  scripts/bench-ffi.sh 5
   echo; echo "peak RSS of walctl record (1 MiB segments): must not grow with the segment count"
   echo "| segments | records | peak RSS KiB |"; echo "|---:|---:|---:|"
   for segs in 100 1000; do

@@ -19,6 +19,7 @@ command -v mkfs.xfs >/dev/null || need="$need xfsprogs"
 command -v losetup >/dev/null || need="$need mount util-linux"
 command -v cc >/dev/null || need="$need gcc"
 command -v c++ >/dev/null || need="$need g++"  # ffi/tests: the C++ example
+command -v pkg-config >/dev/null || need="$need pkg-config"  # ffi/tests/pkg_config.rs
 python3 -c 'import venv, ensurepip' 2>/dev/null || need="$need python3-venv"
 if [ -n "$need" ]; then
     echo "installing:$need" >&2
@@ -48,4 +49,6 @@ if [ $# -eq 0 ]; then
     cargo test -p wal-recorder-ffi
     # The Python package (pip install ./python in a fresh venv, pytest).
     bash scripts/test-python.sh
+    # Every command block of the README and docs/ (and their relative links).
+    python3 scripts/docs-commands.py
 fi

@@ -130,11 +130,11 @@ pub struct Config {
     /// Continuous drain: the shortest time from the start of one drain to the start of the
     /// next, and the longest an idle maintainer sleeps between looks for new records.
     /// Smaller: lower durability lag, more maintainer CPU (each drain costs the maintainer
-    /// some 60 µs of CPU on the measured VM; README, "Durability timing"). Default
+    /// some 60 µs of CPU on the measured VM; docs/DURABILITY.md, "Durability timing"). Default
     /// `DEFAULT_DRAIN_GAP`; at most `sync_interval`.
     pub drain_gap: Duration,
     /// Direct mode only: whether the timer also syncs the completed pages of the active
-    /// segment while the writer is busy (default true). Measured cost (README): on ext4 the
+    /// segment while the writer is busy (default true). Measured cost (docs/PERFORMANCE.md): on ext4 the
     /// writer's next stores fault on pages the sync cleaned, milliseconds at p99. With false,
     /// the active segment is synced only when the writer has been idle for a whole interval
     /// (and on `sync()`, and at rollover by persist). Staged mode ignores it.
@@ -154,7 +154,7 @@ pub struct Config {
     pub staging_buffers: usize,
     /// Staged mode: drain with `O_DIRECT` writes straight from the staging pages when the
     /// file system accepts it (checked at the first segment; buffered writes otherwise).
-    /// Default off: measured here (README, "Performance"), buffered drains gave the writer a
+    /// Default off: measured here (docs/PERFORMANCE.md), buffered drains gave the writer a
     /// lower tail (p99.9 0.95x against 1.40x the floor at 1 M/s) and cost the maintainer less
     /// CPU (7 % against 11 % of a core), for the same durability lag; `O_DIRECT` keeps no
     /// second copy of the log in the page cache.
@@ -162,7 +162,7 @@ pub struct Config {
     /// Staged mode: the maintainer writes zeros over each new segment file (1 MiB steps
     /// through io_uring, off the writer's path) before the writer gets it, so the drains
     /// write into written extents instead of fallocated, unwritten ones (which on a journaled
-    /// ext4 need a journal commit to convert). Default off: measured here (README,
+    /// ext4 need a journal commit to convert). Default off: measured here (docs/PERFORMANCE.md,
     /// "The staged write path"), it doubles the bytes written and raised the lag p99 from
     /// about 2–4 ms to 20–500 ms, both on this machine's ext4 and on a journaled loop mount,
     /// where the fill's writes delay the drains' flushes.

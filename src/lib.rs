@@ -8,6 +8,10 @@
 //! previous record's checksum, across segment boundaries, so a missing, reordered or altered
 //! record is detected. Cold segments are standard LZ4 frames (`lz4 -d` restores them).
 //!
+//! "Contract N" in these docs is the N-th contract of `docs/CONTRACTS.md` in the repository
+//! (names, LZ4 compatibility, chained checksums, crash safety, fsync errors, the hot path,
+//! durability, `walctl`, ...).
+//!
 //! ```
 //! use wal_recorder::{Config, LogReader, Recorder};
 //!

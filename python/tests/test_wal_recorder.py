@@ -6,6 +6,7 @@ against the C library): scripts/test-python.sh builds both and runs these tests.
 
 import os
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -112,3 +113,23 @@ def test_errors_are_exceptions_with_the_librarys_message(tmp_path, staging):
     r.close()
     with pytest.raises(wal_recorder.WalError, match="closed"):
         r.append(b"late")
+
+
+def test_the_python_example_summarizes_a_log_written_by_walctl(tmp_path, staging):
+    walctl = _need("WALCTL")
+    log = str(tmp_path / "events")
+    subprocess.run(
+        [walctl, "record", log, "--records", "20000", "--staging-dir", staging],
+        check=True,
+        capture_output=True,
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, os.path.join(root, "examples", "python", "summarize.py"), log],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert f"{log}: 20000 events over " in out, out
+    volumes = [line for line in out.splitlines() if line.startswith("  instrument ")]
+    assert 1 <= len(volumes) <= 5, out

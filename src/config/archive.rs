@@ -28,7 +28,7 @@ impl Default for RetryPolicy {
     }
 }
 
-/// See the module docs and README "Archive tier".
+/// See the module docs and docs/OPERATIONS.md, "Archive tier".
 #[derive(Debug, Clone)]
 pub struct ArchiveConfig {
     /// `s3://bucket/prefix` or `file:///absolute/path`. Objects are named
