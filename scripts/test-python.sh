@@ -13,6 +13,8 @@ venv=target/py-venv
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "./python[test]"
+# maturin builds in the main target directory: the release dependencies the C library's
+# build just compiled are reused instead of built again under python/target.
+CARGO_TARGET_DIR="$(pwd)/target" "$venv/bin/python" -m pip install -q "./python[test]"
 WALCTL="$(pwd)/target/release/walctl" WAL_C_EXAMPLE="$(pwd)/target/c-example/record_and_read" \
     "$venv/bin/python" -m pytest -q python/tests
