@@ -33,18 +33,24 @@ fn read_all(dir: &std::path::Path) -> Vec<(u64, Option<u64>, Vec<u8>)> {
     out
 }
 
-/// Every committed record of the live log, as a tailer sees it the moment each is
-/// committed (it reads the sequence number where the next record would start); a tailer
-/// error fails the test.
-fn tail_all(dir: &std::path::Path, staging: &std::path::Path) -> Vec<(u64, Vec<u8>)> {
+/// The first `n` committed records of the live log, as a tailer sees them the moment each is
+/// committed (it reads the sequence number where the next record would start), waiting for
+/// each (a rollover's next segment may not be visible yet); a tailer error fails the test.
+/// Then nothing more may be there.
+fn tail_n(dir: &std::path::Path, staging: &std::path::Path, n: usize) -> Vec<(u64, Vec<u8>)> {
     let mut t = Tailer::open(dir, StartAt::First)
         .unwrap()
         .with_staging_dir(Some(staging));
     let mut out = Vec::new();
     let mut payload = Vec::new();
-    while let Some(info) = t.poll(&mut payload).unwrap() {
+    while out.len() < n {
+        let info = t
+            .next_timeout(&mut payload, Duration::from_secs(20))
+            .unwrap()
+            .unwrap_or_else(|| panic!("only {} of {n} records within 20 s", out.len()));
         out.push((info.seq, payload.clone()));
     }
+    assert!(t.poll(&mut payload).unwrap().is_none(), "a record past {n}");
     out
 }
 
@@ -109,7 +115,7 @@ fn claimed_records_interleave_with_appends_across_rollovers_and_verify() {
         rec.writer_stats().rollovers >= 3,
         "the test crosses segments"
     );
-    let live: Vec<Vec<u8>> = tail_all(dir.path(), staging.path())
+    let live: Vec<Vec<u8>> = tail_n(dir.path(), staging.path(), expected.len())
         .into_iter()
         .map(|r| r.1)
         .collect();
@@ -192,7 +198,7 @@ fn an_abandoned_claim_leaves_nothing_where_the_next_record_starts() {
             (vec![1, 2], true),
             "{abandon} {path:?}"
         );
-        let live = tail_all(dir.path(), staging.path());
+        let live = tail_n(dir.path(), staging.path(), 2);
         assert_eq!(
             live.iter().map(|r| r.0).collect::<Vec<_>>(),
             [1, 2],
