@@ -311,9 +311,7 @@ impl Recorder {
     /// claim, refuses a failed or closed log, rolls over when the record does not fit.
     #[inline]
     fn make_room(&mut self, len: usize) -> Result<()> {
-        if self.claim.is_some() {
-            self.abandon_claim();
-        }
+        self.abort_claim();
         if self.maintainer.stats().is_failed() {
             return Err(self.failed_error());
         }
@@ -817,9 +815,7 @@ impl Recorder {
             return Ok(());
         }
         self.closed = true;
-        if self.claim.is_some() {
-            self.abandon_claim();
-        }
+        self.abort_claim();
         let mut result = Ok(());
         // Followers keep what was shipped; the rest they fetch from the next leader.
         #[cfg(feature = "replication")]

@@ -15,6 +15,7 @@
 
 mod claim;
 mod error;
+mod handle;
 mod reader;
 mod record;
 mod recorder;

@@ -1,10 +1,12 @@
 //! Reading a log from its start or a sequence number to its end.
 
 use std::ffi::{c_char, c_int};
+use std::path::PathBuf;
 
 use wal_recorder::LogReader;
 
 use crate::error::*;
+use crate::handle::open_handle;
 use crate::record::{deliver, wal_record_t};
 
 /// An open reader (opaque).
@@ -24,28 +26,19 @@ pub unsafe extern "C" fn wal_reader_open(
     from_seq: u64,
     out: *mut *mut wal_reader_t,
 ) -> c_int {
-    guard((), || {
-        if out.is_null() {
-            return Err(invalid("wal_reader_open: out is NULL"));
-        }
-        // SAFETY: `out` is non-null and writable (the contract).
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: `dir` is NULL or NUL-terminated (the contract).
-        let dir = unsafe { path_arg(dir, "wal_reader_open: dir") }?;
+    let open = |dir: PathBuf| {
         let reader = match from_seq {
             0 => LogReader::open_dir(&dir),
             seq => LogReader::open_at(&dir, seq),
         }
         .map_err(err)?;
-        let handle = Box::into_raw(Box::new(wal_reader_t {
+        Ok(wal_reader_t {
             reader,
             payload: Vec::new(),
-        }));
-        // SAFETY: as above.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
-    .1
+        })
+    };
+    // SAFETY: forwarded contract.
+    unsafe { open_handle("wal_reader_open", dir, out, open) }
 }
 
 /// The next record: 1 and `*rec` filled (its payload valid until the next call), 0 at the

@@ -1,10 +1,12 @@
 //! The recorder: open, append (copying or claimed in place), sync, durability, health, close.
 
 use std::ffi::{c_char, c_int};
+use std::path::PathBuf;
 
 use wal_recorder::{Config, Error, Health, Recorder};
 
 use crate::error::*;
+use crate::handle::open_handle;
 
 /// `wal_health`: everything keeps up.
 pub const WAL_HEALTH_OK: c_int = 0;
@@ -77,14 +79,7 @@ pub unsafe extern "C" fn wal_open(
     opts: *const wal_options_t,
     out: *mut *mut wal_recorder_t,
 ) -> c_int {
-    guard((), || {
-        if out.is_null() {
-            return Err(invalid("wal_open: out is NULL"));
-        }
-        // SAFETY: `out` is non-null and writable (the function's contract).
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: `dir` is NULL or NUL-terminated (the function's contract).
-        let dir = unsafe { path_arg(dir, "wal_open: dir") }?;
+    let open = |dir: PathBuf| {
         let mut config = Config::new(&dir);
         if !opts.is_null() {
             // SAFETY: `opts` is non-null and points to a `wal_options_t` (the contract).
@@ -101,15 +96,13 @@ pub unsafe extern "C" fn wal_open(
         }
         std::fs::create_dir_all(&dir).map_err(|e| err(Error::io("create", &dir, e)))?;
         let rec = Recorder::open(&dir, config).map_err(err)?;
-        let handle = Box::into_raw(Box::new(wal_recorder_t {
+        Ok(wal_recorder_t {
             rec: Some(rec),
             claimed: std::ptr::null_mut(),
-        }));
-        // SAFETY: as above.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
-    .1
+        })
+    };
+    // SAFETY: forwarded contract.
+    unsafe { open_handle("wal_open", dir, out, open) }
 }
 
 /// The handle behind a pointer, or the error for a NULL one.

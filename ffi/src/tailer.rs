@@ -8,6 +8,7 @@ use wal_recorder::logdir::{Idle, StartAt, Visibility};
 use wal_recorder::Tailer;
 
 use crate::error::*;
+use crate::handle::open_handle;
 use crate::record::{deliver, record_of, wal_record_t};
 
 /// `wal_tailer_options_t.start`: the first retained record (or, with a `name`, where that
@@ -102,14 +103,7 @@ pub unsafe extern "C" fn wal_tailer_open(
     opts: *const wal_tailer_options_t,
     out: *mut *mut wal_tailer_t,
 ) -> c_int {
-    guard((), || {
-        if out.is_null() {
-            return Err(invalid("wal_tailer_open: out is NULL"));
-        }
-        // SAFETY: `out` is non-null and writable (the contract).
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: `dir` is NULL or NUL-terminated (the contract).
-        let dir = unsafe { path_arg(dir, "wal_tailer_open: dir") }?;
+    let open = |dir: PathBuf| {
         let mut o = std::mem::MaybeUninit::<wal_tailer_options_t>::uninit();
         let o = match opts.is_null() {
             // SAFETY: `opts` is non-null and points to the options (the contract).
@@ -162,15 +156,13 @@ pub unsafe extern "C" fn wal_tailer_open(
             0 => Visibility::Committed,
             _ => Visibility::Durable,
         });
-        let handle = Box::into_raw(Box::new(wal_tailer_t {
+        Ok(wal_tailer_t {
             tailer,
             payload: Vec::new(),
-        }));
-        // SAFETY: as above.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
-    .1
+        })
+    };
+    // SAFETY: forwarded contract.
+    unsafe { open_handle("wal_tailer_open", dir, out, open) }
 }
 
 /// The tailer behind a handle.

@@ -11,10 +11,7 @@ use std::process::Command;
 #[test]
 fn a_c_writer_appends_and_claims_across_rollovers_without_a_system_call() {
     let work = tempfile::tempdir().unwrap();
-    let staging = tempfile::Builder::new()
-        .prefix("walrec-ffi-")
-        .tempdir_in("/dev/shm")
-        .expect("this test needs a tmpfs at /dev/shm");
+    let staging = common::staging();
     let prog = work.path().join("no_syscall_writer");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/no_syscall_writer.c");
     common::build("cc", "-std=c11", &source, &prog);

@@ -14,10 +14,7 @@ use common::build;
 fn two_runs(compiler: &str, std: &str, source: &str, suffix: &str) -> tempfile::TempDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let staging = tempfile::Builder::new()
-        .prefix("walrec-ffi-")
-        .tempdir_in("/dev/shm")
-        .expect("this test needs a tmpfs at /dev/shm");
+    let staging = common::staging();
     let prog = work.path().join("prog");
     build(compiler, std, &root.join(source), &prog);
     let log = work.path().join("log");

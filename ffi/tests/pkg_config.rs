@@ -1,6 +1,8 @@
 //! `ffi/install.sh PREFIX` installs what a C or C++ project needs, and the C example builds
 //! through `pkg-config --cflags --libs wal_recorder` alone, then runs.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -46,10 +48,7 @@ fn the_installed_library_builds_the_c_example_through_pkg_config() {
         .unwrap();
     assert!(status.success(), "cc with {flags}");
     let log = prefix.path().join("log");
-    let staging = tempfile::Builder::new()
-        .prefix("walrec-ffi-")
-        .tempdir_in("/dev/shm")
-        .expect("this test needs a tmpfs at /dev/shm");
+    let staging = common::staging();
     let out = Command::new(&prog)
         .arg(&log)
         .arg(staging.path())

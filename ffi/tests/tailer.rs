@@ -1,6 +1,8 @@
 //! The C tailer, called through its C ABI: records delivered in order by poll, next and a
 //! callback; a named tailer resumes where it committed; bad arguments are codes, not crashes.
 
+mod common;
+
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::ptr::{null, null_mut};
 
@@ -23,10 +25,7 @@ unsafe extern "C" fn collect(ctx: *mut c_void, rec: *const wal_record_t) -> c_in
 #[test]
 fn a_c_tailer_follows_a_live_log_and_a_named_one_resumes_where_it_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let staging = tempfile::Builder::new()
-        .prefix("walrec-ffi-")
-        .tempdir_in("/dev/shm")
-        .expect("this test needs a tmpfs at /dev/shm");
+    let staging = common::staging();
     let cdir = CString::new(dir.path().to_str().unwrap()).unwrap();
     let cstaging = CString::new(staging.path().to_str().unwrap()).unwrap();
     let name = CString::new("c-reader").unwrap();

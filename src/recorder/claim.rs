@@ -61,9 +61,10 @@ impl Recorder {
     }
 
     /// Abandons the open claim, if any: its bytes are zeroed and no record is written.
+    #[inline]
     pub fn abort_claim(&mut self) {
-        if self.claim.is_some() {
-            self.abandon_claim();
+        if let Some(c) = self.claim.take() {
+            self.clear_claimed(c);
         }
     }
 
@@ -73,8 +74,7 @@ impl Recorder {
             return Err(Error::NoClaim(self.dir.clone()));
         };
         if self.maintainer.stats().is_failed() {
-            self.claim = Some(c);
-            self.abandon_claim();
+            self.clear_claimed(c);
             return Err(self.failed_error());
         }
         let w = self.active.as_ref().expect("a claim is abandoned at close");
@@ -92,11 +92,10 @@ impl Recorder {
         self.write_frame(time_ns, c.len, |_| {})
     }
 
-    /// Zeroes an abandoned claim's bytes (a shorter record written next must not leave the
-    /// caller's bytes where the record after it starts) and forgets it.
+    /// Zeroes an abandoned claim's bytes: a shorter record written next must not leave the
+    /// caller's bytes where the record after it starts.
     #[cold]
-    pub(super) fn abandon_claim(&mut self) {
-        let c = self.claim.take().expect("an open claim");
+    fn clear_claimed(&mut self, c: Claimed) {
         if let Some(w) = self.active.as_mut() {
             if w.header().index == c.segment && w.used_len() == c.offset {
                 w.clear_claim(c.len);

@@ -43,3 +43,12 @@ pub fn build(compiler: &str, std: &str, source: &Path, out: &Path) {
         .unwrap_or_else(|e| panic!("this test needs {compiler} (a C/C++ compiler): {e}"));
     assert!(status.success(), "compiling {}", source.display());
 }
+
+/// A private staging directory on the machine's tmpfs, removed on drop; fails loudly
+/// without one.
+pub fn staging() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("walrec-ffi-")
+        .tempdir_in("/dev/shm")
+        .expect("this test needs a tmpfs at /dev/shm")
+}
